@@ -1,0 +1,1 @@
+"""Speech emotion corpora as one `datasets` schema: builders, splits, downloads, Hub push."""
