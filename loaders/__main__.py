@@ -1,0 +1,132 @@
+"""`python -m loaders {stats,prepare,download,push} ...`: inspect, prepare, download and share corpora."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .discovery import find_corpus_dir
+from .registry import CORPUS_NAMES, get_builder_class, validate_corpus_names
+
+# Subcommands other modules add through `register_cli(subparsers)`, when they are present.
+PLUGIN_MODULES = ("download", "hub")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m loaders", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_stats(subparsers)
+    _add_prepare(subparsers)
+    for module_name in PLUGIN_MODULES:
+        try:
+            module = importlib.import_module(f".{module_name}", __package__)
+        except ModuleNotFoundError as err:
+            if err.name != f"{__package__}.{module_name}":
+                raise
+            continue
+        if hasattr(module, "register_cli"):
+            module.register_cli(subparsers)
+    return parser
+
+
+def _add_stats(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "stats", help="count files per emotion and corpus (names and headers only, nothing decoded)"
+    )
+    parser.add_argument("data_root", type=Path, help="folder with one subfolder per corpus")
+    parser.add_argument("--corpora", nargs="+", metavar="NAME", help=f"default: all of {list(CORPUS_NAMES)}")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.add_argument("--lenient", action="store_true", help="skip (and list) unknown codes, broken audio")
+    parser.set_defaults(func=_stats)
+
+
+def _add_prepare(subparsers) -> None:
+    parser = subparsers.add_parser("prepare", help="build the 16 kHz Arrow cache ahead of training")
+    parser.add_argument("data_root", type=Path, help="folder with one subfolder per corpus")
+    parser.add_argument("--corpora", nargs="+", metavar="NAME", help="default: every corpus found")
+    parser.add_argument("--num_proc", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--cache_dir", type=Path, default=None, help="default: the datasets cache")
+    parser.add_argument("--sampling_rate", type=int, default=16000)
+    parser.add_argument("--lenient", action="store_true", help="skip (and list) unknown codes, broken audio")
+    parser.set_defaults(func=_prepare)
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from .stats import collect_stats, format_stats
+
+    stats = collect_stats(args.data_root, args.corpora, lenient=args.lenient)
+    print(json.dumps(stats.to_dict(), indent=1) if args.json else format_stats(stats))
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from .loading import prepare_corpus
+
+    names = validate_corpus_names(args.corpora) if args.corpora else _present_corpora(args.data_root)
+    if not names:
+        print(
+            f"no corpus found under {args.data_root}; download with "
+            f"`python -m loaders download {args.data_root}`",
+            file=sys.stderr,
+        )
+        return 1
+    for name in names:
+        corpus_dir = find_corpus_dir(args.data_root, name, get_builder_class(name).KAGGLE_SLUG)
+        start = time.perf_counter()
+        builder = prepare_corpus(
+            name,
+            corpus_dir,
+            sampling_rate=args.sampling_rate,
+            lenient=args.lenient,
+            cache_dir=args.cache_dir,
+            num_proc=args.num_proc,
+        )
+        seconds = time.perf_counter() - start
+        split = builder.info.splits["train"]
+        missing = builder.missing_files() if split.num_examples < len(builder.scan.files) else []
+        print(
+            f"{name}: {split.num_examples} files at {args.sampling_rate} Hz in {seconds:.1f} s "
+            f"({split.num_bytes / 1e6:.0f} MB) -> {builder.cache_dir}\n"
+            f"  duplicate copies ignored: {builder.scan.duplicates}; non-corpus files skipped: "
+            f"{len(builder.scan.skipped)}; undecodable skipped: {len(missing)}"
+        )
+        for path, reason in builder.scan.skipped:
+            if reason.startswith("unknown code"):
+                print(f"    {path}: {reason}")
+        for path in missing:
+            print(f"    {path}: undecodable audio")
+    return 0
+
+
+def _present_corpora(data_root: Path) -> list[str]:
+    present = []
+    for name in CORPUS_NAMES:
+        try:
+            find_corpus_dir(data_root, name, get_builder_class(name).KAGGLE_SLUG)
+        except FileNotFoundError:
+            continue
+        present.append(name)
+    return present
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("LOGLEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""`EmotionCorpusBuilder`: the `datasets` builder every corpus shares; a corpus adds metadata and a grammar.
+
+The builder is used as a class (datasets 4+ runs no loading scripts)::
+
+    builder = EmoDB(data_dir="data/emodb", sampling_rate=16000)
+    builder.download_and_prepare(num_proc=2)   # decodes + resamples once, in parallel; cached afterwards
+    ds = builder.as_dataset(split="train")      # the whole corpus
+
+It emits a single split named "train" holding the whole corpus (Hub convention for unsplit data); the
+train/validation/test splits are made afterwards by `loaders.splits`.
+
+Preparing at 16 kHz reads each file with soundfile, averages the channels to mono, resamples with soxr
+(quality HQ) and stores 16-bit PCM WAV bytes in the Arrow cache, so training never decodes the originals
+again. The cache folder is keyed by the corpus folder, the sampling rate, leniency and a fingerprint of the
+files found (names, sizes, modification times): a changed folder is prepared afresh, never served stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from dataclasses import dataclass
+from typing import ClassVar
+
+import datasets
+import numpy as np
+import soundfile as sf
+import soxr
+from datasets.fingerprint import Hasher
+
+from .discovery import WRAPPER_FOLDERS, CorpusFile, CorpusNotFoundError, FileInfo, ScanResult, scan_folder
+from .schema import TARGET_SAMPLING_RATE, corpus_features
+
+logger = logging.getLogger(__name__)
+
+
+class BrokenAudioError(RuntimeError):
+    """An audio file cannot be decoded."""
+
+
+@dataclass
+class EmotionCorpusConfig(datasets.BuilderConfig):
+    """Configuration of an emotion corpus builder.
+
+    Args:
+        data_dir: the corpus folder (`<data_root>/<corpus>`), as downloaded (any extra folder levels).
+        sampling_rate: rate of the prepared audio; 16000 (default) stores resampled mono 16-bit WAV bytes.
+            `None` stores no audio, only a reference to the native file by path (nothing is decoded).
+        lenient: skip (and report) files with unknown codes in their names or undecodable audio instead of
+            raising an error.
+    """
+
+    sampling_rate: int | None = TARGET_SAMPLING_RATE
+    lenient: bool = False
+
+    def create_config_id(self, config_kwargs: dict, custom_features: datasets.Features | None = None) -> str:
+        # Always key the cache by everything that changes the prepared data, even when left at its default.
+        key = {
+            "data_dir": os.path.abspath(self.data_dir) if self.data_dir else None,
+            "sampling_rate": self.sampling_rate,
+            "lenient": self.lenient,
+            "features": custom_features.to_dict() if custom_features is not None else None,
+        }
+        rate = f"{self.sampling_rate}hz" if self.sampling_rate else "native"
+        return f"{self.name}-{rate}-{Hasher.hash(key)[:16]}"
+
+
+class EmotionCorpusBuilder(datasets.GeneratorBasedBuilder):
+    """Base builder of one emotion corpus. Subclasses set the metadata below and implement `parse_file`."""
+
+    NAME: ClassVar[str] = ""
+    LANGUAGE: ClassVar[str] = ""  # ISO 639-1
+    LICENSE: ClassVar[str] = ""
+    REDISTRIBUTABLE: ClassVar[bool] = True
+    KAGGLE_SLUG: ClassVar[str] = ""
+    EXPECTED_FILES: ClassVar[int] = 0
+    HOMEPAGE: ClassVar[str] = ""
+    CITATION: ClassVar[str] = ""
+    DESCRIPTION: ClassVar[str] = ""
+    # False for corpora generated on the fly (no folder to scan).
+    NEEDS_DATA_DIR: ClassVar[bool] = True
+
+    VERSION = datasets.Version("1.0.0")
+    BUILDER_CONFIG_CLASS = EmotionCorpusConfig
+    # Audio rows are large (~100 kB); small Arrow batches keep worker memory flat.
+    DEFAULT_WRITER_BATCH_SIZE = 64
+
+    def __init__(self, *args, data_dir: str | os.PathLike | None = None, hash: str | None = None, **kwargs):
+        self.scan: ScanResult | None = None
+        if self.NEEDS_DATA_DIR:
+            if data_dir is None:
+                raise ValueError(
+                    f"{type(self).__name__} needs data_dir=<corpus folder>; download the corpus with "
+                    f"`python -m loaders download DATA_ROOT --corpora {self.NAME}`."
+                )
+            data_dir = os.path.abspath(data_dir)
+            self.scan = self.scan_corpus(data_dir, lenient=kwargs.get("lenient", False))
+            if not self.scan.files:
+                raise CorpusNotFoundError(
+                    f"found no {self.NAME} files in {data_dir} ({len(self.scan.skipped)} others skipped). "
+                    f"Is this the {self.NAME} folder? Download the corpus with "
+                    f"`python -m loaders download DATA_ROOT --corpora {self.NAME}`."
+                )
+            # The cache path ends in this hash: new, removed or modified files give a fresh cache.
+            hash = hash or self.scan.fingerprint
+        super().__init__(*args, data_dir=data_dir, hash=hash, **kwargs)
+
+    @classmethod
+    def parse_file(cls, relpath: str) -> FileInfo | None:
+        """Metadata from a file's path relative to the corpus layout; None if the name does not fit the
+        corpus grammar; `UnknownCodeError` (naming the file) if it fits but holds an unknown code."""
+        raise NotImplementedError
+
+    @classmethod
+    def scan_corpus(cls, corpus_dir: str | os.PathLike, lenient: bool = False) -> ScanResult:
+        wrappers = WRAPPER_FOLDERS | {cls.NAME, cls.KAGGLE_SLUG.rsplit("/", 1)[-1].lower()}
+        return scan_folder(
+            cls.NAME, corpus_dir, cls.parse_file, wrappers=frozenset(wrappers), lenient=lenient
+        )
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=self.DESCRIPTION,
+            features=corpus_features(self.config.sampling_rate),
+            homepage=self.HOMEPAGE,
+            citation=self.CITATION,
+            license=self.LICENSE,
+        )
+
+    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
+        # datasets' Audio.encode_example imports torch and torchcodec (seconds); importing them here, in the
+        # parent, lets the forked workers inherit them instead of each paying again.
+        import torchcodec.encoders  # noqa: F401
+
+        # One list entry per file: datasets shards this list across `num_proc` workers, keeping its order.
+        return [
+            datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"files": list(self.scan.files)})
+        ]
+
+    def _generate_examples(self, files: list[CorpusFile]):
+        for corpus_file in files:
+            try:
+                audio, duration = self._audio(corpus_file)
+            except BrokenAudioError as err:
+                if not self.config.lenient:
+                    raise
+                logger.warning("%s: skipping undecodable file (lenient): %s", self.NAME, err)
+                continue
+            yield (
+                corpus_file.file,
+                {"audio": audio, "duration": duration, **self.example_metadata(corpus_file)},
+            )
+
+    def _audio(self, corpus_file: CorpusFile) -> tuple[dict | str, float]:
+        """The `audio` value and the native duration in seconds of one file."""
+        if self.config.sampling_rate is None:
+            return corpus_file.path, read_duration(corpus_file.path)
+        samples, native_rate = decode_audio(corpus_file.path)
+        resampled = resample(samples, native_rate, self.config.sampling_rate)
+        wav = encode_wav(resampled, self.config.sampling_rate)
+        duration = len(samples) / native_rate
+        if os.path.isfile(corpus_file.file):
+            # datasets would store a path that exists from the working directory as a reference, not the
+            # bytes (happens when run from inside the corpus folder): store bare bytes then.
+            return wav, duration
+        return {"bytes": wav, "path": corpus_file.file}, duration
+
+    def example_metadata(self, corpus_file: CorpusFile) -> dict:
+        """Every column but `audio` and `duration`."""
+        info = corpus_file.info
+        return {
+            "label": info.emotion,
+            "emotion": info.emotion,
+            "corpus": self.NAME,
+            "speaker": f"{self.NAME}/{info.speaker}",
+            "gender": info.gender,
+            "language": self.LANGUAGE,
+            "text": info.text,
+            "intensity": info.intensity,
+            "file": corpus_file.file,
+        }
+
+    def missing_files(self) -> list[str]:
+        """Corpus files found by the scan but absent from the prepared data (undecodable, lenient mode)."""
+        prepared = set(self.as_dataset(split="train")["file"])
+        return [f.file for f in self.scan.files if f.file not in prepared]
+
+
+def decode_audio(path: str) -> tuple[np.ndarray, int]:
+    """Samples (float32 in [-1, 1), mono: channels averaged) and sampling rate of an audio file."""
+    try:
+        with sf.SoundFile(path) as audio_file:
+            rate = audio_file.samplerate
+            # 16-bit files (all six corpora) are read as integers and scaled here: libsndfile's own float
+            # conversion is twice as slow. Both scale by 1/32768.
+            if audio_file.subtype == "PCM_16":
+                data = audio_file.read(dtype="int16", always_2d=True)
+            else:
+                data = audio_file.read(dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as err:
+        raise BrokenAudioError(
+            f"{path}: cannot decode audio ({err}). Re-download the file, or pass lenient=True (--lenient) to "
+            "skip it."
+        ) from err
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0].astype(np.float32)
+    if data.dtype == np.int16:
+        mono *= 1.0 / 32768.0
+    return mono, rate
+
+
+def read_duration(path: str) -> float:
+    """Duration in seconds from the file header (no samples decoded)."""
+    try:
+        info = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as err:
+        raise BrokenAudioError(
+            f"{path}: cannot read audio header ({err}). Re-download the file, or pass lenient=True "
+            "(--lenient) to skip it."
+        ) from err
+    return info.frames / info.samplerate
+
+
+def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    """soxr's high-quality (HQ) resampler; returns `samples` itself when the rate already matches."""
+    if rate == target_rate or len(samples) == 0:
+        return samples
+    return soxr.resample(samples, rate, target_rate, quality="HQ")
+
+
+def encode_wav(samples: np.ndarray, rate: int, extra_chunk: bytes | None = None) -> bytes:
+    """Mono 16-bit PCM WAV bytes of float samples in [-1, 1]; values beyond full scale (resampling
+    overshoot) are clipped, not wrapped. `extra_chunk` (a 4-byte id) inserts a padding chunk before `data`,
+    as RAVDESS files have (used by the fixtures)."""
+    pcm = np.clip(np.round(samples * 32768.0), -32768, 32767).astype("<i2").tobytes()
+    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16)
+    extra = struct.pack("<4sI", extra_chunk, 28) + bytes(28) if extra_chunk else b""
+    body = b"WAVE" + fmt + extra + struct.pack("<4sI", b"data", len(pcm)) + pcm
+    return struct.pack("<4sI", b"RIFF", len(body)) + body
