@@ -1,0 +1,356 @@
+"""Share prepared corpora on the Hugging Face Hub: 16 kHz audio embedded in Parquet, one config per corpus.
+
+`export_corpora` writes exactly what is uploaded into a local folder::
+
+    <folder>/README.md                                   dataset card: licences, citations, counts, schema
+    <folder>/<corpus>/train-00000-of-00001.parquet       the prepared corpus, audio bytes embedded
+
+`push_corpora` exports into a temporary folder and uploads it in one commit (the repository is created
+private unless asked otherwise). Each corpus is one config with one split ``train`` holding all its files::
+
+    datasets.load_dataset(repo_id, "emodb", split="train")
+
+Make train/validation/test splits after loading with `loaders.splits.split_dataset`.
+
+Corpora whose licence forbids redistribution (SAVEE, ShEMO) are refused unless `allow_restricted` is set;
+set it only if you hold the right to share them (e.g. a private repository for the licensees' own group).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import datasets
+from datasets.table import embed_table_storage
+
+from .registry import CORPORA, CORPUS_NAMES, get_builder_class, validate_corpus_names
+from .schema import TARGET_SAMPLING_RATE
+
+logger = logging.getLogger(__name__)
+
+MAX_SHARD_BYTES = 500 * 10**6  # the Hub's usual Parquet shard size
+SPLIT = "train"
+WRITER_BATCH_SIZE = 100  # rows per Parquet row group: small groups keep audio datasets streamable
+
+
+class RestrictedLicenseError(ValueError):
+    """A corpus's licence forbids redistribution and the caller did not explicitly allow it."""
+
+
+def push_corpora(
+    data_root: str | os.PathLike,
+    repo_id: str,
+    corpora: Sequence[str] | None = None,
+    *,
+    private: bool = True,
+    allow_restricted: bool = False,
+    token: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    num_proc: int | None = None,
+) -> str:
+    """Prepare `corpora` at 16 kHz and push them to the dataset repository `repo_id`; returns its URL.
+
+    `corpora` defaults to every corpus found under `data_root` whose licence allows redistribution (and the
+    restricted ones too with `allow_restricted`). Naming a restricted corpus without `allow_restricted`
+    raises RestrictedLicenseError. An existing repository keeps its visibility (`private` applies only when
+    it is created). The README.md lists the configs of this push; old shards of the pushed configs are
+    replaced, other configs' files are left alone.
+    """
+    with tempfile.TemporaryDirectory(prefix="ser-push-") as folder:
+        names = export_corpora(
+            data_root,
+            folder,
+            corpora,
+            allow_restricted=allow_restricted,
+            cache_dir=cache_dir,
+            num_proc=num_proc,
+        )
+        return upload_export(folder, repo_id, names, private=private, token=token)
+
+
+def export_corpora(
+    data_root: str | os.PathLike,
+    folder: str | os.PathLike,
+    corpora: Sequence[str] | None = None,
+    *,
+    allow_restricted: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    num_proc: int | None = None,
+) -> list[str]:
+    """Write the Parquet shards and the dataset card of `corpora` into `folder`; returns the corpus names.
+
+    Each corpus is loaded (prepared once, then read from the cache) with `loaders.loading.load_corpus`.
+    """
+    from .loading import load_corpus
+
+    names = choose_corpora(data_root, corpora, allow_restricted=allow_restricted)
+    prepared = {
+        name: load_corpus(
+            name, data_root, sampling_rate=TARGET_SAMPLING_RATE, cache_dir=cache_dir, num_proc=num_proc
+        )
+        for name in names
+    }
+    export_datasets(prepared, folder, allow_restricted=allow_restricted)
+    return names
+
+
+def export_datasets(
+    prepared: Mapping[str, datasets.Dataset], folder: str | os.PathLike, *, allow_restricted: bool = False
+) -> Path:
+    """Write already prepared corpora (name -> Dataset in the common schema) and their card into `folder`."""
+    check_licences(list(prepared), allow_restricted=allow_restricted)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, dataset in prepared.items():
+        write_parquet_shards(dataset, folder / name)
+    summaries = {name: summarize(name, dataset) for name, dataset in prepared.items()}
+    first = next(iter(prepared.values()))
+    (folder / "README.md").write_text(dataset_card(summaries, first.features), encoding="utf-8")
+    return folder
+
+
+def choose_corpora(
+    data_root: str | os.PathLike, corpora: Sequence[str] | None, *, allow_restricted: bool
+) -> list[str]:
+    """The corpora to push: the named ones (licences checked), or those found under `data_root`."""
+    if corpora is not None:
+        names = validate_corpus_names(list(corpora))
+        check_licences(names, allow_restricted=allow_restricted)
+        return names
+    from .discovery import CorpusNotFoundError, find_corpus_dir
+
+    found = []
+    for name in CORPUS_NAMES:
+        try:
+            find_corpus_dir(data_root, name, CORPORA[name].KAGGLE_SLUG)
+        except CorpusNotFoundError:
+            continue
+        found.append(name)
+    restricted = [n for n in found if not CORPORA[n].REDISTRIBUTABLE]
+    if restricted and not allow_restricted:
+        logger.warning(
+            "not pushing %s: %s (name them and pass --allow-restricted-licenses if you may share them)",
+            restricted,
+            _licence_list(restricted),
+        )
+        found = [n for n in found if n not in restricted]
+    if not found:
+        raise FileNotFoundError(
+            f"no corpus to push under {data_root}; download with `python -m loaders download`"
+        )
+    return found
+
+
+def check_licences(names: Sequence[str], *, allow_restricted: bool) -> None:
+    """Raise RestrictedLicenseError naming each corpus (and licence) that may not be redistributed."""
+    restricted = [name for name in names if not get_builder_class(name).REDISTRIBUTABLE]
+    if restricted and not allow_restricted:
+        raise RestrictedLicenseError(
+            f"the licence of {_licence_list(restricted)} forbids redistribution; leave them out, or pass "
+            "allow_restricted=True (--allow-restricted-licenses) only if you hold the right to share them "
+            "(e.g. a private repository for your own licensed group)"
+        )
+
+
+def _licence_list(names: Sequence[str]) -> str:
+    return ", ".join(f"{name} ({get_builder_class(name).LICENSE})" for name in names)
+
+
+def write_parquet_shards(
+    dataset: datasets.Dataset, folder: Path, max_shard_bytes: int = MAX_SHARD_BYTES
+) -> list[Path]:
+    """Write `dataset` as ``train-XXXXX-of-NNNNN.parquet`` shards, audio bytes embedded (the Hub's layout).
+
+    Audio stored by path (a native-rate load) is read into the file here, so the shards are self-contained.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(f"{SPLIT}-*.parquet"):
+        stale.unlink()
+    num_shards = max(1, math.ceil(dataset._estimate_nbytes() / max_shard_bytes))
+    paths = []
+    for index in range(num_shards):
+        shard = dataset.shard(num_shards=num_shards, index=index, contiguous=True)
+        shard = shard.with_format("arrow").map(
+            embed_table_storage, batched=True, batch_size=WRITER_BATCH_SIZE, keep_in_memory=True
+        )
+        path = folder / f"{SPLIT}-{index:05d}-of-{num_shards:05d}.parquet"
+        shard.with_format(None).to_parquet(str(path), batch_size=WRITER_BATCH_SIZE)
+        paths.append(path)
+    return paths
+
+
+def summarize(name: str, dataset: datasets.Dataset) -> dict:
+    """Counts for the card, from the metadata columns only (no audio is decoded)."""
+    meta = dataset.select_columns(["emotion", "speaker", "gender", "duration"]).to_pandas()
+    speakers = meta.drop_duplicates("speaker")
+    return {
+        "files": len(meta),
+        "hours": float(meta["duration"].sum()) / 3600,
+        "speakers": len(speakers),
+        "female": int((speakers["gender"] == "female").sum()),
+        "male": int((speakers["gender"] == "male").sum()),
+        "emotions": {str(k): int(v) for k, v in meta["emotion"].value_counts().sort_index().items()},
+    }
+
+
+def dataset_card(summaries: Mapping[str, dict], features: datasets.Features) -> str:
+    """README.md of the repository: Hub metadata (configs, licence, languages) and a human-readable body."""
+    from huggingface_hub import DatasetCardData
+
+    builders = {name: get_builder_class(name) for name in summaries}
+    licences = sorted({b.LICENSE for b in builders.values()})
+    data = DatasetCardData(
+        license=licences[0] if len(licences) == 1 and not licences[0].startswith("other") else "other",
+        language=sorted({b.LANGUAGE for b in builders.values() if b.LANGUAGE}),
+        task_categories=["audio-classification"],
+        tags=["speech-emotion-recognition", "audio"],
+        pretty_name="Acted speech emotion corpora (16 kHz)",
+        configs=[
+            {"config_name": name, "data_files": [{"split": SPLIT, "path": f"{name}/{SPLIT}-*.parquet"}]}
+            for name in summaries
+        ],
+    )
+    lines = [
+        f"---\n{data.to_yaml()}\n---",
+        "# Acted speech emotion corpora, 16 kHz",
+        "",
+        "Each corpus is one config with a single split `train` holding all of its files, resampled to "
+        "16 kHz mono (16-bit PCM WAV bytes embedded in Parquet). Make speaker-independent splits after "
+        "loading (the `speaker` column identifies speakers across corpora); random utterance splits put the "
+        "same speaker in train and test and overstate accuracy.",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        f'ds = load_dataset("<repo_id>", "{next(iter(summaries))}", split="{SPLIT}")',
+        "```",
+        "",
+        "## Corpora",
+        "",
+        "| config | language | licence | files | hours | speakers (F/M) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in summaries.items():
+        b = builders[name]
+        lines.append(
+            f"| {name} | {b.LANGUAGE} | {b.LICENSE} | {s['files']} | {s['hours']:.2f} | "
+            f"{s['speakers']} ({s['female']}/{s['male']}) |"
+        )
+    lines += ["", "## Files per emotion", ""]
+    emotions = sorted({e for s in summaries.values() for e in s["emotions"]})
+    lines += ["| emotion | " + " | ".join(summaries) + " |", "|---" * (len(summaries) + 1) + "|"]
+    for emotion in emotions:
+        counts = [str(s["emotions"].get(emotion, "")) for s in summaries.values()]
+        lines.append(f"| {emotion} | " + " | ".join(counts) + " |")
+    lines += ["", "## Schema", "", "| column | type |", "|---|---|"]
+    lines += [f"| `{column}` | {_feature_text(feature)} |" for column, feature in features.items()]
+    for name in summaries:
+        b = builders[name]
+        lines += ["", f"## {name}", ""]
+        if b.DESCRIPTION:
+            lines += [b.DESCRIPTION, ""]
+        lines += [f"- Licence: {b.LICENSE}" + ("" if b.REDISTRIBUTABLE else " (redistribution restricted)")]
+        if b.HOMEPAGE:
+            lines.append(f"- Homepage: {b.HOMEPAGE}")
+        if b.KAGGLE_SLUG:
+            lines.append(f"- Source: https://www.kaggle.com/datasets/{b.KAGGLE_SLUG}")
+        if b.CITATION:
+            lines += ["", "```bibtex", b.CITATION.strip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _feature_text(feature) -> str:
+    if isinstance(feature, datasets.Audio):
+        return f"Audio(sampling_rate={feature.sampling_rate})"
+    if isinstance(feature, datasets.ClassLabel):
+        return f"ClassLabel({', '.join(feature.names)})"
+    if isinstance(feature, datasets.Value):
+        return feature.dtype
+    return type(feature).__name__
+
+
+def upload_export(
+    folder: str | os.PathLike,
+    repo_id: str,
+    names: Sequence[str],
+    *,
+    private: bool = True,
+    token: str | None = None,
+) -> str:
+    """Create the dataset repository if needed; upload `folder` (an `export_corpora` result) in one commit."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    repo = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    api.upload_folder(
+        repo_id=repo_id,
+        repo_type="dataset",
+        folder_path=str(folder),
+        commit_message=f"Add corpora {', '.join(names)} (16 kHz, Parquet)",
+        delete_patterns=[f"{name}/*.parquet" for name in names],
+    )
+    return str(repo)
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``push DATA_ROOT --repo_id ID [--corpora ...] [--public] [--allow-restricted-licenses]``."""
+    parser = subparsers.add_parser(
+        "push",
+        help="push prepared 16 kHz corpora to the Hugging Face Hub (Parquet, one config per corpus)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("data_root", type=Path, help="folder with one subfolder per corpus")
+    parser.add_argument(
+        "--repo_id", help="dataset repository, e.g. user/ser-corpora (needed unless --local-dir)"
+    )
+    parser.add_argument("--corpora", nargs="+", metavar="NAME", help="default: every shareable corpus found")
+    parser.add_argument(
+        "--public", action="store_true", help="create the repository public (default: private)"
+    )
+    parser.add_argument(
+        "--allow-restricted-licenses",
+        dest="allow_restricted",
+        action="store_true",
+        help="also push corpora whose licence forbids redistribution (SAVEE, ShEMO), if you may share them",
+    )
+    parser.add_argument("--token", default=None, help="Hub token (default: the one saved by `hf auth login`)")
+    parser.add_argument(
+        "--cache_dir", type=Path, default=None, help="prepared-data cache (default: datasets')"
+    )
+    parser.add_argument("--num_proc", type=int, default=None, help="worker processes for preparing")
+    parser.add_argument(
+        "--local-dir",
+        dest="local_dir",
+        type=Path,
+        default=None,
+        help="only write the Parquet files and README.md into this folder, upload nothing (to check first)",
+    )
+    parser.set_defaults(func=_main)
+    return parser
+
+
+def _main(args: argparse.Namespace) -> int:
+    options = {
+        "allow_restricted": args.allow_restricted,
+        "cache_dir": args.cache_dir,
+        "num_proc": args.num_proc,
+    }
+    if args.local_dir is not None:
+        names = export_corpora(args.data_root, args.local_dir, args.corpora, **options)
+        print(f"wrote {', '.join(names)} to {args.local_dir} (nothing uploaded)")
+        return 0
+    if not args.repo_id:
+        raise ValueError(
+            "push: give --repo_id (e.g. --repo_id user/ser-corpora), or --local-dir to only export"
+        )
+    url = push_corpora(
+        args.data_root, args.repo_id, args.corpora, private=not args.public, token=args.token, **options
+    )
+    print(f"pushed to {url}")
+    return 0
