@@ -1,0 +1,163 @@
+"""Configuration of the S4 / S4D speech emotion classifier."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+_KERNELS = ("s4d", "s4")
+_INITS = ("lin", "inv")
+_DISCRETIZATIONS = ("zoh", "bilinear")
+_FRONTENDS = ("mel", "conv")
+_MEL_NORMALIZATIONS = ("utterance", "causal", "none")
+_BLOCK_OUTPUTS = ("glu", "linear")
+
+
+class S4Config(PretrainedConfig):
+    r"""
+    Configuration of [`S4ForAudioClassification`]: a front-end that turns 16 kHz audio into frames, a stack of
+    prenorm residual S4 blocks, masked mean pooling and a linear head.
+
+    The defaults (log-mel front-end at 100 frames/s, 4 bidirectional S4D layers of width 128) classify a 3 s
+    clip in a few milliseconds on one CPU thread; `benchmarks/bench_s4_layer.py` measures it.
+
+    Args:
+        d_model (`int`, defaults to 128):
+            Width H of the residual stream; every S4 layer has H independent channels.
+        n_layers (`int`, defaults to 4):
+            Number of prenorm residual blocks `[LayerNorm -> S4 -> GELU -> Dropout -> GLU/Linear]`.
+        d_state (`int`, defaults to 64):
+            State size N of each SSM. Must be even: the N states are kept as N/2 complex-conjugate pairs.
+        kernel (`str`, defaults to `"s4d"`):
+            `"s4d"`: diagonal A, kernel by a (chunked) Vandermonde product (Gu et al. 2022, "On the
+            parameterization and initialization of diagonal state space models").
+            `"s4"`: A = Lambda - P P* (HiPPO-LegS in normal-plus-low-rank form), kernel from Cauchy sums at
+            the roots of unity with the Woodbury correction (Gu et al. 2022, "Efficiently modeling long
+            sequences with structured state spaces"). Always bilinear discretisation.
+        init (`str`, defaults to `"lin"`):
+            S4D initialisation of A: `"lin"` (S4D-Lin, A_n = -1/2 + i pi n) or `"inv"` (S4D-Inv,
+            A_n = -1/2 + i N/pi (N/(2n+1) - 1)). Ignored by `kernel="s4"` (always HiPPO-LegS).
+        discretization (`str`, defaults to `"zoh"`):
+            S4D discretisation: `"zoh"` (zero-order hold) or `"bilinear"`. `kernel="s4"` is always bilinear.
+        dt_min (`float`, defaults to 1e-3) / dt_max (`float`, defaults to 1e-1):
+            Range of the log-uniform initialisation of the step size dt, in units of frames.
+        bidirectional (`bool`, defaults to `True`):
+            A second kernel runs backwards in time (non-causal). Streaming needs `bidirectional=False`.
+        dropout (`float`, defaults to 0.1):
+            Dropout after the activation of each block and before the head.
+        block_output (`str`, defaults to `"glu"`):
+            Output map of each block: `"glu"` (Linear H->2H then GLU) or `"linear"` (Linear H->H).
+        ssm_lr (`float`, defaults to 1e-3):
+            Learning rate of the SSM parameters (A, B, P, dt), which also get no weight decay;
+            `modeling.optimization.ssm_parameter_groups` reads it.
+        frontend (`str`, defaults to `"mel"`):
+            `"mel"`: log-mel frames computed inside the model with torchaudio (float32, on the model's
+            device).
+            `"conv"`: a learned strided Conv1d stack over the waveform followed by a per-frame LayerNorm.
+            Both emit a frame only when its whole window lies inside the real (unpadded) samples.
+        mel_bins (`int`, defaults to 64):
+            Number of mel bands of the `"mel"` front-end.
+        frame_length_ms (`float`, defaults to 25.0) / frame_shift_ms (`float`, defaults to 10.0):
+            Window and hop of the `"mel"` front-end (the FFT size equals the window, no centring).
+        mel_normalization (`str`, defaults to `"utterance"`):
+            Normalisation of the log-mel features per band: `"utterance"` (mean/variance over the real
+            frames of the clip), `"causal"` (running mean/variance over the frames so far; streamable) or
+            `"none"`.
+        conv_channels (`int`, defaults to 128):
+            Channels of every layer of the `"conv"` front-end.
+        conv_kernel_sizes (`list[int]`, defaults to `[80, 4]`) /
+        conv_strides (`list[int]`, defaults to `[40, 4]`):
+            Kernel sizes and strides of the `"conv"` front-end (no padding). The defaults give 10 ms frames
+            with a 12.5 ms receptive field.
+        dplr_kernel_length (`int`, defaults to 2048):
+            `kernel="s4"` only: the length (in frames) the trained C~ = C (I - A_bar^l) refers to; the kernel
+            is computed at this length and truncated, so inputs may not have more frames than this.
+        initializer_range (`float`, defaults to 0.02):
+            Standard deviation of the normal initialisation of the Linear / Conv1d weights (not the SSM).
+        sampling_rate (`int`, defaults to 16000):
+            Sampling rate of `input_values`; the front-end sizes above are converted with it.
+        num_labels / id2label / label2id:
+            The emotions, as in every `PretrainedConfig`.
+    """
+
+    model_type = "ser-s4"
+
+    def __init__(
+        self,
+        d_model: int = 128,
+        n_layers: int = 4,
+        d_state: int = 64,
+        kernel: str = "s4d",
+        init: str = "lin",
+        discretization: str = "zoh",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        bidirectional: bool = True,
+        dropout: float = 0.1,
+        block_output: str = "glu",
+        ssm_lr: float = 1e-3,
+        frontend: str = "mel",
+        mel_bins: int = 64,
+        frame_length_ms: float = 25.0,
+        frame_shift_ms: float = 10.0,
+        mel_normalization: str = "utterance",
+        conv_channels: int = 128,
+        conv_kernel_sizes: list[int] | tuple[int, ...] = (80, 4),
+        conv_strides: list[int] | tuple[int, ...] = (40, 4),
+        dplr_kernel_length: int = 2048,
+        initializer_range: float = 0.02,
+        sampling_rate: int = 16000,
+        **kwargs,
+    ):
+        for name, value, allowed in (
+            ("kernel", kernel, _KERNELS),
+            ("init", init, _INITS),
+            ("discretization", discretization, _DISCRETIZATIONS),
+            ("frontend", frontend, _FRONTENDS),
+            ("mel_normalization", mel_normalization, _MEL_NORMALIZATIONS),
+            ("block_output", block_output, _BLOCK_OUTPUTS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"S4Config: {name}={value!r} is not one of {allowed}")
+        if d_state < 2 or d_state % 2:
+            raise ValueError(
+                f"S4Config: d_state={d_state} must be even and >= 2 (states come in conjugate pairs)"
+            )
+        if not 0 < dt_min <= dt_max:
+            raise ValueError(f"S4Config: need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
+        if len(conv_kernel_sizes) != len(conv_strides) or not conv_kernel_sizes:
+            raise ValueError(
+                f"S4Config: conv_kernel_sizes {list(conv_kernel_sizes)} and conv_strides "
+                f"{list(conv_strides)} must be non-empty and of the same length"
+            )
+        if frame_shift_ms > frame_length_ms:
+            raise ValueError(
+                f"S4Config: frame_shift_ms={frame_shift_ms} exceeds frame_length_ms={frame_length_ms}: "
+                "samples between frames would be ignored"
+            )
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.d_state = d_state
+        self.kernel = kernel
+        self.init = init
+        self.discretization = discretization
+        self.dt_min = dt_min
+        self.dt_max = dt_max
+        self.bidirectional = bidirectional
+        self.dropout = dropout
+        self.block_output = block_output
+        self.ssm_lr = ssm_lr
+        self.frontend = frontend
+        self.mel_bins = mel_bins
+        self.frame_length_ms = frame_length_ms
+        self.frame_shift_ms = frame_shift_ms
+        self.mel_normalization = mel_normalization
+        self.conv_channels = conv_channels
+        self.conv_kernel_sizes = list(conv_kernel_sizes)
+        self.conv_strides = list(conv_strides)
+        self.dplr_kernel_length = dplr_kernel_length
+        self.initializer_range = initializer_range
+        self.sampling_rate = sampling_rate
+        super().__init__(**kwargs)
+
+
+__all__ = ["S4Config"]

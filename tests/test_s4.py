@@ -1,0 +1,465 @@
+"""S4 / S4D: kernels vs recurrence, memory-bounded Vandermonde, float32 SSM, padding invariance, training
+stability, initialisation, save/load, optimiser groups, streaming and input errors. CPU, tiny sizes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from modeling.optimization import SSMAwareTrainer, is_ssm_parameter, ssm_parameter_groups
+from modeling.s4 import (
+    DPLRKernel,
+    S4Config,
+    S4DKernel,
+    S4ForAudioClassification,
+    S4Layer,
+    vandermonde_kernel,
+    vandermonde_kernel_naive,
+)
+
+RATE = 16000
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine OpenMP threads waiting
+    for each other make every op ~30x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def tiny_config(**overrides) -> S4Config:
+    values = dict(
+        d_model=16, n_layers=2, d_state=16, dropout=0.0, mel_bins=16, conv_channels=16, num_labels=3,
+        dplr_kernel_length=256,
+    )
+    values.update(overrides)
+    return S4Config(**values)
+
+
+def tiny_model(**overrides) -> S4ForAudioClassification:
+    torch.manual_seed(0)
+    return S4ForAudioClassification(tiny_config(**overrides)).eval()
+
+
+def run_recurrence(layer: S4Layer, u: torch.Tensor) -> torch.Tensor:
+    layer.setup_step()
+    state = layer.default_state(u.shape[0])
+    outputs = []
+    for t in range(u.shape[1]):
+        y, state = layer.step(u[:, t], state)
+        outputs.append(y)
+    return torch.stack(outputs, dim=1)
+
+
+def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, tol: float = 1e-4) -> None:
+    """Max abs error below tol relative to the signal's scale (max(1, max |expected|))."""
+    scale = max(1.0, expected.abs().max().item())
+    error = (actual - expected).abs().max().item()
+    assert error <= tol * scale, f"max error {error:.3g} > {tol} x scale {scale:.3g}"
+
+
+# ------------------------------------------------------------------------------------------- kernels
+
+
+@pytest.mark.parametrize(
+    "kernel,init,discretization",
+    [("s4d", "lin", "zoh"), ("s4d", "inv", "zoh"), ("s4d", "lin", "bilinear"), ("s4", "lin", "bilinear")],
+)
+def test_convolution_equals_recurrence(kernel, init, discretization):
+    torch.manual_seed(0)
+    config = tiny_config(
+        kernel=kernel, init=init, discretization=discretization, bidirectional=False, dt_min=1e-2,
+        dt_max=2e-1, dplr_kernel_length=128,
+    )
+    layer = S4Layer(config)
+    u = torch.randn(2, 100, config.d_model)
+    with torch.no_grad():
+        convolution = layer(u)
+        recurrence = run_recurrence(layer, u)
+    assert_close_scaled(convolution, recurrence)
+
+
+def test_dplr_with_zero_low_rank_equals_diagonal_kernel():
+    torch.manual_seed(0)
+    channels, d_state, ell = 8, 16, 128
+    dplr = DPLRKernel(channels, d_state, kernel_length=ell, dt_min=1e-2, dt_max=1e-1)
+    diagonal = S4DKernel(channels, d_state, discretization="bilinear")
+    with torch.no_grad():
+        dplr.ssm_P.zero_()
+        for name in ("ssm_log_dt", "ssm_A_log_real", "ssm_A_imag", "ssm_B"):
+            getattr(diagonal, name).copy_(getattr(dplr, name))
+        # the DPLR kernel trains C~ = C (I - dA^l); with diagonal dA: C = C~ / (1 - dA^l)
+        _, dA, _, _ = diagonal.discretize()
+        C_tilde = torch.view_as_complex(dplr.C.detach().contiguous())
+        diagonal.C.copy_(torch.view_as_real(C_tilde / (1 - dA**ell)))
+        assert_close_scaled(dplr(100), diagonal(100))
+
+
+def test_hippo_dplr_is_not_diagonal():
+    """With the HiPPO low-rank term the DPLR kernel differs from the diagonal part alone (P matters)."""
+    torch.manual_seed(0)
+    dplr = DPLRKernel(4, 16, kernel_length=64, dt_min=1e-2, dt_max=1e-1)
+    with torch.no_grad():
+        with_p = dplr(64)
+        dplr.ssm_P.zero_()
+        without_p = dplr(64)
+    assert (with_p - without_p).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("length", [1, 7, 64, 100, 1000])
+@pytest.mark.parametrize("block", [None, 1, 13])
+def test_chunked_vandermonde_equals_naive(length, block):
+    torch.manual_seed(0)
+    coeffs = torch.randn(6, 8, dtype=torch.complex64)
+    log_dA = torch.complex(-torch.rand(6, 8) * 0.05, torch.randn(6, 8))
+    chunked = vandermonde_kernel(coeffs, log_dA, length, block=block)
+    naive = vandermonde_kernel_naive(coeffs, log_dA, length)
+    assert chunked.shape == naive.shape == (6, length)
+    assert_close_scaled(chunked, naive, tol=1e-5)
+
+
+def test_chunked_vandermonde_gradients_equal_naive():
+    torch.manual_seed(0)
+    coeffs = torch.randn(4, 8, dtype=torch.complex64, requires_grad=True)
+    log_dA = torch.complex(-torch.rand(4, 8) * 0.05, torch.randn(4, 8)).requires_grad_(True)
+    weights = torch.randn(4, 300)
+    grads = []
+    for function in (vandermonde_kernel, vandermonde_kernel_naive):
+        (function(coeffs, log_dA, 300) * weights).sum().backward()
+        grads.append((coeffs.grad.clone(), log_dA.grad.clone()))
+        coeffs.grad = log_dA.grad = None
+    for chunked, naive in zip(grads[0], grads[1], strict=True):
+        assert_close_scaled(chunked, naive)
+
+
+@pytest.mark.parametrize("kernel", ["s4d", "s4"])
+def test_ssm_stays_float32_under_autocast(kernel):
+    torch.manual_seed(0)
+    config = tiny_config(kernel=kernel)
+    layer = S4Layer(config)
+    u = torch.randn(2, 50, config.d_model)
+    reference = layer(u)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer.kernel(50).dtype == torch.float32
+        mixed = layer(u.to(torch.bfloat16))
+    assert mixed.dtype == torch.float32
+    # bf16 rounding of the input only; the kernel and the FFT convolution stay in float32
+    assert_close_scaled(mixed, reference, tol=2e-2)
+
+
+def test_model_runs_under_autocast():
+    model = tiny_model()
+    audio = torch.randn(2, RATE // 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(audio).logits
+    assert torch.isfinite(logits).all()
+
+
+# ------------------------------------------------------------------------------------------- padding
+
+
+PADDING_CASES = [
+    dict(frontend="mel", bidirectional=True),
+    dict(frontend="mel", bidirectional=False),
+    dict(frontend="conv", bidirectional=True),
+    dict(frontend="conv", bidirectional=False),
+    dict(frontend="mel", bidirectional=True, mel_normalization="causal"),
+    dict(frontend="mel", bidirectional=True, kernel="s4"),
+]
+
+
+@pytest.mark.parametrize("overrides", PADDING_CASES, ids=lambda d: "-".join(f"{k}={v}" for k, v in d.items()))
+def test_padding_never_changes_the_prediction(overrides):
+    model = tiny_model(**overrides)
+    torch.manual_seed(1)
+    short, long = torch.randn(5000), torch.randn(9000)
+    with torch.no_grad():
+        alone = model(short.unsqueeze(0)).logits[0]
+        batch = torch.randn(2, 9000)  # padding filled with noise, not zeros: it must be ignored anyway
+        batch[0, :5000], batch[1] = short, long
+        mask = torch.zeros(2, 9000, dtype=torch.long)
+        mask[0, :5000] = 1
+        mask[1] = 1
+        padded = model(batch, attention_mask=mask).logits
+        long_alone = model(long.unsqueeze(0)).logits[0]
+    torch.testing.assert_close(padded[0], alone, atol=1e-4, rtol=0)
+    torch.testing.assert_close(padded[1], long_alone, atol=1e-4, rtol=0)
+
+
+def test_frames_only_inside_real_samples():
+    """A frame needs its whole window: 400 samples -> 1 mel frame, 559 -> 1, 560 -> 2."""
+    model = tiny_model()
+    lengths = torch.tensor([400, 559, 560])
+    mask = model._frame_mask(lengths, n_frames=3)
+    assert mask.sum(-1).tolist() == [1, 1, 2]
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+def random_batch(n: int = 4, samples: int = 4000, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    audio = torch.randn(n, samples, generator=generator)
+    labels = torch.arange(n) % 3
+    return audio, labels
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(frontend="conv", kernel="s4", bidirectional=False)])
+def test_every_parameter_gets_a_gradient(overrides):
+    model = tiny_model(**overrides).train()
+    audio, labels = random_batch()
+    model(audio, labels=labels).loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, f"{name} has no gradient"
+        assert param.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
+
+
+def test_no_nan_over_hundreds_of_steps_at_recommended_rates():
+    model = tiny_model(dropout=0.1).train()
+    optimizer = torch.optim.AdamW(ssm_parameter_groups(model, weight_decay=0.01, ssm_lr=1e-3), lr=1e-3)
+    for step in range(300):
+        audio, labels = random_batch(n=4, samples=2400, seed=step)
+        loss = model(audio, labels=labels).loss
+        assert torch.isfinite(loss), f"loss is {loss} at step {step}"
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for name, param in model.named_parameters():
+        assert torch.isfinite(param).all(), f"{name} is not finite"
+    # A keeps a negative real part by construction (A = -exp(.))
+    for block in model.blocks:
+        assert (block.s4.kernel.state_matrix().real < 0).all()
+
+
+def test_overfits_a_small_batch():
+    model = tiny_model(d_model=32).train()
+    audio, labels = random_batch(n=6, samples=4000, seed=3)
+    optimizer = torch.optim.AdamW(ssm_parameter_groups(model, weight_decay=0.0, ssm_lr=1e-3), lr=3e-3)
+    first = None
+    for _ in range(150):
+        loss = model(audio, labels=labels).loss
+        first = first if first is not None else loss.item()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    final = model.eval()(audio, labels=labels).loss.item()
+    assert first > 0.5 and final < 0.05, (first, final)
+
+
+# ------------------------------------------------------------------------------------------- init, save/load
+
+
+@pytest.mark.parametrize("init", ["lin", "inv"])
+def test_construction_keeps_the_structured_ssm_initialisation(init):
+    model = tiny_model(init=init, dt_min=1e-3, dt_max=1e-1)
+    kernel = model.blocks[0].s4.kernel
+    A = kernel.state_matrix()
+    half = model.config.d_state // 2
+    n = torch.arange(half, dtype=torch.float32)
+    expected_imag = math.pi * n if init == "lin" else half * 2 / math.pi * (half * 2 / (2 * n + 1) - 1)
+    torch.testing.assert_close(A.real, torch.full_like(A.real, -0.5))
+    torch.testing.assert_close(A.imag, expected_imag.expand_as(A.imag))
+    torch.testing.assert_close(kernel.ssm_B[..., 0], torch.ones_like(kernel.ssm_B[..., 0]))
+    dt = kernel.ssm_log_dt.exp()
+    assert (dt >= 1e-3 - 1e-9).all() and (dt <= 1e-1 + 1e-9).all()
+    assert kernel.C.std() > 0.3  # complex normal with unit variance, not a 0.02-normal init
+
+
+def test_init_weights_does_not_overwrite_ssm_parameters():
+    model = tiny_model(kernel="s4")
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    model.init_weights()
+    for module in model.modules():  # what transformers does on load, called directly
+        model._init_weights(module)
+    for name, param in model.named_parameters():
+        if is_ssm_parameter(name) or name.endswith((".C", ".D")):
+            torch.testing.assert_close(param, before[name], atol=0, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(kernel="s4", frontend="conv")])
+def test_save_and_load_round_trip(tmp_path, overrides):
+    model = tiny_model(**overrides)
+    model.config.id2label = {0: "angry", 1: "happy", 2: "neutral"}
+    model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+    model.save_pretrained(tmp_path)
+    loaded = S4ForAudioClassification.from_pretrained(tmp_path).eval()
+    audio = torch.randn(2, 6000)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(audio).logits, model(audio).logits, atol=0, rtol=0)
+    assert loaded.config.id2label[0] == "angry"
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0, msg=name)
+
+
+def test_missing_ssm_weights_get_the_structured_init(tmp_path):
+    """A checkpoint without an SSM tensor: transformers re-initialises it through _init_weights."""
+    from safetensors.torch import load_file, save_file
+
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    del weights["blocks.0.s4.kernel.ssm_A_imag"]
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    loaded = S4ForAudioClassification.from_pretrained(tmp_path)
+    torch.testing.assert_close(
+        loaded.blocks[0].s4.kernel.ssm_A_imag, model.blocks[0].s4.kernel.ssm_A_imag, atol=0, rtol=0
+    )
+
+
+# ------------------------------------------------------------------------------------------- optimiser
+
+
+def test_parameter_groups():
+    model = tiny_model(kernel="s4")
+    groups = {group["name"]: group for group in ssm_parameter_groups(model, weight_decay=0.05, ssm_lr=5e-4)}
+    names = {id(p): n for n, p in model.named_parameters()}
+    grouped = {g: {names[id(p)] for p in group["params"]} for g, group in groups.items()}
+    assert sum(len(v) for v in grouped.values()) == len(names)  # every parameter exactly once
+    assert grouped["ssm"] == {n for n in names.values() if n.rsplit(".", 1)[-1].startswith("ssm_")}
+    assert {n.rsplit(".", 1)[-1] for n in grouped["ssm"]} == {
+        "ssm_log_dt", "ssm_A_log_real", "ssm_A_imag", "ssm_B", "ssm_P"
+    }
+    assert groups["ssm"]["lr"] == 5e-4 and groups["ssm"]["weight_decay"] == 0.0
+    assert groups["no_decay"]["weight_decay"] == 0.0 and groups["decay"]["weight_decay"] == 0.05
+    assert all(n.endswith(("bias", ".D")) or "norm" in n for n in grouped["no_decay"])
+    assert "classifier.weight" in grouped["decay"] and "blocks.0.s4.kernel.C" in grouped["decay"]
+    assert ssm_parameter_groups(model, 0.0)[0]["lr"] == model.config.ssm_lr
+
+
+def test_trainer_creates_the_ssm_groups(tmp_path):
+    from transformers import TrainingArguments
+
+    model = tiny_model()
+    args = TrainingArguments(
+        output_dir=str(tmp_path), learning_rate=3e-3, weight_decay=0.1, report_to=[], use_cpu=True
+    )
+    trainer = SSMAwareTrainer(model=model, args=args, ssm_lr=1e-3)
+    optimizer = trainer.create_optimizer()
+    by_name = {group["name"]: group for group in optimizer.param_groups}
+    assert by_name["ssm"]["lr"] == 1e-3 and by_name["ssm"]["weight_decay"] == 0.0
+    assert by_name["decay"]["lr"] == 3e-3 and by_name["decay"]["weight_decay"] == 0.1
+    assert by_name["no_decay"]["weight_decay"] == 0.0
+
+
+# ------------------------------------------------------------------------------------------- streaming
+
+
+STREAM_CASES = [
+    dict(frontend="mel", mel_normalization="causal"),
+    dict(frontend="mel", mel_normalization="none"),
+    dict(frontend="conv"),
+    dict(frontend="conv", kernel="s4"),
+]
+
+
+@pytest.mark.parametrize("overrides", STREAM_CASES, ids=lambda d: "-".join(f"{k}={v}" for k, v in d.items()))
+def test_streaming_equals_offline(overrides):
+    model = tiny_model(bidirectional=False, **overrides)
+    torch.manual_seed(2)
+    audio = torch.randn(2, 8000)
+    state = model.init_stream_state(batch_size=2)
+    chunk = RATE // 50  # 20 ms
+    logits = None
+    for start in range(0, audio.shape[1], chunk):
+        logits, state = model.stream_step(audio[:, start : start + chunk], state)
+        heard = start + chunk
+        if heard == 2400:  # running logits = offline logits of the audio so far
+            with torch.no_grad():
+                torch.testing.assert_close(logits, model(audio[:, :heard]).logits, atol=1e-4, rtol=0)
+    with torch.no_grad():
+        offline = model(audio).logits
+    torch.testing.assert_close(logits, offline, atol=1e-4, rtol=0)
+
+
+def test_streaming_before_first_frame_and_odd_chunks():
+    model = tiny_model(bidirectional=False, frontend="conv")
+    state = model.init_stream_state(1)
+    logits, state = model.stream_step(torch.randn(1, 100), state)
+    assert logits is None  # the conv front-end needs 200 samples for a frame
+    audio = torch.randn(1, 3000)
+    state = model.init_stream_state(1)
+    for piece in torch.split(audio, [1, 0, 333, 1000, 1666], dim=1):
+        logits, state = model.stream_step(piece, state)
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(audio).logits, atol=1e-4, rtol=0)
+
+
+def test_streaming_refuses_non_causal_models():
+    with pytest.raises(ValueError, match="bidirectional"):
+        tiny_model(bidirectional=True).init_stream_state()
+    with pytest.raises(ValueError, match="utterance"):
+        tiny_model(bidirectional=False, mel_normalization="utterance").init_stream_state()
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="0 samples"):
+        model(torch.zeros(1, 0))
+    with pytest.raises(ValueError, match=r"empty"):
+        model(torch.randn(2, 1000), attention_mask=torch.tensor([[1] * 1000, [0] * 1000]))
+    with pytest.raises(ValueError, match=r"at least 400 samples \(25 ms at 16000 Hz\)"):
+        model(torch.randn(1, 399))
+    with pytest.raises(ValueError, match=r"clip 1: 300 samples"):
+        mask = torch.ones(2, 1000, dtype=torch.long)
+        mask[1, 300:] = 0
+        model(torch.randn(2, 1000), attention_mask=mask)
+    with pytest.raises(ValueError, match="batch x samples"):
+        model(torch.randn(2, 1, 1000))
+    with pytest.raises(ValueError, match="ones followed by zeros"):
+        model(torch.randn(1, 1000), attention_mask=torch.tensor([[0] * 500 + [1] * 500]))
+    with pytest.raises(ValueError, match="attention_mask has shape"):
+        model(torch.randn(1, 1000), attention_mask=torch.ones(1, 999))
+    assert model(torch.randn(1000)).logits.shape == (1, 3)  # one 1-D clip is read as a batch of one
+
+
+def test_conv_frontend_minimum_length_is_its_receptive_field():
+    model = tiny_model(frontend="conv")  # kernels (80, 4), strides (40, 4): 80 + 3 * 40 = 200 samples
+    assert model.min_input_samples == 200
+    assert model(torch.randn(1, 200)).logits.shape == (1, 3)
+    with pytest.raises(ValueError, match="at least 200 samples"):
+        model(torch.randn(1, 199))
+
+
+def test_dplr_refuses_inputs_longer_than_its_kernel():
+    model = tiny_model(kernel="s4", dplr_kernel_length=16)
+    with pytest.raises(ValueError, match="dplr_kernel_length=16"):
+        model(torch.randn(1, 400 + 160 * 20))
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (dict(kernel="s5"), "kernel="),
+        (dict(d_state=15), "d_state"),
+        (dict(dt_min=0.1, dt_max=0.01), "dt_min"),
+        (dict(conv_kernel_sizes=[4], conv_strides=[2, 2]), "conv_kernel_sizes"),
+        (dict(frontend="stft"), "frontend="),
+    ],
+)
+def test_config_validation(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        S4Config(**overrides)
+
+
+def test_inference_kernel_cache_matches_and_is_invalidated_by_updates():
+    model = tiny_model()
+    audio = torch.randn(1, 6000)
+    with torch.no_grad():
+        cached = model(audio).logits  # power-of-two bucket, cached spectrum
+        again = model(audio).logits
+    exact = model(audio).logits.detach()  # gradients on: kernel of exactly L taps, no cache
+    torch.testing.assert_close(cached, exact, atol=1e-5, rtol=0)
+    torch.testing.assert_close(again, cached, atol=0, rtol=0)
+    with torch.no_grad():
+        model.blocks[0].s4.kernel.ssm_log_dt.add_(1.0)  # what an optimiser step does
+        updated = model(audio).logits
+    torch.testing.assert_close(updated, model(audio).logits.detach(), atol=1e-5, rtol=0)
+    assert (updated - cached).abs().max() > 1e-4
