@@ -1,0 +1,144 @@
+"""Speed of the three classifiers on one CPU thread: inference per 3 s clip and training throughput.
+
+    .venv/bin/python benchmarks/bench_models.py [--models cnn s4 wav2vec2-tiny wav2vec2-base] [--repeats 30]
+
+Inference: median milliseconds to classify one 3 s clip (batch 1, `torch.inference_mode`) and the real-time
+factor (audio seconds per compute second). Training: samples per second of forward + backward + AdamW step
+at batch 16 x 4 s. Weights are random: speed does not depend on them. The baseline, measured in the same run,
+is a wav2vec2-base-sized model (the default checkpoint's architecture, feature encoder frozen as in
+fine-tuning); every row is also given as a speed ratio against it. Goal: CNN and S4 classify a 3 s clip in
+<= 10 ms (>= 300x real time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from modeling import (  # noqa: E402
+    CNNConfig,
+    CNNForAudioClassification,
+    S4Config,
+    S4ForAudioClassification,
+    build_wav2vec2,
+)
+
+SR = 16000
+LABELS = ["anger", "happy", "neutral", "sadness"]
+LABEL_MAPS = {"id2label": dict(enumerate(LABELS)), "label2id": {name: i for i, name in enumerate(LABELS)}}
+# The test suite's tiny size, but with wav2vec2-base's conv strides (20 ms frames), so that sequence lengths
+# are those of the real model.
+TINY_WAV2VEC2 = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": (32,) * 7,
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 2,
+    "classifier_proj_size": 16,
+}
+GOAL_MS = 10.0
+
+
+def build(name: str, workdir: Path) -> torch.nn.Module:
+    if name == "cnn":
+        return CNNForAudioClassification(CNNConfig(**LABEL_MAPS))
+    if name == "s4":
+        return S4ForAudioClassification(S4Config(**LABEL_MAPS))
+    config = Wav2Vec2Config(**(TINY_WAV2VEC2 if name == "wav2vec2-tiny" else {}))
+    checkpoint = workdir / name
+    Wav2Vec2Model(config).save_pretrained(checkpoint)
+    return build_wav2vec2(str(checkpoint), label_names=LABELS)[0]
+
+
+def inference_ms(model: torch.nn.Module, repeats: int) -> tuple[float, float]:
+    """(median, best) milliseconds per call; the best shows the cost without interference from other work."""
+    model.eval()
+    clip = torch.randn(1, 3 * SR)
+    mask = torch.ones_like(clip, dtype=torch.long)
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 3):
+            start = time.perf_counter()
+            model(input_values=clip, attention_mask=mask)
+            if i >= 3:  # warm-up calls excluded
+                times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times), 1000 * min(times)
+
+
+def training_samples_per_s(
+    model: torch.nn.Module, steps: int, batch: int = 16, seconds: float = 4.0
+) -> float:
+    model.train()
+    inputs = torch.randn(batch, int(seconds * SR))
+    mask = torch.ones_like(inputs, dtype=torch.long)
+    mask[batch // 2 :, int(0.75 * seconds * SR) :] = 0  # half the batch padded, as a collator would
+    labels = torch.arange(batch) % len(LABELS)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def step() -> None:
+        loss = model(input_values=inputs, attention_mask=mask, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", nargs="+", default=["wav2vec2-base", "wav2vec2-tiny", "cnn", "s4"])
+    parser.add_argument("--repeats", type=int, default=30, help="timed inference calls per model")
+    parser.add_argument("--train-steps", type=int, default=3, help="timed training steps (wav2vec2-base: 1)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for name in args.models:
+            model = build(name, Path(workdir))
+            parameters = sum(p.numel() for p in model.parameters())
+            is_base = name == "wav2vec2-base"
+            ms, best_ms = inference_ms(model, repeats=3 if is_base else args.repeats)
+            samples = training_samples_per_s(model, steps=1 if is_base else args.train_steps)
+            rows.append((name, parameters, ms, best_ms, samples))
+            print(f"measured {name}", file=sys.stderr, flush=True)
+
+    baseline = next((r for r in rows if r[0] == "wav2vec2-base"), rows[0])
+    print(f"\nOne CPU thread ({torch.get_num_threads()}), torch {torch.__version__}; baseline: {baseline[0]}")
+    header = (
+        f"{'model':<15}{'params':>12}{'ms / 3 s clip':>15}{'(best)':>8}{'x real time':>13}{'vs base':>10}"
+        f"{'train samples/s':>17}{'vs base':>10}  goal <= {GOAL_MS:.0f} ms"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, parameters, ms, best_ms, samples in rows:
+        goal = ("met" if ms <= GOAL_MS else "MISSED") if name in ("cnn", "s4") else ""
+        print(
+            f"{name:<15}{parameters:>12,}{ms:>15.2f}{best_ms:>8.2f}"
+            f"{3000 / ms:>12.0f}x{baseline[2] / ms:>9.1f}x"
+            f"{samples:>17.1f}{samples / baseline[4]:>9.1f}x  {goal}"
+        )
+    print("ms: median of the timed calls; (best): the fastest call; x real time = 3000 ms / median.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Configuration of the attention CNN after Alsabhan (Sensors 2023, 23(3):1386)."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+
+class CNNConfig(PretrainedConfig):
+    r"""Configuration of [`CNNForAudioClassification`]: frame features, a 1-D CNN, attention pooling.
+
+    Front-end (inside the model, so a saved model takes raw 16 kHz audio):
+
+    Args:
+        sampling_rate (`int`, defaults to 16000): sampling rate of `input_values`.
+        win_length (`int`, defaults to 400): analysis window in samples (25 ms). Also the FFT size, so a frame
+            covers exactly `win_length` samples.
+        hop_length (`int`, defaults to 160): frame step in samples (10 ms).
+        n_mfcc (`int`, defaults to 40): MFCCs per frame. With zero-crossing rate and RMS energy the front-end
+            gives `n_mfcc + 2` channels per frame.
+        n_mels (`int`, defaults to 64): mel bands the MFCCs are computed from (must be >= `n_mfcc`).
+        f_min (`float`, defaults to 0.0) and f_max (`float`, defaults to 8000.0): mel filterbank range in Hz.
+        feature_normalization (`str`, defaults to `"utterance"`): `"utterance"` standardises each channel to
+            zero mean and unit variance over the clip's real frames; `"utterance_mean"` only subtracts the
+            mean (cepstral mean normalisation); `"none"` leaves the features as computed. Why per utterance:
+            see the modeling file's docstring.
+
+    Body:
+
+    Args:
+        conv_channels (`list[int]`, defaults to `[64, 128, 256, 256]`): output channels of the conv blocks,
+            one block per entry. Each block halves the number of frames.
+        conv_kernel_size (`int`, defaults to 5): kernel of every Conv1d (odd, "same" padding).
+        norm_type (`str`, defaults to `"layer"`): normalisation inside each block. `"layer"`: LayerNorm over
+            the channels of each frame (no batch statistics, so padding can never leak into other frames or
+            clips). `"batch"`: BatchNorm1d whose statistics are taken over the real frames only (masked
+            BatchNorm), as in the paper.
+        use_lstm (`bool`, defaults to `False`): a bidirectional LSTM after the conv blocks.
+        lstm_hidden_size (`int`, defaults to 128): hidden size per direction of that LSTM.
+        attention_size (`int`, defaults to 128): size of the additive attention's hidden layer.
+        classifier_hidden_size (`int`, defaults to 128): width of the dense layer before the logits.
+        conv_dropout (`float`, defaults to 0.1): dropout at the end of each conv block.
+        classifier_dropout (`float`, defaults to 0.3): dropout after the dense layer.
+
+    Labels: `num_labels`, `id2label`, `label2id` as in every `PretrainedConfig`.
+    """
+
+    model_type = "ser-cnn"
+
+    def __init__(
+        self,
+        sampling_rate: int = 16000,
+        win_length: int = 400,
+        hop_length: int = 160,
+        n_mfcc: int = 40,
+        n_mels: int = 64,
+        f_min: float = 0.0,
+        f_max: float = 8000.0,
+        feature_normalization: str = "utterance",
+        conv_channels: list[int] | tuple[int, ...] = (64, 128, 256, 256),
+        conv_kernel_size: int = 5,
+        norm_type: str = "layer",
+        use_lstm: bool = False,
+        lstm_hidden_size: int = 128,
+        attention_size: int = 128,
+        classifier_hidden_size: int = 128,
+        conv_dropout: float = 0.1,
+        classifier_dropout: float = 0.3,
+        **kwargs,
+    ):
+        if feature_normalization not in ("utterance", "utterance_mean", "none"):
+            raise ValueError(
+                f"feature_normalization: {feature_normalization!r}; "
+                "choose 'utterance', 'utterance_mean' or 'none'"
+            )
+        if norm_type not in ("layer", "batch"):
+            raise ValueError(f"norm_type: {norm_type!r}; choose 'layer' or 'batch'")
+        if conv_kernel_size % 2 != 1:
+            raise ValueError(f"conv_kernel_size: {conv_kernel_size} must be odd ('same' padding)")
+        if not conv_channels:
+            raise ValueError("conv_channels: give at least one conv block, e.g. [64, 128, 256, 256]")
+        if n_mels < n_mfcc:
+            raise ValueError(f"n_mels ({n_mels}) must be >= n_mfcc ({n_mfcc})")
+        self.sampling_rate = sampling_rate
+        self.win_length = win_length
+        self.hop_length = hop_length
+        self.n_mfcc = n_mfcc
+        self.n_mels = n_mels
+        self.f_min = f_min
+        self.f_max = f_max
+        self.feature_normalization = feature_normalization
+        self.conv_channels = list(conv_channels)
+        self.conv_kernel_size = conv_kernel_size
+        self.norm_type = norm_type
+        self.use_lstm = use_lstm
+        self.lstm_hidden_size = lstm_hidden_size
+        self.attention_size = attention_size
+        self.classifier_hidden_size = classifier_hidden_size
+        self.conv_dropout = conv_dropout
+        self.classifier_dropout = classifier_dropout
+        super().__init__(**kwargs)
+
+    @property
+    def num_features(self) -> int:
+        """Channels per frame out of the front-end: ZCR, RMS and the MFCCs."""
+        return self.n_mfcc + 2
+
+    @property
+    def min_input_samples(self) -> int:
+        """Shortest clip that leaves at least one frame after every conv block's pooling."""
+        min_frames = 2 ** len(self.conv_channels)
+        return self.win_length + (min_frames - 1) * self.hop_length

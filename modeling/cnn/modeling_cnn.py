@@ -1,0 +1,298 @@
+"""Attention CNN for speech emotion recognition, after Alsabhan (Sensors 2023, 23(3):1386).
+
+Raw 16 kHz audio -> per-frame ZCR + RMS + MFCC -> 1-D conv blocks -> (BiLSTM) -> additive attention pooling
+-> dense -> logits.
+
+Where it follows the paper: the frame features (zero-crossing rate, RMS energy, MFCCs), a stack of 1-D
+convolution blocks with batch normalisation, ReLU, max pooling and dropout, an attention layer that weighs the
+frames, and a small dense head; light enough for real-time use on a CPU.
+
+Where it departs, and why:
+* The features are computed inside the model with torch/torchaudio (the paper computes them in a separate
+  preprocessing step), so a saved model takes raw audio and runs on any device. Frames are taken without
+  centring and without reflect padding at the clip end, so only frames lying fully inside the real samples
+  exist.
+* Features are standardised per utterance over the clip's real frames (`feature_normalization`), where the
+  paper scales them over the training set. The six corpora were recorded with different microphones and
+  gains, and the feature extractor already scales each waveform to unit variance, so absolute levels carry
+  recording conditions more than emotion; per-utterance statistics also need no fitted scaler to ship with
+  the model. The RMS contour (how loudness moves within the clip) is kept; the overall level is not.
+* The default normalisation is LayerNorm over the channels of each frame (`norm_type="layer"`), which has no
+  batch statistics and so cannot see padding. `norm_type="batch"` gives the paper's BatchNorm, with its
+  training statistics taken over real frames only (`MaskedBatchNorm1d`).
+* The exact layer table of the paper is not published in machine-readable form; every size is a config field
+  and the defaults (64-128-256-256 channels, kernel 5) are chosen to train on a laptop CPU and to run a 3 s
+  clip in a few milliseconds on one thread (see benchmarks/bench_models.py).
+* An optional BiLSTM (`use_lstm`) sits between the conv blocks and the attention.
+
+Padding never changes a prediction: the frame mask comes from `attention_mask` (right padding), masked frames
+are set to zero before every convolution (so they equal the convolution's own zero padding), pooling keeps a
+frame only if both halves are real (floor), the LSTM runs on packed sequences, and the attention gives masked
+frames exactly zero weight.
+
+This file imports only torch, torchaudio, transformers and its own folder: it is copied next to saved models
+and loaded with `trust_remote_code=True` where this project is not installed.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from .configuration_cnn import CNNConfig
+
+try:  # transformers >= 5: init helpers that leave weights loaded from a checkpoint untouched
+    from transformers import initialization as init
+except ImportError:  # transformers 4
+    from torch.nn import init
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
+    """(batch,) lengths -> (batch, max_length) bool mask, True on real positions."""
+    return torch.arange(max_length, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class CNNFrameFeatures(nn.Module):
+    """Waveform (batch, samples) -> frame features (batch, n_mfcc + 2, frames): ZCR, RMS, MFCC 0..n_mfcc-1.
+
+    For frame t = samples [t * hop, t * hop + win): ZCR = share of adjacent sample pairs that change sign,
+    RMS = sqrt(mean(x^2)), MFCC = DCT-II(log(mel_filterbank @ |rfft(hann * x)|^2 + 1e-6)) (torchaudio's
+    filterbank and DCT matrix; the same numbers as torchaudio.transforms.MFCC with log_mels=True and
+    center=False, without its second framing pass).
+    """
+
+    def __init__(self, config: CNNConfig):
+        super().__init__()
+        self.win_length = config.win_length
+        self.hop_length = config.hop_length
+        self.normalization = config.feature_normalization
+        # Constants: built on the CPU even when transformers constructs the model on the meta device
+        # (from_pretrained); they are saved with the weights.
+        with torch.device("cpu"):
+            self.register_buffer("window", torch.hann_window(config.win_length))
+            mel_filters = torchaudio.functional.melscale_fbanks(
+                config.win_length // 2 + 1, config.f_min, config.f_max, config.n_mels, config.sampling_rate
+            )
+            self.register_buffer("mel_filters", mel_filters)  # (freq bins, n_mels)
+            self.register_buffer(
+                "dct", torchaudio.functional.create_dct(config.n_mfcc, config.n_mels, "ortho")
+            )
+
+    def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Frames that lie fully inside `num_samples` samples."""
+        frames = torch.div(num_samples - self.win_length, self.hop_length, rounding_mode="floor")
+        return frames.clamp(min=-1) + 1
+
+    def forward(self, waveform: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        frames = waveform.unfold(-1, self.win_length, self.hop_length)  # (batch, frames, win_length)
+        rms = frames.pow(2).mean(-1).add(1e-10).sqrt()
+        negative = torch.signbit(frames)
+        zcr = (negative[..., 1:] != negative[..., :-1]).to(waveform.dtype).mean(-1)
+        spectrum = torch.view_as_real(torch.fft.rfft(frames * self.window))
+        power = spectrum.pow(2).sum(-1)  # |X|^2 without the square root of abs()
+        mfcc = torch.log(power @ self.mel_filters + 1e-6) @ self.dct  # (batch, frames, n_mfcc)
+        features = torch.cat([zcr[..., None], rms[..., None], mfcc], dim=-1).transpose(1, 2)
+        if self.normalization == "none":
+            return features.contiguous()
+        mask = frame_mask[:, None, :].to(features.dtype)
+        count = mask.sum(-1, keepdim=True).clamp(min=1.0)
+        mean = (features * mask).sum(-1, keepdim=True) / count
+        features = features - mean
+        if self.normalization == "utterance":
+            variance = (features.pow(2) * mask).sum(-1, keepdim=True) / count
+            features = features * torch.rsqrt(variance + 1e-5)
+        return features
+
+
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d whose training statistics come from real frames only; eval uses the running statistics."""
+
+    def forward(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(hidden)
+        mask = frame_mask[:, None, :].to(hidden.dtype)
+        count = mask.sum().clamp(min=2.0)
+        mean = (hidden * mask).sum((0, 2)) / count
+        variance = ((hidden - mean[None, :, None]).pow(2) * mask).sum((0, 2)) / count
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(variance * count / (count - 1), self.momentum)
+        normed = (hidden - mean[None, :, None]) * torch.rsqrt(variance[None, :, None] + self.eps)
+        return normed * self.weight[None, :, None] + self.bias[None, :, None]
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of each frame of a (batch, channels, frames) tensor, without transposes."""
+
+    def forward(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        mean = hidden.mean(1, keepdim=True)
+        centred = hidden - mean
+        normed = centred * torch.rsqrt(centred.pow(2).mean(1, keepdim=True) + self.eps)
+        return normed * self.weight[None, :, None] + self.bias[None, :, None]
+
+
+class CNNConvBlock(nn.Module):
+    """Conv1d -> norm -> ReLU -> MaxPool(2) -> Dropout, with masked frames zeroed before the convolution."""
+
+    def __init__(self, in_channels: int, out_channels: int, config: CNNConfig):
+        super().__init__()
+        self.conv = nn.Conv1d(
+            in_channels, out_channels, config.conv_kernel_size, padding=config.conv_kernel_size // 2
+        )
+        if config.norm_type == "batch":
+            self.norm = MaskedBatchNorm1d(out_channels)
+        else:
+            self.norm = ChannelLayerNorm(out_channels)
+        self.activation = nn.ReLU()
+        self.pool = nn.MaxPool1d(2)
+        self.dropout = nn.Dropout(config.conv_dropout)
+
+    def forward(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.conv(hidden * frame_mask[:, None, :].to(hidden.dtype))
+        hidden = self.activation(self.norm(hidden, frame_mask))
+        return self.dropout(self.pool(hidden))
+
+
+class AdditiveAttentionPooling(nn.Module):
+    """Weighted mean over frames, weights softmax(vᵀ tanh(W h + b)) over the real frames only."""
+
+    def __init__(self, hidden_size: int, attention_size: int):
+        super().__init__()
+        self.projection = nn.Linear(hidden_size, attention_size)
+        self.score = nn.Linear(attention_size, 1, bias=False)
+
+    def forward(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.score(torch.tanh(self.projection(hidden))).squeeze(-1)  # (batch, frames)
+        weights = scores.masked_fill(~frame_mask, float("-inf")).softmax(dim=-1)
+        return (weights[:, None, :] @ hidden).squeeze(1), weights
+
+
+class CNNPreTrainedModel(PreTrainedModel):
+    config_class = CNNConfig
+    base_model_prefix = "cnn"
+    main_input_name = "input_values"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Conv1d):
+            init.kaiming_normal_(module.weight, nonlinearity="relu")
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            # Glorot init: with std 0.02 the tiny logits of a fresh head hold training back for many steps.
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm1d)):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.LSTM):
+            for name, param in module.named_parameters():
+                if "weight" in name:
+                    init.xavier_uniform_(param)
+                else:
+                    init.zeros_(param)
+
+
+class CNNForAudioClassification(CNNPreTrainedModel):
+    """Attention CNN classifier over raw 16 kHz audio; see the module docstring for the architecture."""
+
+    def __init__(self, config: CNNConfig):
+        super().__init__(config)
+        self.features = CNNFrameFeatures(config)
+        channels = [config.num_features, *config.conv_channels]
+        self.conv_blocks = nn.ModuleList(
+            CNNConvBlock(channels[i], channels[i + 1], config) for i in range(len(config.conv_channels))
+        )
+        hidden_size = channels[-1]
+        if config.use_lstm:
+            self.lstm = nn.LSTM(hidden_size, config.lstm_hidden_size, batch_first=True, bidirectional=True)
+            hidden_size = 2 * config.lstm_hidden_size
+        else:
+            self.lstm = None
+        self.attention = AdditiveAttentionPooling(hidden_size, config.attention_size)
+        self.classifier = nn.Sequential(
+            nn.Linear(hidden_size, config.classifier_hidden_size),
+            nn.ReLU(),
+            nn.Dropout(config.classifier_dropout),
+            nn.Linear(config.classifier_hidden_size, config.num_labels),
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
+        r"""
+        input_values (`torch.FloatTensor` of shape `(batch, samples)`): mono 16 kHz audio, right-padded.
+        attention_mask (`torch.LongTensor` of shape `(batch, samples)`, *optional*): 1 real sample, 0 padding.
+        labels (`torch.LongTensor` of shape `(batch,)`, *optional*): class ids; gives a cross-entropy `loss`.
+        """
+        if input_values.dim() == 1:  # one clip
+            input_values = input_values[None]
+            attention_mask = None if attention_mask is None else attention_mask.reshape(1, -1)
+        if input_values.dim() != 2:
+            raise ValueError(
+                f"input_values: expected (batch, samples) mono audio, got shape {tuple(input_values.shape)}; "
+                "mix multi-channel audio down to mono first"
+            )
+        batch, num_samples = input_values.shape
+        if attention_mask is None:
+            sample_lengths = torch.full((batch,), num_samples, device=input_values.device)
+        else:
+            if attention_mask.shape != input_values.shape:
+                raise ValueError(
+                    f"attention_mask: shape {tuple(attention_mask.shape)} differs from input_values "
+                    f"{tuple(input_values.shape)}"
+                )
+            sample_lengths = attention_mask.sum(-1)
+            if not torch.equal(attention_mask.bool(), lengths_to_mask(sample_lengths, num_samples)):
+                raise ValueError("attention_mask: must be ones then zeros (padding at the end of each clip)")
+        minimum = self.config.min_input_samples
+        too_short = (sample_lengths < minimum).nonzero().flatten().tolist()
+        if too_short:
+            raise ValueError(
+                f"input_values: clip(s) {too_short[:10]} are shorter (shortest: {int(sample_lengths.min())} "
+                f"samples) than this model's minimum of {minimum} samples "
+                f"({1000 * minimum / self.config.sampling_rate:.0f} ms "
+                f"at {self.config.sampling_rate} Hz: one {self.config.win_length}-sample window plus enough "
+                f"frames for {len(self.config.conv_channels)} poolings); pad them or leave them out"
+            )
+
+        frame_lengths = self.features.num_frames(sample_lengths)
+        num_frames = int(self.features.num_frames(torch.tensor(num_samples)))
+        frame_mask = lengths_to_mask(frame_lengths, num_frames)
+        hidden = self.features(input_values, frame_mask)
+        for block in self.conv_blocks:
+            hidden = block(hidden, frame_mask)
+            frame_lengths = torch.div(frame_lengths, 2, rounding_mode="floor")
+            frame_mask = lengths_to_mask(frame_lengths, hidden.shape[-1])
+
+        hidden = hidden.transpose(1, 2)  # (batch, frames, channels)
+        if self.lstm is not None:
+            packed = nn.utils.rnn.pack_padded_sequence(
+                hidden, frame_lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
+            hidden, _ = self.lstm(packed)
+            hidden, _ = nn.utils.rnn.pad_packed_sequence(
+                hidden, batch_first=True, total_length=frame_mask.shape[1]
+            )
+        pooled, _ = self.attention(hidden, frame_mask)
+        logits = self.classifier(pooled)
+
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits, labels.to(logits.device).view(-1))
+        if return_dict is False:
+            return (loss, logits) if loss is not None else (logits,)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+__all__ = ["CNNForAudioClassification", "CNNPreTrainedModel"]

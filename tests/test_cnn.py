@@ -1,0 +1,130 @@
+"""The attention CNN's own parts: front-end features, masking, masked BatchNorm, config checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modeling.cnn import CNNConfig, CNNForAudioClassification
+from modeling.cnn.modeling_cnn import AdditiveAttentionPooling, CNNFrameFeatures, MaskedBatchNorm1d
+
+SR = 16000
+
+
+def tiny_config(**overrides) -> CNNConfig:
+    sizes = {"conv_channels": [8, 8, 8, 8], "attention_size": 8, "classifier_hidden_size": 8, "num_labels": 3}
+    return CNNConfig(**{**sizes, **overrides})
+
+
+def test_frames_lie_fully_inside_the_clip():
+    features = CNNFrameFeatures(tiny_config())
+    assert features.num_frames(torch.tensor([399, 400, 559, 560, 48000])).tolist() == [0, 1, 1, 2, 298]
+    out = features(torch.randn(2, 48000), torch.ones(2, 298, dtype=torch.bool))
+    assert out.shape == (2, 42, 298)
+
+
+def test_zcr_and_rms_channels():
+    features = CNNFrameFeatures(tiny_config(feature_normalization="none"))
+    alternating = torch.tensor([0.5, -0.5]).repeat(800)[None]  # a sign change at every sample
+    constant = torch.full((1, 1600), 0.25)
+    zcr_rms = features(torch.cat([alternating, constant]), torch.ones(2, 8, dtype=torch.bool))[:, :2]
+    assert torch.allclose(zcr_rms[0, 0], torch.ones(8)) and torch.allclose(zcr_rms[1, 0], torch.zeros(8))
+    assert torch.allclose(zcr_rms[0, 1], torch.full((8,), 0.5)) and torch.allclose(
+        zcr_rms[1, 1], torch.full((8,), 0.25)
+    )
+
+
+def test_utterance_normalisation_uses_real_frames_only():
+    features = CNNFrameFeatures(tiny_config())
+    clip = torch.randn(1, 8000)
+    alone = features(clip, torch.ones(1, 48, dtype=torch.bool))
+    padded = torch.cat([clip, 3 * torch.randn(1, 4000)], dim=1)  # loud garbage after the clip
+    mask = torch.arange(73)[None] < 48
+    with_padding = features(padded, mask)[..., :48]
+    assert torch.allclose(alone, with_padding, atol=1e-4)
+    assert torch.allclose(alone.mean(-1), torch.zeros(42), atol=1e-4)
+    # ZCR and RMS vary little, so the 1e-5 added to their variance shows; the MFCCs come out at unit variance.
+    assert torch.allclose(alone.std(-1, unbiased=False)[0, :2], torch.ones(2), atol=3e-2)
+    assert torch.allclose(alone.std(-1, unbiased=False)[0, 2:], torch.ones(40), atol=1e-3)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"norm_type": "batch", "use_lstm": True, "lstm_hidden_size": 4}])
+def test_garbage_in_the_padding_never_changes_a_prediction(overrides):
+    """Stronger than zero padding: whatever the padded samples hold, the logits stay the same."""
+    torch.manual_seed(0)
+    model = CNNForAudioClassification(tiny_config(**overrides))
+    if overrides.get("norm_type") == "batch":  # give the running statistics something other than 0/1
+        model.train()
+        model(torch.randn(4, 8000))
+    model.eval()
+    lengths = [8000, 5123, 2800]
+    batch = torch.randn(3, 8000) * 5
+    mask = (torch.arange(8000)[None] < torch.tensor(lengths)[:, None]).long()
+    with torch.no_grad():
+        batched = model(batch, attention_mask=mask).logits
+        for i, length in enumerate(lengths):
+            alone = model(batch[i : i + 1, :length]).logits[0]
+            assert torch.allclose(batched[i], alone, atol=1e-4), (i, batched[i], alone)
+
+
+def test_masked_batchnorm_statistics_ignore_padding():
+    norm = MaskedBatchNorm1d(3, momentum=1.0)
+    norm.train()
+    real = torch.randn(2, 3, 10)
+    padded = torch.cat([real, torch.full((2, 3, 6), 100.0)], dim=-1)
+    mask = torch.arange(16)[None].expand(2, 16) < 10
+    out = norm(padded, mask)
+    reference = torch.nn.functional.batch_norm(real, None, None, training=True)
+    assert torch.allclose(out[..., :10], reference, atol=1e-5)
+    assert torch.allclose(norm.running_mean, real.mean((0, 2)), atol=1e-5)
+    assert torch.allclose(norm.running_var, real.var((0, 2), unbiased=True), atol=1e-4)
+
+
+def test_attention_gives_masked_frames_zero_weight():
+    pooling = AdditiveAttentionPooling(4, 8)
+    hidden = torch.randn(1, 6, 4)
+    mask = torch.tensor([[True, True, True, False, False, False]])
+    pooled, weights = pooling(hidden, mask)
+    assert torch.equal(weights[0, 3:], torch.zeros(3)) and torch.isclose(weights.sum(), torch.tensor(1.0))
+    assert torch.allclose(pooled, pooling(hidden[:, :3], mask[:, :3])[0], atol=1e-6)
+
+
+def test_min_input_samples_and_errors():
+    model = CNNForAudioClassification(tiny_config()).eval()
+    assert model.config.min_input_samples == 400 + 15 * 160
+    assert model(torch.randn(1, 2800)).logits.shape == (1, 3)
+    with pytest.raises(ValueError, match="minimum of 2800 samples"):
+        model(torch.randn(1, 2799))
+    with pytest.raises(ValueError, match="ones then zeros"):
+        model(
+            torch.randn(1, 4000),
+            attention_mask=torch.cat([torch.zeros(1, 100), torch.ones(1, 3900)], 1).long(),
+        )
+    with pytest.raises(ValueError, match="mono"):
+        model(torch.randn(1, 2, 4000))
+    loss, logits = model(torch.randn(2, 4000), labels=torch.tensor([0, 2]), return_dict=False)
+    assert torch.isclose(loss, torch.nn.functional.cross_entropy(logits, torch.tensor([0, 2])))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("norm_type", "group", "norm_type"),
+        ("feature_normalization", "global", "feature_normalization"),
+        ("conv_kernel_size", 4, "odd"),
+        ("conv_channels", [], "conv_channels"),
+        ("n_mels", 20, "n_mels"),
+    ],
+)
+def test_config_rejects_bad_values(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        CNNConfig(**{field: value})
+
+
+def test_defaults_are_the_documented_architecture():
+    config = CNNConfig()
+    model = CNNForAudioClassification(config)
+    assert config.num_features == 42 and config.win_length == 400 and config.hop_length == 160
+    assert [block.conv.out_channels for block in model.conv_blocks] == config.conv_channels
+    assert all(block.conv.kernel_size == (5,) for block in model.conv_blocks)
+    assert model.lstm is None and model.classifier[-1].out_features == config.num_labels

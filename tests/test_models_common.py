@@ -1,0 +1,566 @@
+"""The contract all three classifiers share (tiny random sizes, no network).
+
+Interface (SequenceClassifierOutput, loss), save/load, Auto-class registration, the audio-classification
+pipeline, padding invariance, learning (a small batch is overfitted, every trainable parameter gets a
+gradient), bad input (empty, wrongly sampled, multi-channel, too short) and the Hub contract (remote code in a
+Python without this project; push_to_hub up to the upload call).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModelForAudioClassification,
+    Wav2Vec2Config,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2Model,
+    pipeline,
+)
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from modeling import (
+    CNNConfig,
+    CNNForAudioClassification,
+    S4Config,
+    S4ForAudioClassification,
+    SERFeatureExtractor,
+    build_wav2vec2,
+    feature_extractor_for,
+    push_to_hub,
+    save_for_hub,
+)
+
+LABELS = ["anger", "happy", "neutral", "sadness"]
+LABEL_MAPS = {"id2label": dict(enumerate(LABELS)), "label2id": {name: i for i, name in enumerate(LABELS)}}
+KINDS = ["cnn", "s4", "wav2vec2"]
+CUSTOM_KINDS = ["cnn", "s4"]
+SR = 16000
+
+
+def tiny_wav2vec2_checkpoint(path: Path, feat_extract_norm: str = "layer") -> Path:
+    """A random pre-trained-style wav2vec2 body (no classification head), saved like a Hub checkpoint."""
+    config = Wav2Vec2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16, 16),
+        conv_kernel=(10, 3, 3),
+        conv_stride=(5, 2, 2),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm=feat_extract_norm,
+        do_stable_layer_norm=feat_extract_norm == "layer",
+        mask_time_prob=0.05,
+        mask_time_length=2,
+        layerdrop=0.0,
+        classifier_proj_size=16,
+    )
+    torch.manual_seed(0)
+    Wav2Vec2Model(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def wav2vec2_dir(tmp_path_factory) -> Path:
+    return tiny_wav2vec2_checkpoint(tmp_path_factory.mktemp("w2v_layer"))
+
+
+def build(kind: str, wav2vec2_dir: Path, dropout: bool = True):
+    """A tiny model of `kind` and its feature extractor; `dropout=False` turns every dropout off."""
+    torch.manual_seed(0)
+    if kind == "cnn":
+        config = CNNConfig(
+            conv_channels=[8, 16, 16, 16],
+            n_mfcc=13,
+            n_mels=24,
+            use_lstm=True,
+            lstm_hidden_size=8,
+            attention_size=16,
+            classifier_hidden_size=16,
+            **({} if dropout else {"conv_dropout": 0.0, "classifier_dropout": 0.0}),
+            **LABEL_MAPS,
+        )
+        model = CNNForAudioClassification(config)
+        return model, feature_extractor_for(model)
+    if kind == "s4":
+        config = S4Config(
+            d_model=16,
+            n_layers=2,
+            d_state=8,
+            mel_bins=16,
+            **({} if dropout else {"dropout": 0.0}),
+            **LABEL_MAPS,
+        )
+        model = S4ForAudioClassification(config)
+        return model, feature_extractor_for(model)
+    no_dropout = {
+        name: 0.0
+        for name in (
+            "hidden_dropout",
+            "attention_dropout",
+            "activation_dropout",
+            "feat_proj_dropout",
+            "final_dropout",
+        )
+    }
+    return build_wav2vec2(str(wav2vec2_dir), label_names=LABELS, **({} if dropout else no_dropout))
+
+
+def tone(label: int, seconds: float, seed: int) -> np.ndarray:
+    """A clip whose class is audible: a tone per label, with noise and a random level."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    clip = np.sin(2 * np.pi * (220.0 * 2**label) * t) + 0.3 * rng.standard_normal(t.size)
+    return (rng.uniform(0.05, 0.5) * clip).astype(np.float32)
+
+
+CLIP_SECONDS = (0.6, 0.45, 0.8, 0.5)
+
+
+def clips() -> list[np.ndarray]:
+    return [tone(label, seconds, seed=label) for label, seconds in enumerate(CLIP_SECONDS)]
+
+
+def batch(feature_extractor, arrays):
+    return feature_extractor(arrays, sampling_rate=SR, padding=True, return_tensors="pt")
+
+
+@pytest.fixture(params=KINDS)
+def kind(request) -> str:
+    return request.param
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Interface, save / load, registration
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_output_and_loss(kind, wav2vec2_dir):
+    model, feature_extractor = build(kind, wav2vec2_dir)
+    model.eval()
+    inputs = batch(feature_extractor, clips())
+    labels = torch.tensor([0, 1, 2, 3])
+    output = model(**inputs, labels=labels)
+    assert isinstance(output, SequenceClassifierOutput)
+    assert output.logits.shape == (4, len(LABELS))
+    assert torch.allclose(output.loss, torch.nn.functional.cross_entropy(output.logits, labels))
+    assert model(**inputs).loss is None
+    assert model.config.id2label == dict(enumerate(LABELS))
+    assert model.config.label2id == LABEL_MAPS["label2id"]
+
+
+def test_save_and_load_give_identical_logits(kind, wav2vec2_dir, tmp_path):
+    model, feature_extractor = build(kind, wav2vec2_dir)
+    model.eval()
+    written = save_for_hub(model, feature_extractor, tmp_path)
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "feature_extraction.py"} <= set(
+        written
+    )
+
+    # Inside the project the Auto classes know the custom types: no trust_remote_code needed.
+    loaded = AutoModelForAudioClassification.from_pretrained(tmp_path).eval()
+    assert type(loaded) is type(model)
+    loaded_extractor = AutoFeatureExtractor.from_pretrained(tmp_path)
+    assert type(loaded_extractor) is SERFeatureExtractor
+    assert loaded_extractor.min_samples == feature_extractor.min_samples > 0
+    inputs = batch(loaded_extractor, clips())
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, loaded(**inputs).logits)
+    assert loaded.config.id2label == dict(enumerate(LABELS))
+
+
+def test_custom_models_are_registered_and_export_their_code(tmp_path):
+    for config_class, model_class, files in (
+        (CNNConfig, CNNForAudioClassification, {"configuration_cnn.py", "modeling_cnn.py"}),
+        (S4Config, S4ForAudioClassification, {"configuration_s4.py", "modeling_s4.py"}),
+    ):
+        config = AutoConfig.for_model(config_class.model_type, **LABEL_MAPS)
+        assert type(config) is config_class
+        model = AutoModelForAudioClassification.from_config(config)
+        assert type(model) is model_class
+        out = tmp_path / config_class.model_type
+        written = set(save_for_hub(model, None, out))
+        assert files <= written
+        auto_map = json.loads((out / "config.json").read_text())["auto_map"]
+        module = model_class.__module__.rsplit(".", 1)[-1]
+        assert auto_map == {
+            "AutoConfig": f"{config_class.__module__.rsplit('.', 1)[-1]}.{config_class.__name__}",
+            "AutoModelForAudioClassification": f"{module}.{model_class.__name__}",
+        }
+        preprocessor = json.loads((out / "preprocessor_config.json").read_text())
+        assert preprocessor["auto_map"] == {"AutoFeatureExtractor": "feature_extraction.SERFeatureExtractor"}
+        # The copied model code may import only from its own folder (what save_pretrained copied).
+        for name in files:
+            source = (out / name).read_text()
+            assert "from modeling" not in source and "from .." not in source
+
+
+def test_wav2vec2_options(wav2vec2_dir, tmp_path):
+    model, feature_extractor = build_wav2vec2(str(wav2vec2_dir), label_names=LABELS)
+    assert not any(p.requires_grad for p in model.wav2vec2.feature_extractor.parameters())
+    assert all(p.requires_grad for p in model.wav2vec2.encoder.parameters())
+    assert feature_extractor.min_samples == 10 + 2 * 5 + 2 * 10  # receptive field of the tiny conv stack
+
+    probe, _ = build_wav2vec2(
+        str(wav2vec2_dir), label_names=LABELS[:2], freeze_encoder=True, use_weighted_layer_sum=True
+    )
+    trainable = {name for name, p in probe.named_parameters() if p.requires_grad}
+    assert trainable == {
+        "layer_weights",
+        "projector.weight",
+        "projector.bias",
+        "classifier.weight",
+        "classifier.bias",
+    }
+    assert probe.config.num_labels == 2 and probe.config.use_weighted_layer_sum
+
+    # A checkpoint fine-tuned on other classes loads with a new head of the right size.
+    save_for_hub(probe, None, tmp_path)
+    reloaded, _ = build_wav2vec2(str(tmp_path), label_names=LABELS, classifier_proj_size=16)
+    assert reloaded.classifier.out_features == len(LABELS)
+    # wav2vec2 is transformers' own class: no model code is copied, only the feature extractor's.
+    assert not list(tmp_path.glob("modeling_*.py"))
+    with pytest.raises(ValueError, match="not Wav2Vec2Config fields"):
+        build_wav2vec2(str(wav2vec2_dir), label_names=LABELS, not_a_field=1)
+    with pytest.raises(ValueError, match="repeats"):
+        build_wav2vec2(str(wav2vec2_dir), label_names=["anger", "anger"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pipeline and padding
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_pipeline_top_label_matches_model(kind, wav2vec2_dir, tmp_path):
+    model, feature_extractor = build(kind, wav2vec2_dir)
+    model.eval()
+    save_for_hub(model, feature_extractor, tmp_path / "model")
+    classifier = pipeline("audio-classification", model=str(tmp_path / "model"))
+    assert isinstance(classifier.feature_extractor, SERFeatureExtractor)
+
+    clip = clips()[2]
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, clip, SR, subtype="FLOAT")
+    with torch.no_grad():
+        probabilities = model(
+            **feature_extractor(clip, sampling_rate=SR, return_tensors="pt")
+        ).logits.softmax(-1)[0]
+    for source in (clip, str(wav)):
+        result = classifier(source, top_k=None)
+        assert [r["label"] for r in result][0] == LABELS[int(probabilities.argmax())]
+        scores = {r["label"]: r["score"] for r in result}
+        assert np.allclose([scores[name] for name in LABELS], probabilities.numpy(), atol=1e-5)
+
+
+def test_padding_never_changes_a_prediction(kind, wav2vec2_dir):
+    model, feature_extractor = build(kind, wav2vec2_dir)
+    model.eval()
+    arrays = clips()
+    with torch.no_grad():
+        batched = model(**batch(feature_extractor, arrays)).logits
+        for i, clip in enumerate(arrays):
+            alone = model(**feature_extractor(clip, sampling_rate=SR, return_tensors="pt")).logits[0]
+            assert torch.allclose(batched[i], alone, atol=1e-4), (kind, i, batched[i], alone)
+
+
+def test_wav2vec2_group_norm_checkpoint_is_not_padding_invariant(tmp_path):
+    """Documents modeling/wav2vec2.py: GroupNorm over time in the conv encoder sees the padding."""
+    model, feature_extractor = build_wav2vec2(
+        str(tiny_wav2vec2_checkpoint(tmp_path, feat_extract_norm="group")), label_names=LABELS
+    )
+    model.eval()
+    arrays = clips()
+    with torch.no_grad():
+        batched = model(**batch(feature_extractor, arrays)).logits
+        alone = model(**feature_extractor(arrays[1], sampling_rate=SR, return_tensors="pt")).logits[0]
+    assert not torch.allclose(batched[1], alone, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Learning
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def one_thread():
+    """Small ops run faster on one thread, and parallel test workers do not oversubscribe the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("kind_", KINDS)
+def test_overfits_a_small_batch_and_every_parameter_learns(kind_, wav2vec2_dir, one_thread):
+    """Memorising 8 clips (dropout off, so the check is about gradient flow and capacity, not luck)."""
+    model, feature_extractor = build(kind_, wav2vec2_dir, dropout=False)
+    model.train()
+    arrays = [tone(label % 4, 0.3 + 0.05 * label, seed=10 + label) for label in range(8)]
+    inputs = batch(feature_extractor, arrays)
+    labels = torch.tensor([label % 4 for label in range(8)])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for step in range(100):
+        loss = model(**inputs, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        if step == 0:
+            silent = [
+                name
+                for name, p in model.named_parameters()
+                if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
+            ]
+            assert not silent, f"{kind_}: parameters without gradient: {silent}"
+        optimizer.step()
+        losses.append(loss.item())
+        if loss.item() < 0.05:
+            break
+    assert losses[-1] < 0.05, f"{kind_}: loss {losses[0]:.3f} -> {losses[-1]:.3f} after {len(losses)} steps"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=KINDS)
+def saved_pipeline(request, wav2vec2_dir, tmp_path):
+    model, feature_extractor = build(request.param, wav2vec2_dir)
+    save_for_hub(model.eval(), feature_extractor, tmp_path)
+    return request.param, model, pipeline("audio-classification", model=str(tmp_path))
+
+
+def test_empty_clip_is_a_clear_error(saved_pipeline):
+    _, _, classifier = saved_pipeline
+    with pytest.raises(ValueError, match="empty"):
+        classifier(np.zeros(0, dtype=np.float32))
+    with pytest.raises(ValueError, match="clip 1: the audio is empty"):
+        classifier.feature_extractor([np.ones(4000, np.float32), np.zeros(0, np.float32)], sampling_rate=SR)
+
+
+def test_wrong_sampling_rate_says_to_resample(saved_pipeline):
+    _, _, classifier = saved_pipeline
+    clip = clips()[0]
+    with pytest.raises(ValueError, match="Resample it to 16 kHz"):
+        classifier.feature_extractor(clip, sampling_rate=44100)
+    # The pipeline resamples a clip given with its rate.
+    clip_8k = clip[::2].copy()
+    result = classifier({"array": clip_8k, "sampling_rate": 8000})
+    assert result[0]["label"] in LABELS
+
+
+def test_multichannel_audio_is_refused_not_read_as_a_batch(saved_pipeline):
+    _, _, classifier = saved_pipeline
+    extractor = classifier.feature_extractor
+    left, right = clips()[0], clips()[0][::-1].copy()
+    stereo = np.stack([left, right])  # (channels, samples): torchaudio / torchcodec layout
+    with pytest.raises(ValueError, match=r"2-channel audio .*audio.mean\(axis=0\)"):
+        extractor(stereo, sampling_rate=SR)
+    with pytest.raises(ValueError, match=r"2-channel audio .*audio.mean\(axis=1\)"):
+        extractor(stereo.T, sampling_rate=SR)  # (samples, channels): soundfile layout
+    with pytest.raises(ValueError, match="2-channel"):
+        extractor([stereo.T], sampling_rate=SR)
+    # One channel is unambiguous; a batch is a list of 1-D arrays.
+    mono = extractor(left, sampling_rate=SR)["input_values"]
+    assert np.array_equal(extractor(left[:, None], sampling_rate=SR)["input_values"], mono)
+    assert len(extractor([left, right], sampling_rate=SR, padding=True)["input_values"]) == 2
+    # A 2-D array with more rows than any microphone has channels is a batch, as in the base class.
+    assert len(extractor(np.stack([left] * 9), sampling_rate=SR)["input_values"]) == 9
+    with pytest.raises(ValueError, match="single channel"):
+        classifier(stereo)  # the pipeline's own check
+
+
+def test_clip_shorter_than_the_front_end_is_a_clear_error(saved_pipeline):
+    kind, model, classifier = saved_pipeline
+    minimum = classifier.feature_extractor.min_samples
+    assert minimum > 0
+    with pytest.raises(ValueError, match=f"minimum of {minimum} samples"):
+        classifier(np.ones(minimum - 1, dtype=np.float32))
+    assert classifier(tone(0, minimum / SR, seed=0))[0]["label"] in LABELS
+    if kind in CUSTOM_KINDS:  # the model itself says so too
+        with pytest.raises(ValueError, match=str(minimum)):
+            model(torch.randn(1, minimum - 1))
+        with pytest.raises(ValueError, match=str(minimum)):
+            model(
+                torch.randn(2, minimum + 500),
+                attention_mask=torch.tensor([[1] * (minimum + 500), [1] * 10 + [0] * (minimum + 490)]),
+            )
+
+
+def test_feature_extractor_other_bad_inputs():
+    extractor = SERFeatureExtractor()
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        extractor(np.array([0.0, np.nan] * 400, dtype=np.float32), sampling_rate=SR)
+    with pytest.raises(ValueError, match="int16"):
+        extractor(np.zeros(800, dtype=np.int16), sampling_rate=SR)
+    with pytest.raises(ValueError, match="empty list"):
+        extractor([], sampling_rate=SR)
+    # Same numbers as transformers' extractor on good input: only checks were added.
+    arrays = clips()
+    ours = extractor(arrays, sampling_rate=SR, padding=True, return_tensors="np")
+    theirs = Wav2Vec2FeatureExtractor(return_attention_mask=True)(
+        arrays, sampling_rate=SR, padding=True, return_tensors="np"
+    )
+    assert np.array_equal(ours["input_values"], theirs["input_values"])
+    assert np.array_equal(ours["attention_mask"], theirs["attention_mask"])
+    assert np.array_equal(
+        extractor(torch.from_numpy(arrays[0]), sampling_rate=SR)["input_values"][0],
+        ours["input_values"][0][: arrays[0].size],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hub contract
+# ---------------------------------------------------------------------------------------------------------
+
+REMOTE_SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class BlockProject(importlib.abc.MetaPathFinder):
+        # Even an editable install of the project must not be importable here.
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("modeling", "loaders"):
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+            return None
+
+    sys.meta_path.insert(0, BlockProject())
+    try:
+        import modeling  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("the project is importable: the test would prove nothing")
+
+    from transformers import AutoModelForAudioClassification, pipeline
+
+    results = {}
+    for directory in sys.argv[2:]:
+        model = AutoModelForAudioClassification.from_pretrained(directory, trust_remote_code=True)
+        classifier = pipeline("audio-classification", model=directory, trust_remote_code=True)
+        results[directory] = {
+            "model_module": type(model).__module__,
+            "extractor_module": type(classifier.feature_extractor).__module__,
+            "prediction": classifier(sys.argv[1], top_k=None),
+        }
+    print("RESULTS" + json.dumps(results))
+    """
+)
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch and transformers: 10-25 s
+def test_saved_custom_models_run_where_the_project_is_not_installed(wav2vec2_dir, tmp_path):
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, clips()[0], SR)
+    directories, expected = [], {}
+    for kind_ in CUSTOM_KINDS:
+        model, feature_extractor = build(kind_, wav2vec2_dir)
+        directory = tmp_path / kind_
+        save_for_hub(model.eval(), feature_extractor, directory)
+        directories.append(str(directory))
+        expected[str(directory)] = pipeline("audio-classification", model=str(directory))(
+            str(wav), top_k=None
+        )
+    script = tmp_path / "load_remote.py"
+    script.write_text(REMOTE_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "hf_modules"))
+    # -I: no PYTHONPATH, no user site, no script or working directory on sys.path; cwd is outside the repo.
+    completed = subprocess.run(
+        [sys.executable, "-I", str(script), str(wav), *directories],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    line = next(line for line in completed.stdout.splitlines() if line.startswith("RESULTS"))
+    results = json.loads(line[len("RESULTS") :])
+    for directory in directories:
+        assert results[directory]["model_module"].startswith("transformers_modules.")
+        assert results[directory]["extractor_module"].startswith("transformers_modules.")
+        got = results[directory]["prediction"]
+        assert [r["label"] for r in got] == [r["label"] for r in expected[directory]]
+        assert np.allclose([r["score"] for r in got], [r["score"] for r in expected[directory]], atol=1e-5)
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """Stand-ins for the Hub calls; records what each commit would upload."""
+    from huggingface_hub import HfApi, ModelCard
+    from huggingface_hub.errors import EntryNotFoundError
+
+    commits: list[dict[str, bytes]] = []
+
+    class RepoUrl(str):
+        repo_id = "someone/ser-model"
+
+    def create_repo(self, repo_id, *args, **kwargs):
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def create_commit(self, repo_id, operations, *args, **kwargs):
+        files = {}
+        for operation in operations:
+            source = operation.path_or_fileobj
+            files[operation.path_in_repo] = (
+                Path(source).read_bytes() if isinstance(source, (str, Path)) else source
+            )
+        commits.append(files)
+        return f"https://huggingface.co/{repo_id}/commit/0"
+
+    def no_card(*args, **kwargs):
+        raise EntryNotFoundError("no README.md in the fake repo")
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    monkeypatch.setattr(HfApi, "create_branch", lambda *a, **k: None)
+    monkeypatch.setattr(ModelCard, "load", classmethod(no_card))
+    return commits
+
+
+def check_hub_files(files: dict[str, bytes], code_files: set[str]) -> None:
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "feature_extraction.py"} <= set(
+        files
+    )
+    assert code_files <= set(files)
+    config = json.loads(files["config.json"])
+    if code_files:
+        assert set(config["auto_map"]) == {"AutoConfig", "AutoModelForAudioClassification"}
+    assert config["id2label"] == {str(i): name for i, name in enumerate(LABELS)}
+    assert json.loads(files["preprocessor_config.json"])["auto_map"]["AutoFeatureExtractor"]
+
+
+@pytest.mark.parametrize(
+    ("kind_", "code_files"),
+    [
+        ("cnn", {"configuration_cnn.py", "modeling_cnn.py"}),
+        ("s4", {"configuration_s4.py", "modeling_s4.py"}),
+        ("wav2vec2", set()),
+    ],
+)
+def test_push_to_hub_uploads_model_code_and_feature_extractor(kind_, code_files, fake_hub, wav2vec2_dir):
+    model, feature_extractor = build(kind_, wav2vec2_dir)
+
+    # The standard transformers path: one commit for the model, one for the feature extractor.
+    model.push_to_hub("someone/ser-model")
+    feature_extractor.push_to_hub("someone/ser-model")
+    check_hub_files({**fake_hub[0], **fake_hub[1]}, code_files)
+    assert "README.md" in fake_hub[0]
+
+    # The project's helper: everything in one commit.
+    push_to_hub(model, feature_extractor, "someone/ser-model")
+    check_hub_files(fake_hub[2], code_files)
