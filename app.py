@@ -1,0 +1,153 @@
+"""Web demo: upload or record speech, see the predicted emotions (and, for long audio, a timeline).
+
+    MODEL=path/or/hub-id python app.py            # or: python app.py MODEL [--host 127.0.0.1 --port 7860]
+
+On a Hugging Face Space, set the MODEL variable in the Space settings; ``demo`` is built at import time
+for the Spaces runner. Audio of any format/rate/channel count is accepted (decoded by soundfile or FFmpeg,
+downmixed, resampled). Clips up to ``max_segment`` seconds are classified whole; longer recordings are cut
+into speech segments, and the page shows the duration-weighted summary plus a per-segment timeline.
+The app makes no outside connection of its own: analytics are off and it never opens a share link.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from modeling.inference.classify import EmotionClassifier, PredictOptions, predict_files  # noqa: E402
+
+TIMELINE_COLUMNS = ["start", "end", "emotion", "score"]
+
+
+def analyze(classifier: EmotionClassifier, audio_path: str | None, options: PredictOptions):
+    """(label scores, status text, timeline table, probability-over-time frame) for one audio file."""
+    empty_plot = pd.DataFrame({"time": [], "probability": [], "emotion": []})
+    empty_table = pd.DataFrame(columns=TIMELINE_COLUMNS)
+    if not audio_path:
+        return {}, "Upload or record some audio first.", empty_table, empty_plot
+    result = next(predict_files(classifier, [(audio_path, None)], options))
+    if result.status != "ok":
+        name = os.path.basename(audio_path)
+        message = f"**Could not classify `{name}`:** {result.error.replace(audio_path, name)}"
+        return {}, message, empty_table, empty_plot
+    labels = classifier.labels
+    scores = {label: float(p) for label, p in zip(labels, result.probabilities, strict=True)}
+    rows, points = [], []
+    for segment in result.segments:
+        emotion, score = segment.emotion(labels)
+        rows.append(
+            {
+                "start": round(segment.start, 2),
+                "end": round(segment.end, 2),
+                "emotion": emotion,
+                "score": round(score, 3),
+            }
+        )
+        middle = (segment.start + segment.end) / 2
+        points.extend(
+            {"time": round(middle, 2), "probability": float(p), "emotion": label}
+            for label, p in zip(labels, segment.probabilities, strict=True)
+        )
+    how = {
+        "whole": "the whole clip",
+        "vad": "speech segments (voice activity)",
+        "fixed": "fixed windows",
+        "none": "the whole file",
+    }.get(result.segmentation, result.segmentation)
+    status = f"{result.duration:.1f} s of audio, {len(result.segments)} segment(s) from {how}."
+    if result.silent_segments:
+        status += f" {result.silent_segments} silent segment(s) left out."
+    return scores, status, pd.DataFrame(rows, columns=TIMELINE_COLUMNS), pd.DataFrame(points)
+
+
+def build_app(
+    model: str | EmotionClassifier,
+    *,
+    max_segment: float = 10.0,
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+) -> gr.Blocks:
+    """The Gradio Blocks app for ``model`` (a directory, a Hub id, or a loaded EmotionClassifier)."""
+    classifier = (
+        model
+        if isinstance(model, EmotionClassifier)
+        else EmotionClassifier.from_pretrained(model, device=device, trust_remote_code=trust_remote_code)
+    )
+    options = PredictOptions(segment="auto")
+    options.vad.max_segment = max_segment
+    name = getattr(classifier.model.config, "_name_or_path", "") or type(classifier.model).__name__
+
+    def run(audio_path):
+        return analyze(classifier, audio_path, options)
+
+    with gr.Blocks(title="Speech emotion recognition", analytics_enabled=False) as demo:
+        gr.Markdown(
+            f"# Speech emotion recognition\nModel: `{os.path.basename(str(name).rstrip('/')) or name}` "
+            f"({type(classifier.model).__name__}), emotions: {', '.join(classifier.labels)}.\n\n"
+            "Upload a recording or use the microphone. Recordings longer than "
+            f"{max_segment:g} s are split into speech segments and get a timeline."
+        )
+        with gr.Row():
+            with gr.Column():
+                audio = gr.Audio(
+                    sources=["upload", "microphone"], type="filepath", label="Speech", elem_id="audio-input"
+                )
+                button = gr.Button("Classify", variant="primary", elem_id="classify-button")
+            with gr.Column():
+                emotions = gr.Label(
+                    num_top_classes=len(classifier.labels), label="Emotion", elem_id="emotion-output"
+                )
+                status = gr.Markdown(elem_id="status-output")
+        timeline_plot = gr.LinePlot(
+            x="time",
+            y="probability",
+            color="emotion",
+            label="Emotion over time",
+            x_title="time (s)",
+            y_lim=[0, 1],
+            elem_id="timeline-plot",
+        )
+        timeline = gr.Dataframe(
+            headers=TIMELINE_COLUMNS, label="Timeline", elem_id="timeline-table", interactive=False
+        )
+        outputs = [emotions, status, timeline, timeline_plot]
+        button.click(run, inputs=audio, outputs=outputs)
+        audio.upload(run, inputs=audio, outputs=outputs)
+        audio.stop_recording(run, inputs=audio, outputs=outputs)
+    return demo
+
+
+# The Spaces runner imports this module and looks for `demo`.
+demo = build_app(os.environ["MODEL"]) if os.environ.get("MODEL") else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Speech emotion recognition web demo (Gradio).")
+    parser.add_argument(
+        "model",
+        nargs="?",
+        default=os.environ.get("MODEL"),
+        help="model directory or Hub id (default: the MODEL environment variable)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for a LAN/Space)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--max_segment", type=float, default=10.0, help="longer audio gets a timeline")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    if not args.model:
+        parser.error("give a model directory or Hub id (argument or MODEL environment variable)")
+    app = (
+        demo
+        if demo is not None and args.model == os.environ.get("MODEL") and args.max_segment == 10.0
+        else build_app(args.model, max_segment=args.max_segment, device=args.device)
+    )
+    app.launch(server_name=args.host, server_port=args.port, share=False)
+
+
+if __name__ == "__main__":
+    main()

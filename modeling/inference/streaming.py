@@ -1,0 +1,84 @@
+"""Live emotion recognition with the S4 model in its recurrent form.
+
+The causal S4 configuration (``bidirectional=False``; for the mel front-end ``mel_normalization`` "causal"
+or "none") can run one frame at a time: ``x_k = A_bar x_{k-1} + B_bar u_k``. :class:`StreamingClassifier`
+feeds it chunks of any size (e.g. 20 ms from a microphone) and returns the current emotion
+probabilities after each; memory is constant (one state per layer, a running pooled sum, and fewer than
+one frame of buffered samples), whatever the stream's length. After the last chunk the logits equal the
+offline model's logits on the whole clip.
+
+The feature extractor's per-clip normalisation (``do_normalize=True``: zero mean, unit variance over the
+whole clip) cannot be applied to a stream whose end is unknown, so streamed audio is fed raw. Models meant
+for streaming should be saved with ``do_normalize=False``; otherwise a warning says that streamed and
+offline predictions differ (slightly, for the mel front-end, whose causal normalisation removes most of a
+gain change).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+
+class StreamingClassifier:
+    """A causal ``S4ForAudioClassification`` on a live stream: ``push(chunk) -> probabilities``.
+
+    ``push`` returns None until the first complete frame has arrived.
+    """
+
+    def __init__(self, model, feature_extractor=None):
+        if not hasattr(model, "init_stream_state") or not hasattr(model, "stream_step"):
+            raise TypeError(
+                f"{type(model).__name__} has no recurrent form; streaming needs an S4ForAudioClassification "
+                "trained with bidirectional=False (and mel_normalization='causal' or 'none')."
+            )
+        self.model = model.eval()
+        self.labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+        self.sampling_rate = int(getattr(model.config, "sampling_rate", 16000))
+        if feature_extractor is not None and getattr(feature_extractor, "do_normalize", False):
+            warnings.warn(
+                "the model's feature extractor normalises each clip by its own mean and variance "
+                "(do_normalize=True), which a stream cannot know in advance: streamed audio is fed "
+                "unnormalised, so streamed predictions differ from offline ones. Save the feature extractor "
+                "with do_normalize=False for models meant for streaming.",
+                stacklevel=2,
+            )
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new stream (re-reads the model's parameters)."""
+        self.state = self.model.init_stream_state(batch_size=1)
+        self._logits: torch.Tensor | None = None
+        self.samples_seen = 0
+
+    @property
+    def frames(self) -> int:
+        """Frames consumed so far (the model's frame rate, e.g. 100 per second for the mel front-end)."""
+        return self.state.n_frames
+
+    @torch.inference_mode()
+    def push(self, chunk: np.ndarray | torch.Tensor) -> np.ndarray | None:
+        """Feed the next mono samples at ``sampling_rate``; returns the current probabilities or None."""
+        samples = chunk if torch.is_tensor(chunk) else torch.from_numpy(np.asarray(chunk, dtype=np.float32))
+        if samples.dim() != 1:
+            raise ValueError(f"push() takes a 1-D chunk of mono samples; got shape {tuple(samples.shape)}")
+        self.samples_seen += samples.shape[0]
+        logits, self.state = self.model.stream_step(samples.float().unsqueeze(0), self.state)
+        if logits is not None:
+            self._logits = logits[0].float()
+        return self.probabilities()
+
+    def logits(self) -> np.ndarray | None:
+        return None if self._logits is None else self._logits.cpu().numpy()
+
+    def probabilities(self) -> np.ndarray | None:
+        return None if self._logits is None else torch.softmax(self._logits, -1).cpu().numpy()
+
+    def top(self) -> tuple[str, float] | None:
+        probabilities = self.probabilities()
+        if probabilities is None:
+            return None
+        best = int(np.argmax(probabilities))
+        return self.labels[best], float(probabilities[best])

@@ -1,0 +1,81 @@
+"""ONNX export (modeling.inference.onnx_export): onnxruntime agrees with PyTorch at two input lengths."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from modeling import CNNConfig, CNNForAudioClassification, S4Config, S4ForAudioClassification, save_for_hub
+from modeling.auto import feature_extractor_for
+from modeling.predict import main
+
+onnxruntime = pytest.importorskip("onnxruntime", reason="the [deploy] extra (onnx, onnxruntime, onnxscript)")
+pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript")
+
+LABELS = ["neutral", "angry", "happy", "sad"]
+LABEL_KW = dict(num_labels=4, id2label=dict(enumerate(LABELS)), label2id={k: i for i, k in enumerate(LABELS)})
+
+
+def run_both(model, extractor, path, seconds):
+    """Logits of PyTorch (feature extractor + model) and of the ONNX file on a padded batch of two clips."""
+    rng = np.random.default_rng(int(seconds * 100))
+    clips = [
+        0.2 * rng.standard_normal(round(seconds * 16000)).astype(np.float32),
+        0.05 * rng.standard_normal(round(seconds * 16000 * 0.6)).astype(np.float32),
+    ]
+    inputs = extractor(
+        clips, sampling_rate=16000, padding=True, return_attention_mask=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        expected = model(**inputs).logits.numpy()
+    raw = np.zeros((2, clips[0].size), dtype=np.float32)  # raw audio: normalisation is inside the graph
+    raw[0], raw[1, : clips[1].size] = clips[0], clips[1]
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(
+        ["logits"], {"input_values": raw, "attention_mask": inputs["attention_mask"].numpy().astype(np.int64)}
+    )[0]
+    return expected, got, session
+
+
+@pytest.mark.slow
+def test_cnn_export_through_the_cli(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = CNNForAudioClassification(
+        CNNConfig(
+            conv_channels=[8, 8], n_mfcc=13, n_mels=20, attention_size=8, classifier_hidden_size=8, **LABEL_KW
+        )
+    ).eval()
+    save_for_hub(model, None, tmp_path / "cnn")
+    out = tmp_path / "cnn.onnx"
+    assert main(["export-onnx", str(tmp_path / "cnn"), str(out)]) == 0
+    assert "max |logit difference|" in capsys.readouterr().out
+    extractor = feature_extractor_for(model)
+    for seconds in (1.0, 2.37):  # the sample axis is dynamic
+        expected, got, session = run_both(model, extractor, out, seconds)
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert json.loads(metadata["id2label"]) == {str(i): k for i, k in enumerate(LABELS)}
+    assert metadata["sampling_rate"] == "16000" and metadata["normalized_in_graph"] == "True"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "overrides",
+    [{"bidirectional": True}, {"kernel": "s4", "bidirectional": False, "dplr_kernel_length": 512}],
+    ids=["s4d-bidirectional", "s4-dplr-causal"],
+)
+def test_s4_export_matches_pytorch(tmp_path, overrides):
+    from modeling.inference.onnx_export import export_onnx
+
+    torch.manual_seed(0)
+    model = S4ForAudioClassification(
+        S4Config(d_model=16, n_layers=2, d_state=8, mel_bins=16, **overrides, **LABEL_KW)
+    ).eval()
+    extractor = feature_extractor_for(model)
+    out = export_onnx(model, extractor, tmp_path / "s4.onnx")
+    for seconds in (0.8, 3.1):
+        expected, got, _ = run_both(model, extractor, out, seconds)
+        np.testing.assert_allclose(got, expected, atol=1e-4)
