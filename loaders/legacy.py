@@ -1,0 +1,321 @@
+"""The original project's helper API (EC523-SER `dataset.py`), kept working as thin layers over the loaders.
+
+Old code runs with only its import changed::
+
+    from loaders import download_datasets, SpeechEmotionDataset, get_dataset_info
+
+    download_datasets(dataset_dir, dname="emodb")       # -> loaders.download.download_corpora
+    df = get_dataset_info(dataset_dir)                  # one row per recording (pandas DataFrame)
+    trainset = SpeechEmotionDataset(df, fs=16000)       # (waveform, one-hot label) pairs
+    loader = DataLoader(trainset, batch_size=4, collate_fn=pad_collate, num_workers=1)
+
+What is kept from the original, and what changed on purpose:
+
+* `get_dataset_info` keeps the columns ``filename`` (absolute path), ``speaker_n``, ``intensity``,
+  ``emotion``, ``version``, ``language`` (``german`` / ``english`` / ``persian``: the original's full
+  names, not the schema's ISO codes) and ``database``, with the original's values, and adds the schema's
+  ``corpus``, ``speaker`` (unique ``<corpus>/<code>``), ``gender``, ``text``, ``file``, ``sample_rate``
+  (native) and ``duration`` (seconds). Files are found by the corpus builders' scan, so each recording is
+  listed once (the original globbed both copies of RAVDESS / TESS / SAVEE) and OS metadata is skipped.
+  With ``dname=None`` all six corpora are read, as in the original; a missing one raises an error that
+  names it and says how to download it.
+* `SpeechEmotionDataset` reads with soundfile (channels averaged to mono; the original kept channel 0)
+  and resamples with soxr (HQ) instead of torchaudio. The one-hot label is the original's ``emo2onehot``,
+  quirk included (see `emo2onehot`); ``onehot=False`` gives the integer class of `LEGACY_EMOTIONS`
+  (the original returned the emotion name there).
+* `pad_collate` is new: the original's `collate_fn` did not run. Without it a DataLoader with
+  ``batch_size > 1`` fails on clips of different lengths, as the original did.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import PurePosixPath
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import torch
+from torch.utils.data import Dataset
+
+from .builder import resample
+from .discovery import CorpusNotFoundError, find_corpus_dir
+from .registry import CORPUS_NAMES, get_builder_class
+
+# The original's class ids (its `EMOTIONS` dict); the order differs from `loaders.emotions.EMOTIONS`.
+LEGACY_EMOTIONS: dict[str, int] = {
+    "neutral": 0,
+    "happy": 1,
+    "sadness": 2,
+    "disgust": 3,
+    "anger": 4,
+    "surprise": 5,
+    "fear": 6,
+    "anxiety": 7,
+    "bored": 8,
+    "calm": 9,
+}
+
+# The original's columns, then the schema's.
+LEGACY_COLUMNS: tuple[str, ...] = (
+    "filename", "speaker_n", "intensity", "emotion", "version", "language", "database"
+)
+SCHEMA_COLUMNS: tuple[str, ...] = ("corpus", "speaker", "gender", "text", "file", "sample_rate", "duration")
+COLUMNS: tuple[str, ...] = LEGACY_COLUMNS + SCHEMA_COLUMNS
+
+_LANGUAGE_NAMES = {"de": "german", "en": "english", "fa": "persian"}
+_SAVEE_SPEAKER_NUMBERS = {"DC": 1, "JE": 2, "JK": 3, "KL": 4}
+_TESS_SPEAKER_NUMBERS = {"OAF": 1, "YAF": 2}
+_RAVDESS_CHANNELS = {"01": "speech", "02": "song"}
+
+
+def emo2onehot(emotion: str) -> torch.Tensor:
+    """The original project's label vector: uint8, length 10, with index ``LEGACY_EMOTIONS[emotion] - 1`` set.
+
+    Reproduced faithfully, quirk included: ``neutral`` (id 0) is the all-zeros vector, ``happy`` (id 1)
+    sets index 0, ..., ``calm`` (id 9) sets index 8, and index 9 is never set. A cross-entropy over these
+    vectors therefore has no target for neutral; use ``onehot=False`` (integer classes) for new work.
+    """
+    if emotion not in LEGACY_EMOTIONS:
+        raise ValueError(f"emotion {emotion!r} is not one of {list(LEGACY_EMOTIONS)}")
+    vector = torch.zeros(len(LEGACY_EMOTIONS), dtype=torch.uint8)
+    class_id = LEGACY_EMOTIONS[emotion]
+    if class_id != 0:
+        vector[class_id - 1] = 1
+    return vector
+
+
+def download_datasets(pdir: str | os.PathLike, dname: str | Sequence[str] | None = None) -> None:
+    """Download corpora into `pdir` (``dname``: one name, a list, or None for all six) from Kaggle.
+
+    Delegates to `loaders.download.download_corpora`; corpora already complete are skipped, as before.
+    """
+    from .download import download_corpora
+
+    corpora = None if dname is None else _names(dname)
+    download_corpora(pdir, corpora)
+
+
+def get_dataset_info(pdir: str | os.PathLike, dname: str | Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per recording of the corpora `dname` (None: all six; a name; a list) found under `pdir`.
+
+    Columns: `COLUMNS` (see the module docstring). Corpus folders are found as `<pdir>/<corpus>` or, as in
+    the original, `<pdir>/<Kaggle dataset name>`. Raises `CorpusNotFoundError` naming a missing corpus and
+    the command that downloads it.
+    """
+    names = list(CORPUS_NAMES) if dname is None else _names(dname)
+    for name in names:
+        get_builder_class(name)  # a clear error for an unknown name, before any scanning
+    rows = []
+    for name in names:
+        rows.extend(_corpus_rows(pdir, name))
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    return frame.astype({"sample_rate": "int64", "duration": "float64"})
+
+
+def _names(dname: str | Sequence[str]) -> list[str]:
+    if isinstance(dname, str):
+        return [dname]
+    names = list(dname)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"dname: {dname!r}; pass a corpus name, a list of names, or None for all")
+    return names
+
+
+def _corpus_rows(pdir: str | os.PathLike, name: str) -> list[dict]:
+    builder_class = get_builder_class(name)
+    try:
+        corpus_dir = find_corpus_dir(pdir, name, builder_class.KAGGLE_SLUG)
+    except CorpusNotFoundError as err:
+        how = (
+            "write it with `loaders.synthetic.write_synthetic_corpus(pdir)`"
+            if not builder_class.KAGGLE_SLUG
+            else f"download it with `download_datasets({str(pdir)!r}, dname={name!r})`"
+        )
+        raise CorpusNotFoundError(f"{err} From the original API: {how}.") from None
+    scan = builder_class.scan_corpus(corpus_dir)
+    language = _LANGUAGE_NAMES.get(builder_class.LANGUAGE, builder_class.LANGUAGE)
+    rows = []
+    for corpus_file in scan.files:
+        info = corpus_file.info
+        header = sf.info(corpus_file.path)
+        rows.append(
+            {
+                "filename": os.path.abspath(corpus_file.path),
+                "speaker_n": _speaker_number(name, info.speaker),
+                "intensity": _legacy_intensity(name, info.intensity),
+                "emotion": info.emotion,
+                "version": _version(name, corpus_file.file),
+                "language": language,
+                "database": name,
+                "corpus": name,
+                "speaker": f"{name}/{info.speaker}",
+                "gender": info.gender,
+                "text": info.text,
+                "file": corpus_file.file,
+                "sample_rate": header.samplerate,
+                "duration": header.frames / header.samplerate,
+            }
+        )
+    return rows
+
+
+def _speaker_number(corpus: str, code: str) -> int | str:
+    """The original's `speaker_n`: the number in the file name; SAVEE / TESS speakers numbered from 1;
+    ShEMO the two digits as a string (the original did not convert them)."""
+    if corpus == "savee":
+        return _SAVEE_SPEAKER_NUMBERS.get(code, code)
+    if corpus == "tess":
+        return _TESS_SPEAKER_NUMBERS.get(code, code)
+    if corpus == "shemo":
+        return code[1:3]
+    digits = re.sub(r"\D", "", code)
+    return int(digits) if digits else code
+
+
+def _legacy_intensity(corpus: str, intensity: str) -> str:
+    if intensity:
+        return intensity
+    return "unknown" if corpus == "cremad" else "NA"  # CREMA-D's "XX" level was "unknown", others "NA"
+
+
+def _version(corpus: str, file: str) -> str | int:
+    """The original's `version` column, from the file name ("NA" where the corpus has none)."""
+    stem = PurePosixPath(file).stem
+    if corpus == "emodb" and len(stem) >= 7:
+        return stem[6]
+    if corpus == "ravdess":
+        parts = stem.split("-")
+        if len(parts) == 7 and parts[1] in _RAVDESS_CHANNELS:
+            return f"{_RAVDESS_CHANNELS[parts[1]]}_{parts[5]}"
+    if corpus == "savee":
+        match = re.search(r"[a-z]+(\d+)$", stem)
+        if match:
+            return match[1]
+    if corpus == "tess":
+        parts = stem.lower().split("_")
+        if len(parts) == 3:
+            return parts[1]
+    if corpus == "shemo" and stem[4:6].isdigit():
+        return int(stem[4:6])
+    if corpus == "synthetic":
+        match = re.search(r"_r(\d+)$", stem)
+        if match:
+            return match[1]
+    return "NA"
+
+
+class SpeechEmotionDataset(Dataset):
+    """The original's torch Dataset over a `get_dataset_info` DataFrame: items are ``(waveform, label)``.
+
+    Args:
+        dataframe: needs the columns ``filename`` and ``emotion`` (a `get_dataset_info` result or a subset).
+        fs: resample every clip to this rate (soxr, HQ); None keeps each file's native rate.
+        transform: applied to the float32 mono waveform tensor (e.g. a torchaudio transform).
+        onehot: labels as `emo2onehot` vectors (the original's default) or, if False, integer classes of
+            `LEGACY_EMOTIONS`.
+
+    Only paths and labels are kept between items (no open files), so the dataset pickles into DataLoader
+    workers. Batch clips of different lengths with ``collate_fn=pad_collate``.
+    """
+
+    def __init__(
+        self,
+        dataframe: pd.DataFrame,
+        fs: int | None = None,
+        transform=None,
+        onehot: bool = True,
+    ):
+        missing = [c for c in ("filename", "emotion") if c not in dataframe.columns]
+        if missing:
+            raise ValueError(
+                f"SpeechEmotionDataset: the DataFrame lacks column(s) {missing}; "
+                "build it with get_dataset_info()"
+            )
+        unknown = sorted(set(dataframe["emotion"]) - set(LEGACY_EMOTIONS))
+        if unknown:
+            raise ValueError(
+                f"SpeechEmotionDataset: unknown emotion(s) {unknown}; valid: {list(LEGACY_EMOTIONS)}"
+            )
+        if fs is not None and (not isinstance(fs, (int, np.integer)) or fs <= 0):
+            raise ValueError(f"SpeechEmotionDataset: fs={fs!r}; pass a positive integer rate in Hz or None")
+        self.dataframe = dataframe
+        self.transform_fs = fs
+        self.transform = transform
+        self.onehot = onehot
+
+    def __len__(self) -> int:
+        return len(self.dataframe)
+
+    def __getitem__(self, idx, return_all: bool = False):
+        if torch.is_tensor(idx):
+            idx = idx.tolist()
+        if isinstance(idx, str):
+            row = self.dataframe.loc[idx].to_dict()
+        else:
+            if not -len(self) <= idx < len(self):
+                raise IndexError(f"index {idx} out of range for a dataset of {len(self)} clips")
+            row = self.dataframe.iloc[idx].to_dict()
+        audio, rate = read_audio(row["filename"], self.transform_fs)
+        if self.transform:
+            audio = self.transform(audio)
+        label = emo2onehot(row["emotion"]) if self.onehot else LEGACY_EMOTIONS[row["emotion"]]
+        if return_all:
+            return {**row, "audio": audio, "fs": rate, "label": label}
+        return audio, label
+
+
+def read_audio(path: str | os.PathLike, fs: int | None = None) -> tuple[torch.Tensor, int]:
+    """A file as a float32 mono tensor (channels averaged) and its rate, resampled to `fs` if given."""
+    try:
+        samples, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise RuntimeError(f"{path}: cannot decode audio ({err}); re-download the corpus") from err
+    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    if fs is not None and fs != rate:
+        mono = resample(mono, rate, fs).astype(np.float32, copy=False)
+        rate = fs
+    return torch.from_numpy(np.ascontiguousarray(mono)), rate
+
+
+def pad_collate(
+    batch: Sequence[tuple[torch.Tensor, torch.Tensor | int]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batch ``(waveform, label)`` items of different lengths: ``(padded, lengths, labels)``.
+
+    ``padded`` is float32 ``(batch, max_len)`` (or ``(batch, ..., max_len)`` for transformed items),
+    zero-padded at the end of the last axis; ``lengths`` (int64) holds each item's real length, so
+    ``torch.arange(max_len) < lengths[:, None]`` is the attention mask; ``labels`` stacks the one-hot
+    vectors ``(batch, 10)`` or the integer classes ``(batch,)``.
+    """
+    if not batch:
+        raise ValueError("pad_collate: empty batch")
+    waveforms = [torch.as_tensor(item[0]) for item in batch]
+    lengths = torch.tensor([w.shape[-1] for w in waveforms], dtype=torch.int64)
+    leading = {tuple(w.shape[:-1]) for w in waveforms}
+    if len(leading) != 1:
+        shapes = [tuple(w.shape) for w in waveforms]
+        raise ValueError(f"pad_collate: items differ in more than their last axis: shapes {shapes}")
+    padded = torch.zeros((len(batch), *leading.pop(), int(lengths.max())), dtype=torch.float32)
+    for i, waveform in enumerate(waveforms):
+        padded[i, ..., : waveform.shape[-1]] = waveform
+    labels = [item[1] for item in batch]
+    if torch.is_tensor(labels[0]):
+        label_tensor = torch.stack(labels)
+    else:
+        label_tensor = torch.tensor(labels, dtype=torch.int64)
+    return padded, lengths, label_tensor
+
+
+__all__ = [
+    "COLUMNS",
+    "LEGACY_EMOTIONS",
+    "SpeechEmotionDataset",
+    "download_datasets",
+    "emo2onehot",
+    "get_dataset_info",
+    "pad_collate",
+    "read_audio",
+]
