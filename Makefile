@@ -1,14 +1,15 @@
-# The two commands a newcomer needs; each installs whatever is missing first (tools/bootstrap.sh).
-.PHONY: train test setup lint
+# The two commands a newcomer needs, `make train` and `make test`; each first installs whatever is
+# missing (tools/bootstrap.sh: FFmpeg, .venv, the Python packages; for tests also Chromium).
+.PHONY: train test lint
 
-setup:
-	@bash tools/bootstrap.sh
-
-train: setup
+train:
+	@bash tools/bootstrap.sh train
 	.venv/bin/accelerate launch --config_file accelerate_config_cpu.yaml run_train.py $(ARGS)
 
-test: setup
+test:
+	@bash tools/bootstrap.sh test
 	.venv/bin/python -m pytest -q $(PYTEST_ARGS)
 
-lint: setup
+lint:
+	@bash tools/bootstrap.sh test
 	.venv/bin/ruff check .

@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
-# Installs what the project needs and is quick when nothing is missing:
-#   FFmpeg's shared libraries (torchcodec decodes audio with them), a virtual environment at .venv,
-#   and this project with its dependencies (editable). Re-runs pip only when setup.cfg changed.
+# Installs what the project needs, and is quick when nothing is missing.
+#   bash tools/bootstrap.sh train   FFmpeg's shared libraries (torchcodec decodes audio with them), a virtual
+#                                   environment at .venv, and this project (editable) with its dependencies
+#   bash tools/bootstrap.sh test    the same plus the test-only pieces: the [dev,deploy,app] extras and
+#                                   Chromium + ChromeDriver for the web demo's browser test
+# pip runs again only when setup.cfg or pyproject.toml changed since the last install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+profile=${1:-train}
 
-have_ffmpeg_libs() { ldconfig -p 2>/dev/null | grep -q 'libavutil\.so'; }
-if ! have_ffmpeg_libs; then
-    echo "bootstrap: installing FFmpeg (needed by torchcodec to decode audio)"
+apt_packages=()
+ldconfig -p 2>/dev/null | grep -q 'libavutil\.so' || apt_packages+=(ffmpeg)
+if [ "$profile" = test ]; then
+    command -v chromium >/dev/null || apt_packages+=(chromium)
+    command -v chromedriver >/dev/null || apt_packages+=(chromium-driver)
+fi
+if [ ${#apt_packages[@]} -gt 0 ]; then
+    echo "bootstrap: installing system packages: ${apt_packages[*]}"
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     if command -v apt-get >/dev/null; then
         $sudo_cmd apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq ffmpeg >/dev/null
-    elif command -v dnf >/dev/null; then
-        $sudo_cmd dnf install -y ffmpeg-free
-    elif command -v brew >/dev/null; then
-        brew install ffmpeg
+        DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq \
+            "${apt_packages[@]}" >/dev/null
     else
-        echo "bootstrap: no known package manager; install FFmpeg (shared libraries) yourself" >&2
+        echo "bootstrap: no apt-get here; install ${apt_packages[*]} with your package manager" >&2
         exit 1
     fi
 fi
@@ -28,10 +34,15 @@ if [ ! -x .venv/bin/python ]; then
     echo "bootstrap: creating .venv"
     "$python" -m venv .venv
 fi
-stamp=.venv/.installed
+case "$profile" in
+    train) extras="" ;;
+    test) extras="[dev,deploy,app]" ;;
+    *) echo "bootstrap: unknown profile '$profile' (train or test)" >&2; exit 2 ;;
+esac
+stamp=.venv/.installed-$profile
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "bootstrap: installing the project and its dependencies into .venv"
+    echo "bootstrap: installing the project$extras and its dependencies into .venv"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[${EXTRAS:-dev}]"
+    .venv/bin/python -m pip install -q -e ".$extras"
     touch "$stamp"
 fi
