@@ -44,9 +44,13 @@ def resolve_emotions(
         if source not in EMOTIONS:
             raise ValueError(f"merge: unknown source emotion {source!r}; choose from {list(EMOTIONS)}")
         if target not in names:
-            raise ValueError(f"merge: {source!r} -> {target!r}, but {target!r} is not among the emotions {names}")
+            raise ValueError(
+                f"merge: {source!r} -> {target!r}, but {target!r} is not among the emotions {names}"
+            )
         if source in names and source != target:
-            raise ValueError(f"merge: {source!r} is itself a chosen class; drop it from the emotions to merge it")
+            raise ValueError(
+                f"merge: {source!r} is itself a chosen class; drop it from the emotions to merge it"
+            )
         mapping[source] = target
     return names, mapping
 
