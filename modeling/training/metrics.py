@@ -1,0 +1,191 @@
+"""Emotion classification metrics as an `evaluate.Metric`: accuracy, UAR, macro-F1, per-class recall,
+confusion matrix, and the same per corpus.
+
+UAR (unweighted average recall: the mean of the per-class recalls) is the field's headline figure because
+the corpora are unbalanced (ShEMO: 1059 anger vs 38 fear files): a model that always answers the majority
+class gets a high accuracy but a UAR of 1 / number of classes.
+
+Conventions, for classes that leave a ratio undefined:
+
+* a class absent from the references (no example of it in this set) is left out of UAR and macro-F1
+  (its recall is undefined, not 0) and reported with recall ``None``;
+* a class that is never predicted has precision 0 (by convention), so its F1 is 0 and it counts in
+  macro-F1 and UAR with recall 0.
+
+Pure numpy (no scikit-learn); the metric is instantiated directly, nothing is fetched from the Hub::
+
+    metric = EmotionClassificationMetric()
+    metric.compute(predictions=[0, 1, 1], references=[0, 1, 2], label_names=["anger", "happy", "sadness"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import datasets
+import evaluate
+import numpy as np
+
+_DESCRIPTION = """Accuracy, unweighted average recall (UAR), macro-F1, per-class recall and the confusion
+matrix of a single-label classifier; optionally the same per group (e.g. per corpus)."""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions (`list[int]`): predicted class ids.
+    references (`list[int]`): true class ids.
+    label_names (`list[str]`, optional): class names, index = class id. Sets the number of classes (so a
+        class never seen in this set still gets a row in the confusion matrix) and names the per-class keys.
+    num_classes (`int`, optional): number of classes when `label_names` is not given (default: one more than
+        the largest id seen).
+    groups (`list[str]`, optional): a group name per example (e.g. its corpus); adds the same metrics per
+        group under `per_group`.
+Returns:
+    accuracy, uar, macro_f1 (floats), recall (`{class: float | None}`), f1 (`{class: float}`), support
+    (`{class: int}`), confusion_matrix (rows = true class, columns = predicted class, `list[list[int]]`),
+    label_names, and `per_group` (`{group: {...the same...}}`) when `groups` is given.
+"""
+
+
+def confusion_matrix(predictions: Sequence[int], references: Sequence[int], num_classes: int) -> np.ndarray:
+    """Counts with rows = true class, columns = predicted class."""
+    predictions = np.asarray(predictions, dtype=np.int64)
+    references = np.asarray(references, dtype=np.int64)
+    for name, ids in (("predictions", predictions), ("references", references)):
+        if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
+            raise ValueError(
+                f"{name}: class ids must lie in [0, {num_classes}), got {sorted(set(ids.tolist()))}"
+            )
+    flat = references * num_classes + predictions
+    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def scores_from_confusion(matrix: np.ndarray, label_names: Sequence[str]) -> dict:
+    """accuracy, UAR, macro-F1 and the per-class figures of one confusion matrix (see module docstring)."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    support = matrix.sum(axis=1)
+    predicted = matrix.sum(axis=0)
+    correct = np.diag(matrix)
+    total = int(matrix.sum())
+    present = support > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(present, correct / np.maximum(support, 1), np.nan)
+        precision = np.where(predicted > 0, correct / np.maximum(predicted, 1), 0.0)
+    found = np.nan_to_num(recall)
+    f1 = np.divide(
+        2 * precision * found, precision + found, out=np.zeros(len(support)), where=precision + found > 0
+    )
+    return {
+        "accuracy": float(correct.sum() / total) if total else float("nan"),
+        "uar": float(recall[present].mean()) if present.any() else float("nan"),
+        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+        "recall": {name: (float(recall[i]) if present[i] else None) for i, name in enumerate(label_names)},
+        "f1": {name: float(f1[i]) for i, name in enumerate(label_names)},
+        "support": {name: int(support[i]) for i, name in enumerate(label_names)},
+        "confusion_matrix": matrix.tolist(),
+        "label_names": list(label_names),
+        "num_examples": total,
+    }
+
+
+class EmotionClassificationMetric(evaluate.Metric):
+    """`evaluate` metric for emotion classification (see the module docstring); no Hub download."""
+
+    def __init__(self, **kwargs):
+        # In memory by default: Trainer gathers predictions on every process before computing, so nothing
+        # the Arrow cache files `evaluate` would otherwise write under ~/.cache.
+        kwargs.setdefault("keep_in_memory", True)
+        super().__init__(**kwargs)
+
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation="",
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
+            ),
+        )
+
+    def _compute(
+        self,
+        predictions: Sequence[int],
+        references: Sequence[int],
+        label_names: Sequence[str] | None = None,
+        num_classes: int | None = None,
+        groups: Sequence[str] | None = None,
+    ) -> dict:
+        if label_names is not None:
+            num_classes = len(label_names)
+        elif num_classes is None:
+            num_classes = int(max(max(predictions, default=-1), max(references, default=-1))) + 1
+        names = list(label_names) if label_names is not None else [str(i) for i in range(num_classes)]
+        result = scores_from_confusion(confusion_matrix(predictions, references, num_classes), names)
+        if groups is not None:
+            groups = np.asarray([str(g) for g in groups])
+            if len(groups) != len(predictions):
+                raise ValueError(f"groups: {len(groups)} group names for {len(predictions)} predictions")
+            predictions, references = np.asarray(predictions), np.asarray(references)
+            result["per_group"] = {
+                str(group): scores_from_confusion(
+                    confusion_matrix(predictions[groups == group], references[groups == group], num_classes),
+                    names,
+                )
+                for group in sorted(set(groups.tolist()))
+            }
+        return result
+
+
+def flatten_metrics(result: dict, *, group_key: str = "corpus") -> dict[str, float]:
+    """The nested result as flat scalar keys, for Trainer logs and `*_results.json`:
+    ``accuracy``, ``uar``, ``macro_f1``, ``recall_<class>``, ``f1_<class>``, and per group
+    ``<group_key>_<group>_accuracy`` etc. (the confusion matrices are left out: they are not scalars)."""
+    flat: dict[str, float] = {}
+
+    def add(prefix: str, scores: dict) -> None:
+        for key in ("accuracy", "uar", "macro_f1"):
+            flat[f"{prefix}{key}"] = scores[key]
+        for name, value in scores["recall"].items():
+            if value is not None:  # undefined (class absent here): not logged rather than logged as 0
+                flat[f"{prefix}recall_{name}"] = value
+        for name, value in scores["f1"].items():
+            if scores["support"][name] > 0:
+                flat[f"{prefix}f1_{name}"] = value
+
+    add("", result)
+    for group, scores in result.get("per_group", {}).items():
+        add(f"{group_key}_{group}_", scores)
+    return flat
+
+
+class ComputeMetrics:
+    """`compute_metrics` for the Trainer: argmax of the logits, then `EmotionClassificationMetric`.
+
+    `groups` (one name per example of the set being evaluated, in dataset order) adds per-corpus metrics; the
+    trainer sets it before each evaluation (see `modeling.training.trainer.SERTrainer`). `last_result` keeps
+    the full nested result (with confusion matrices) of the latest call for the plots and the model card.
+    """
+
+    def __init__(self, label_names: Sequence[str]):
+        self.label_names = list(label_names)
+        self.metric = EmotionClassificationMetric()
+        self.groups: list[str] | None = None
+        self.last_result: dict | None = None
+
+    def __call__(self, eval_prediction) -> dict[str, float]:
+        logits = eval_prediction.predictions
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        predictions = np.asarray(logits).argmax(axis=-1)
+        references = np.asarray(eval_prediction.label_ids)
+        groups = self.groups
+        if groups is not None and len(groups) != len(predictions):
+            groups = None  # not the set the groups were given for: overall metrics only
+        if groups is not None and len(set(groups)) < 2:
+            groups = None  # one corpus: per-corpus figures would repeat the overall ones
+        self.last_result = self.metric.compute(
+            predictions=predictions.tolist(),
+            references=references.tolist(),
+            label_names=self.label_names,
+            groups=groups,
+        )
+        return flatten_metrics(self.last_result)

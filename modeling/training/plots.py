@@ -1,0 +1,53 @@
+"""Figures of a training run (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[int]],
+    label_names: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    title: str = "Confusion matrix",
+) -> str:
+    """Save a confusion matrix (rows = true class, normalised per row, counts written in the cells) as PNG.
+
+    Row-normalised colours show each class's recall whatever the class sizes; the counts stay readable.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(matrix, dtype=np.int64)
+    support = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, support, out=np.zeros(counts.shape), where=support > 0)
+    size = 1.2 + 0.7 * len(label_names)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    ax.set_xticks(range(len(label_names)), labels=label_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(label_names)), labels=label_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(counts.shape[0]):
+        for j in range(counts.shape[1]):
+            ax.text(
+                j,
+                i,
+                str(counts[i, j]),
+                ha="center",
+                va="center",
+                color="white" if share[i, j] > 0.5 else "black",
+                fontsize=9,
+            )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
