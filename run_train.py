@@ -329,8 +329,7 @@ def main(argv: list[str] | None = None) -> dict:
         if model_args.model is not None and found != model_args.model:
             raise UsageError(
                 f"--model_name_or_path {model_args.model_name_or_path} is a {found} checkpoint but --model "
-                f"is "
-                f"{model_args.model}; drop --model or give a {model_args.model} checkpoint"
+                f"is {model_args.model}; drop --model or give a {model_args.model} checkpoint"
             )
         model_kind = found
     corpora, demo = find_corpora(
