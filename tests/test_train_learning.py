@@ -1,9 +1,8 @@
 """Models learn through run_train.py on the synthetic corpus (speaker split, the four default emotions).
 
-The synthetic corpus is generated once per module into a temporary cache. Thresholds are what was measured
-on 2 CPU cores with these recipes, minus a margin (see the report in run_train.py's DEMO_DEFAULTS comment):
-the test speakers of the seed-42 speaker split (F03, M05) are the corpus's two least expressive voices, and
-the corpus's own summary-feature classifier reaches about 0.76 speaker-independent accuracy.
+The synthetic corpus is generated once per module into a temporary cache. Each run takes under a minute on
+2 idle CPU cores with the recipes below (the demo's, see run_train.py's DEMO_DEFAULTS); the accuracies
+measured with them on the seed-42 split (test speakers F03, M05) and on seed 1 are in the asserts' comments.
 """
 
 from __future__ import annotations
@@ -59,7 +58,9 @@ def test_cnn_learns_speaker_independent_emotions(tmp_path, cache_dir):
         "conv_channels=[32,64,64],attention_size=32,classifier_hidden_size=32,feature_normalization=utterance_mean",
     )
     print("CNN test", {k: round(v, 3) for k, v in test.items() if k in ("test_accuracy", "test_uar")})
-    assert test["test_accuracy"] >= 0.75  # chance: 0.25; measured 0.825
+    # chance: 0.25; measured 0.881 (seed 42), 0.919 (seed 1): the CNN does not yet reach the 0.90 target
+    # reliably (its held-out errors move between happy / neutral / anger from run to run).
+    assert test["test_accuracy"] >= 0.80
 
 
 @pytest.mark.slow
@@ -77,7 +78,7 @@ def test_s4_learns_speaker_independent_emotions(tmp_path, cache_dir):
         "d_model=32,n_layers=2,d_state=16,mel_bins=40",
     )
     print("S4 test", {k: round(v, 3) for k, v in test.items() if k in ("test_accuracy", "test_uar")})
-    assert test["test_accuracy"] >= 0.85  # measured 0.894
+    assert test["test_accuracy"] >= 0.90  # measured 0.944 (seed 42), 0.938 (seed 1)
 
 
 @pytest.mark.slow
