@@ -319,3 +319,17 @@ def test_arguments_from_a_yaml_file(data_root, cache_dir, tmp_path):
         run_train.main([str(args_file)])
     model_args, data_args, training_args, explicit = run_train.parse_args([str(args_file)])
     assert data_args.corpora == ["emodb"] and model_args.model == "cnn" and "output_dir" in explicit
+
+
+def test_config_overrides_parse_values_by_the_field_type():
+    from modeling.training.run_config import parse_config_overrides
+
+    overrides = parse_config_overrides(
+        "conv_channels=[16,32],feature_normalization=none,use_lstm=true,classifier_dropout=0.5", "cnn"
+    )
+    assert overrides == {
+        "conv_channels": [16, 32],
+        "feature_normalization": "none",  # a string field keeps the word, it is not Python's None
+        "use_lstm": True,
+        "classifier_dropout": 0.5,
+    }

@@ -81,7 +81,10 @@ def _split_top_level(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def _parse_value(text: str) -> object:
+def _parse_value(text: str, default: object) -> object:
+    if isinstance(default, str):
+        # A string field takes the text as it is: `feature_normalization=none` means "none", not None.
+        return text.strip("'\"")
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -110,7 +113,7 @@ def parse_config_overrides(text: str | None, model_kind: str) -> dict[str, objec
                 f"--config_overrides: {config_class.__name__} has no field {key!r}; see its docstring "
                 f"for the fields of the {model_kind} model"
             )
-        overrides[key] = _parse_value(value.strip())
+        overrides[key] = _parse_value(value.strip(), getattr(defaults, key))
     try:
         config_class(**overrides)
     except (ValueError, TypeError) as err:
