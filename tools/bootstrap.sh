@@ -32,7 +32,19 @@ fi
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     echo "bootstrap: creating .venv"
-    "$python" -m venv .venv
+    if ! "$python" -m venv .venv; then
+        # Debian's system Python ships venv separately.
+        rm -rf .venv
+        if command -v apt-get >/dev/null; then
+            [ "$(id -u)" -eq 0 ] && sudo_cmd="" || sudo_cmd="sudo"
+            $sudo_cmd apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq python3-venv >/dev/null
+            "$python" -m venv .venv
+        else
+            echo "bootstrap: '$python -m venv' failed; install Python's venv module" >&2
+            exit 1
+        fi
+    fi
 fi
 case "$profile" in
     train) extras="" ;;
