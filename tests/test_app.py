@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 
@@ -10,16 +9,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None,
     reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
 )
-
-LABELS = ["neutral", "angry", "happy", "sad"]
 
 
 def free_port() -> int:
@@ -29,26 +24,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def classifier():
+def classifier(make_tiny_cnn):
     import torch
 
-    from modeling import CNNConfig, CNNForAudioClassification
     from modeling.auto import feature_extractor_for
     from modeling.inference.classify import EmotionClassifier
 
     torch.manual_seed(0)
-    model = CNNForAudioClassification(
-        CNNConfig(
-            conv_channels=[8, 8],
-            n_mfcc=13,
-            n_mels=20,
-            attention_size=8,
-            classifier_hidden_size=8,
-            num_labels=4,
-            id2label=dict(enumerate(LABELS)),
-            label2id={k: i for i, k in enumerate(LABELS)},
-        )
-    ).eval()
+    model = make_tiny_cnn()
     with torch.no_grad():  # a clear winner, so the page's top label is unambiguous
         model.classifier[-1].bias.copy_(torch.tensor([0.0, 0.0, 3.0, 0.0]))
     return EmotionClassifier(model, feature_extractor_for(model))

@@ -11,33 +11,22 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from conftest import TINY_CNN_LABELS as LABELS
 
-from modeling import CNNConfig, CNNForAudioClassification, save_for_hub
+from modeling import save_for_hub
 from modeling.inference.audio_io import AudioReadError, AudioSource, read_audio
 from modeling.inference.classify import EmotionClassifier, PredictOptions, plan_segments, predict_files
 from modeling.inference.segmentation import VadConfig, fixed_windows
 from modeling.predict import collect_inputs, main
 
-LABELS = ["neutral", "angry", "happy", "sad"]
 BURSTS = [(5.0, 8.0), (20.0, 21.5), (40.0, 52.0), (90.0, 93.0), (140.0, 146.0)]  # seconds, in a 150 s file
 
 
 @pytest.fixture(scope="module")
-def cnn_dir(tmp_path_factory):
-    model = CNNForAudioClassification(
-        CNNConfig(
-            conv_channels=[8, 8],
-            n_mfcc=13,
-            n_mels=20,
-            attention_size=8,
-            classifier_hidden_size=8,
-            num_labels=4,
-            id2label=dict(enumerate(LABELS)),
-            label2id={k: i for i, k in enumerate(LABELS)},
-        )
-    )
+def cnn_dir(tmp_path_factory, make_tiny_cnn):
+    model = make_tiny_cnn()
     out = tmp_path_factory.mktemp("cnn")
-    save_for_hub(model.eval(), None, out)
+    save_for_hub(model, None, out)
     return str(out)
 
 
