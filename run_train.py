@@ -167,6 +167,13 @@ class DataTrainingArguments:
             "0 keeps whole clips."
         },
     )
+    speed_perturbation: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Training-only augmentation: play each training clip at a speed drawn from these factors "
+            "(e.g. 0.9 1.0 1.1; tempo and pitch move together)."
+        },
+    )
     class_weighting: bool = field(
         default=False, metadata={"help": "Weight the loss by inverse class frequency."}
     )
@@ -321,6 +328,11 @@ def main(argv: list[str] | None = None) -> dict:
     setup_logging(training_args)
 
     # ---- everything the user asked for is checked before any data is prepared or anything written ----
+    if data_args.speed_perturbation and min(data_args.speed_perturbation) <= 0:
+        raise UsageError(
+            f"--speed_perturbation {' '.join(map(str, data_args.speed_perturbation))}: speed factors must be "
+            "> 0 (e.g. 0.9 1.0 1.1)"
+        )
     model_kind = model_args.model or "cnn"
     if model_args.model_name_or_path:
         found = checkpoint_model_kind(
@@ -435,7 +447,14 @@ def main(argv: list[str] | None = None) -> dict:
         train_dataset=prepared["train"],
         eval_dataset=prepared["validation"] if has_validation else None,
         processing_class=feature_extractor,
-        data_collator=AudioCollator(feature_extractor, max_samples=max_samples, random_crop=True),
+        data_collator=AudioCollator(
+            feature_extractor,
+            max_samples=max_samples,
+            random_crop=True,
+            speed_factors=data_args.speed_perturbation,
+            min_samples=feature_extractor.min_samples,
+        ),
+        eval_data_collator=AudioCollator(feature_extractor, max_samples=max_samples, random_crop=False),
         compute_metrics=compute_metrics,
         callbacks=callbacks,
         class_weights=class_weights(prepared["train"]["label"], len(label_names))
@@ -493,6 +512,7 @@ def main(argv: list[str] | None = None) -> dict:
             "epochs_trained": round(trainer.state.epoch or 0, 2),
             "weight_decay": training_args.weight_decay,
             "max_duration_seconds": data_args.max_duration_seconds,
+            "speed_perturbation": data_args.speed_perturbation,
             "class_weighting": data_args.class_weighting,
             "seed": training_args.seed,
             "world_size": training_args.world_size,

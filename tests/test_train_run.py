@@ -267,6 +267,7 @@ def test_push_to_hub_uploads_model_code_and_card(data_root, cache_dir, tmp_path,
         ),
         (["--corpora", "emodb", "--config_overrides", "not_a_field=3"], "has no field 'not_a_field'"),
         (["--corpora", "emodb", "--merge", "calm"], "source:target"),
+        (["--corpora", "emodb", "--speed_perturbation", "0.9", "0"], "speed factors must be > 0"),
     ],
 )
 def test_bad_input_fails_before_training(data_root, cache_dir, tmp_path, extra, message):

@@ -144,9 +144,13 @@ def class_weights(labels: Sequence[int], num_classes: int) -> torch.Tensor:
 
 @dataclass
 class AudioCollator:
-    """Crops, normalises and pads a batch of clips into `input_values`, `attention_mask` and `labels`.
+    """Perturbs the speed of, crops, normalises and pads a batch of clips into `input_values`,
+    `attention_mask` and `labels`.
 
-    Clips longer than `max_samples` are cut to a random window when `random_crop` (training: a different
+    With `speed_factors` (training only), each clip is first played at a speed drawn uniformly from them
+    (Ko et al. 2015's speed perturbation: resampled by the factor, so tempo and pitch move together; 0.9 /
+    1.0 / 1.1 is the usual set); a factor that would leave a clip shorter than `min_samples` is not used for
+    it. Clips longer than `max_samples` are cut to a random window when `random_crop` (training: a different
     window every epoch), else to the centre. The feature extractor then normalises each clip over its real
     samples and pads to the longest clip of the batch with a 0/1 `attention_mask`.
     """
@@ -155,9 +159,11 @@ class AudioCollator:
     max_samples: int | None = None
     random_crop: bool = True
     sampling_rate: int = SAMPLING_RATE
+    speed_factors: Sequence[float] | None = None
+    min_samples: int = 0
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        clips = [self._crop(np.asarray(f["input_values"], dtype=np.float32)) for f in features]
+        clips = [self._crop(self._perturb(np.asarray(f["input_values"], dtype=np.float32))) for f in features]
         batch = self.feature_extractor(
             clips,
             sampling_rate=self.sampling_rate,
@@ -169,6 +175,16 @@ class AudioCollator:
         if "label" in features[0]:
             out["labels"] = torch.tensor([int(f["label"]) for f in features], dtype=torch.long)
         return out
+
+    def _perturb(self, clip: np.ndarray) -> np.ndarray:
+        if not self.speed_factors:
+            return clip
+        # torch's generator, as for the crops: the Trainer's seed governs the draws.
+        factor = float(self.speed_factors[int(torch.randint(len(self.speed_factors), (1,)))])
+        if factor == 1.0 or len(clip) / factor < self.min_samples:
+            return clip
+        # Played `factor` times faster = resampled to sampling_rate / factor and read at sampling_rate.
+        return soxr.resample(clip, self.sampling_rate, self.sampling_rate / factor).astype(np.float32)
 
     def _crop(self, clip: np.ndarray) -> np.ndarray:
         if self.max_samples is None or len(clip) <= self.max_samples:

@@ -7,6 +7,7 @@ and no weight decay, the other parameters as the Trainer would group them) it ad
   ShEMO), computed here rather than in the model so the saved model stays a plain classifier;
 * per-corpus metrics: before each evaluation it hands the corpus of every example of the set being
   evaluated to `ComputeMetrics` (the evaluation dataloader keeps dataset order, also across processes);
+* a separate `eval_data_collator` for validation and test (training-only augmentation stays out of them);
 * the project's model card: `push_to_hub` writes `model_card_text` as README.md instead of the generic card.
 """
 
@@ -27,6 +28,7 @@ class SERTrainer(SSMAwareTrainer):
     Args (besides the Trainer's):
         class_weights: one weight per class for the cross-entropy (None: the model's own unweighted loss).
         group_column: column of the evaluation datasets naming each example's group (default ``corpus``).
+        eval_data_collator: collator of the validation and test dataloaders (None: `data_collator`).
         model_card_text: README.md to write into the output folder when pushing to the Hub.
     """
 
@@ -36,9 +38,11 @@ class SERTrainer(SSMAwareTrainer):
         class_weights: torch.Tensor | None = None,
         group_column: str = "corpus",
         model_card_text: str | None = None,
+        eval_data_collator=None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.eval_data_collator = eval_data_collator
         self.class_weights = class_weights
         self.group_column = group_column
         self.model_card_text = model_card_text
@@ -57,6 +61,22 @@ class SERTrainer(SSMAwareTrainer):
         # A per-batch weighted mean: the Trainer divides it by the gradient accumulation steps itself.
         loss = nn.functional.cross_entropy(logits.float(), labels, weight=weights)
         return (loss, outputs) if return_outputs else loss
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        return self._with_eval_collator(super().get_eval_dataloader, eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        return self._with_eval_collator(super().get_test_dataloader, test_dataset)
+
+    def _with_eval_collator(self, make_dataloader, dataset):
+        """The dataloader keeps the collator it was built with, so the swap lasts only while building it."""
+        if self.eval_data_collator is None:
+            return make_dataloader(dataset)
+        train_collator, self.data_collator = self.data_collator, self.eval_data_collator
+        try:
+            return make_dataloader(dataset)
+        finally:
+            self.data_collator = train_collator
 
     def _set_groups(self, dataset) -> None:
         if isinstance(self.compute_metrics, ComputeMetrics):

@@ -1,0 +1,74 @@
+"""AudioCollator (random / centre crops, speed perturbation) and SERTrainer's separate evaluation collator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import TrainingArguments
+
+from modeling.feature_extraction import SERFeatureExtractor
+from modeling.training.data import AudioCollator
+from modeling.training.trainer import SERTrainer
+
+SR = 16_000
+
+
+def tone(frequency: float, seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return np.sin(2 * np.pi * frequency * t).astype(np.float32)
+
+
+def peak_frequency(clip: torch.Tensor, length: int) -> float:
+    spectrum = np.abs(np.fft.rfft(clip[:length].numpy()))
+    return float(np.fft.rfftfreq(length, 1 / SR)[spectrum.argmax()])
+
+
+def test_random_crop_draws_new_windows_and_centre_crop_takes_the_middle():
+    ramp = np.arange(3 * SR, dtype=np.float32)
+    no_norm = SERFeatureExtractor(do_normalize=False)
+    train = AudioCollator(no_norm, max_samples=SR, random_crop=True)
+    torch.manual_seed(0)
+    starts = {int(train([{"input_values": ramp, "label": 0}])["input_values"][0, 0]) for _ in range(8)}
+    assert len(starts) > 1 and all(0 <= s <= 2 * SR for s in starts)
+    centre = AudioCollator(no_norm, max_samples=SR, random_crop=False)([{"input_values": ramp}])
+    assert centre["input_values"].shape == (1, SR) and int(centre["input_values"][0, 0]) == SR
+    assert "labels" not in centre
+
+
+def test_speed_perturbation_scales_length_and_pitch_together():
+    collator = AudioCollator(SERFeatureExtractor(), speed_factors=[1.25])
+    batch = collator(
+        [{"input_values": tone(400.0, 1.0), "label": 1}, {"input_values": tone(400.0, 0.5), "label": 2}]
+    )
+    lengths = batch["attention_mask"].sum(-1).tolist()
+    assert lengths == [pytest.approx(SR / 1.25, abs=2), pytest.approx(SR / 2.5, abs=2)]
+    assert peak_frequency(batch["input_values"][0], lengths[0]) == pytest.approx(500.0, abs=2.0)
+    assert batch["labels"].tolist() == [1, 2]
+
+
+def test_speed_perturbation_never_makes_a_clip_shorter_than_the_model_minimum():
+    clip = tone(400.0, 0.5)
+    collator = AudioCollator(SERFeatureExtractor(), speed_factors=[2.0], min_samples=len(clip) - 10)
+    batch = collator([{"input_values": clip, "label": 0}])
+    assert batch["input_values"].shape == (1, len(clip))  # the factor is skipped, the clip kept as it is
+
+
+def test_the_trainer_evaluates_with_its_evaluation_collator(tmp_path):
+    train_collator = AudioCollator(SERFeatureExtractor(), speed_factors=[0.5])
+    eval_collator = AudioCollator(SERFeatureExtractor())
+    data = [{"input_values": tone(300.0, 0.25), "label": 0}] * 2
+    trainer = SERTrainer(
+        model=torch.nn.Linear(1, 1),
+        args=TrainingArguments(
+            output_dir=str(tmp_path), report_to=[], use_cpu=True, remove_unused_columns=False
+        ),
+        train_dataset=data,
+        eval_dataset=data,
+        data_collator=train_collator,
+        eval_data_collator=eval_collator,
+    )
+    assert next(iter(trainer.get_train_dataloader()))["input_values"].shape[-1] == SR // 2  # slowed down
+    assert next(iter(trainer.get_eval_dataloader()))["input_values"].shape[-1] == SR // 4
+    assert next(iter(trainer.get_test_dataloader(data)))["input_values"].shape[-1] == SR // 4
+    assert trainer.data_collator is train_collator
