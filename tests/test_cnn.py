@@ -87,6 +87,8 @@ def test_attention_gives_masked_frames_zero_weight():
     pooled, weights = pooling(hidden, mask)
     assert torch.equal(weights[0, 3:], torch.zeros(3)) and torch.isclose(weights.sum(), torch.tensor(1.0))
     assert torch.allclose(pooled, pooling(hidden[:, :3], mask[:, :3])[0], atol=1e-6)
+    hidden[:, 3:] = float("inf")  # whatever the padded frames hold
+    assert torch.allclose(pooling(hidden, mask)[0], pooled, atol=1e-6)
 
 
 def test_min_input_samples_and_errors():

@@ -169,6 +169,8 @@ class AdditiveAttentionPooling(nn.Module):
     def forward(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scores = self.score(torch.tanh(self.projection(hidden))).squeeze(-1)  # (batch, frames)
         weights = scores.masked_fill(~frame_mask, float("-inf")).softmax(dim=-1)
+        # Masked frames get weight 0, but 0 * inf is nan: whatever padding holds must not reach the sum.
+        hidden = hidden.masked_fill(~frame_mask[..., None], 0.0)
         return (weights[:, None, :] @ hidden).squeeze(1), weights
 
 
