@@ -79,14 +79,26 @@ MODEL_DEFAULTS: dict[str, dict[str, object]] = {
         "warmup_steps": 0.1,
     },
 }
-# The synthetic demo corpus, when nothing else is found: a short run that still learns (a few minutes on a
-# laptop CPU). A smaller CNN; utterance mean normalisation measured 0.77 speaker-independent test accuracy on
-# the synthetic corpus against 0.59 for full standardisation (the ZCR / RMS contours keep their scale).
-DEMO_DEFAULTS: dict[str, object] = {"num_train_epochs": 12, "learning_rate": 3e-3}
-DEMO_CONFIG_OVERRIDES: dict[str, str] = {
-    "cnn": "conv_channels=[32,64,64],attention_size=32,classifier_hidden_size=32,"
-    "feature_normalization=utterance_mean",
-    "s4": "d_model=32,n_layers=2,d_state=16,mel_bins=40",
+# The synthetic demo corpus, when nothing else is found: short runs that still learn speaker-independently
+# (under a minute on 2 CPU cores; tests/test_train_learning.py trains with exactly these and checks >= 0.90
+# test accuracy on held-out speakers), with smaller models than the defaults. The CNN's: masked BatchNorm,
+# utterance mean normalisation, 2 s random crops and speed perturbation. Without the last two and with
+# LayerNorm it gave 0.88-0.96 over four split seeds (held-out speakers' happy and sad clips taken for
+# neutral), this recipe 0.91-0.99 over eleven runs (README, "Results so far").
+DEMO_RECIPES: dict[str, dict[str, object]] = {
+    "cnn": {
+        "config_overrides": "conv_channels=[32,64,64],attention_size=32,classifier_hidden_size=32,"
+        "feature_normalization=utterance_mean,norm_type=batch",
+        "num_train_epochs": 20,
+        "learning_rate": 3e-3,
+        "max_duration_seconds": 2.0,
+        "speed_perturbation": [0.9, 1.0, 1.1],
+    },
+    "s4": {
+        "config_overrides": "d_model=32,n_layers=2,d_state=16,mel_bins=40",
+        "num_train_epochs": 12,
+        "learning_rate": 5e-3,
+    },
 }
 FINISHED_RUN_FILES = ("all_results.json", "test_results.json", "model.safetensors")
 
@@ -274,6 +286,24 @@ def setup_logging(training_args: TrainingArguments) -> None:
     transformers.utils.logging.enable_explicit_format()
 
 
+def apply_defaults(
+    model_kind: str,
+    demo: bool,
+    explicit: set[str],
+    model_args: ModelArguments,
+    data_args: DataTrainingArguments,
+    training_args: SERTrainingArguments,
+) -> None:
+    """Fill the options the user did not give: MODEL_DEFAULTS, then, on the demo corpus, DEMO_RECIPES."""
+    recipe = {**MODEL_DEFAULTS[model_kind], **(DEMO_RECIPES.get(model_kind, {}) if demo else {})}
+    if model_args.model_name_or_path:  # a checkpoint brings its own architecture
+        recipe.pop("config_overrides", None)
+    for key, value in recipe.items():
+        if key not in explicit:
+            target = next(args for args in (model_args, data_args, training_args) if hasattr(args, key))
+            setattr(target, key, value)
+
+
 def check_output_dir(training_args: SERTrainingArguments) -> str | None:
     """Refuse a finished run unless overwriting; returns the checkpoint to resume from, if any."""
     out = Path(training_args.output_dir)
@@ -350,13 +380,9 @@ def main(argv: list[str] | None = None) -> dict:
         data_root_given="data_root" in explicit,
         download=data_args.download,
     )
-    if demo and model_args.config_overrides is None and not model_args.model_name_or_path:
-        model_args.config_overrides = DEMO_CONFIG_OVERRIDES.get(model_kind)
+    apply_defaults(model_kind, demo, explicit, model_args, data_args, training_args)
     overrides = parse_config_overrides(model_args.config_overrides, model_kind)
     merge = parse_merge(data_args.merge or [])
-    for key, value in {**MODEL_DEFAULTS[model_kind], **(DEMO_DEFAULTS if demo else {})}.items():
-        if key not in explicit:
-            setattr(training_args, key, value)
     if "ddp_find_unused_parameters" not in explicit:
         # wav2vec2's layerdrop skips whole layers in some steps; the CNN and S4 use all parameters always.
         training_args.ddp_find_unused_parameters = model_kind == "wav2vec2"

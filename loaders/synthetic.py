@@ -21,9 +21,9 @@ emotions clearly; loudness differs too, but feature extractors normalise it away
 x 4 default emotions x 8 utterances (tests/test_synthetic.py): logistic regression on 8 summary features
 (energy, zero crossings, F0, spectral centroid, syllable rate) reaches 0.87 on held-out speakers and 0.90
 on random splits (chance 0.25). Through run_train.py with the demo recipes (speaker split, seed 42, test
-speakers F03 and M05), the CNN reaches 0.88 (seed 1: 0.92) and the S4 0.94 (seed 1: 0.94) test accuracy
-(tests/test_train_learning.py). `_HABIT` sets the trade-off: larger habits widen the random / speaker gap
-and lower speaker-independent accuracy.
+speakers F03 and M05), the CNN reaches 0.925 (seeds 1-5: 0.91-0.99) and the S4 0.944 (seeds 1-5:
+0.93-0.96) test accuracy (tests/test_train_learning.py). `_HABIT` sets the trade-off: larger habits widen
+the random / speaker gap and lower speaker-independent accuracy.
 
 Everything is vectorised numpy (the formant filter runs in the STFT domain): about 10 ms per utterance
 on one CPU core, so the default corpus (960 utterances) renders in about 10 s. The same

@@ -334,3 +334,26 @@ def test_config_overrides_parse_values_by_the_field_type():
         "use_lstm": True,
         "classifier_dropout": 0.5,
     }
+
+
+def test_the_demo_recipe_fills_only_what_the_user_left_out():
+    def defaults(model_kind, demo, *argv):
+        model_args, data_args, training_args, explicit = run_train.parse_args(["--output_dir", "x", *argv])
+        run_train.apply_defaults(model_kind, demo, explicit, model_args, data_args, training_args)
+        return model_args, data_args, training_args
+
+    model_args, data_args, training_args = defaults("cnn", True, "--learning_rate", "1e-4")
+    recipe = run_train.DEMO_RECIPES["cnn"]
+    assert (
+        model_args.config_overrides == recipe["config_overrides"]
+        and "norm_type=batch" in recipe["config_overrides"]
+    )
+    assert data_args.speed_perturbation == [0.9, 1.0, 1.1] and data_args.max_duration_seconds == 2.0
+    assert training_args.num_train_epochs == 20 and training_args.learning_rate == 1e-4  # the user's wins
+    model_args, data_args, training_args = defaults("cnn", False)
+    assert model_args.config_overrides is None and data_args.speed_perturbation is None
+    assert training_args.learning_rate == run_train.MODEL_DEFAULTS["cnn"]["learning_rate"]
+    model_args, _, training_args = defaults("wav2vec2", True, "--model_name_or_path", "ckpt")
+    assert model_args.config_overrides is None and training_args.learning_rate == 3e-5
+    model_args, _, _ = defaults("s4", True, "--model_name_or_path", "ckpt")
+    assert model_args.config_overrides is None  # a checkpoint keeps its own architecture

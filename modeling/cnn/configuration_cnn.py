@@ -33,7 +33,8 @@ class CNNConfig(PretrainedConfig):
         norm_type (`str`, defaults to `"layer"`): normalisation inside each block. `"layer"`: LayerNorm over
             the channels of each frame (no batch statistics, so padding can never leak into other frames or
             clips). `"batch"`: BatchNorm1d whose statistics are taken over the real frames only (masked
-            BatchNorm), as in the paper.
+            BatchNorm), as in the paper; on the synthetic corpus it generalised to held-out speakers better
+            (with speed perturbation; README, "Results so far").
         use_lstm (`bool`, defaults to `False`): a bidirectional LSTM after the conv blocks.
         lstm_hidden_size (`int`, defaults to 128): hidden size per direction of that LSTM.
         attention_size (`int`, defaults to 128): size of the additive attention's hidden layer.
