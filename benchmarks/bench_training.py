@@ -4,7 +4,8 @@
 
 Each model takes optimisation steps (forward, backward, AdamW with the project's parameter groups) on a batch
 of random 4 s clips at 16 kHz with default model sizes; the first step is a warm-up and is not timed. The
-collator's cost (crop, normalise, pad a batch) is measured too, to show that the data path is not the limit.
+collator's cost (crop, normalise, pad a batch; and with speed perturbation, which resamples every clip) is
+measured too, to show that the data path is not the limit.
 
 Baseline of the original project: its Wav2Vec2 notebook fine-tuned wav2vec2-base at batch size 1 and reached
 about 5 samples/s on an NVIDIA A40. The same model (random weights, same size) is measured here at batch 1 and
@@ -64,9 +65,13 @@ def samples_per_second(model, batch_size: int, seconds: float, steps: int) -> fl
     return batch_size * steps / (time.perf_counter() - start)
 
 
-def collator_samples_per_second(batch_size: int, seconds: float, repeats: int = 20) -> float:
+def collator_samples_per_second(
+    batch_size: int, seconds: float, repeats: int = 20, speed_factors: list[float] | None = None
+) -> float:
     model = make_model("cnn")
-    collator = AudioCollator(feature_extractor_for(model), max_samples=int(seconds * 16000))
+    collator = AudioCollator(
+        feature_extractor_for(model), max_samples=int(seconds * 16000), speed_factors=speed_factors
+    )
     rng = np.random.default_rng(0)
     features = [
         {
@@ -111,6 +116,12 @@ def main() -> None:
     collate = collator_samples_per_second(args.batch_size, args.seconds)
     print(
         f"{'collator':<16}{'':>12}{args.batch_size:>7}{collate:>12.0f}   (crop + normalise + pad, no model)"
+    )
+    # Factors 0.9 and 1.1 only, so every clip is resampled (with 1.0 in the set a third would not be).
+    perturbed = collator_samples_per_second(args.batch_size, args.seconds, speed_factors=[0.9, 1.1])
+    print(
+        f"{'collator+speed':<16}{'':>12}{args.batch_size:>7}{perturbed:>12.0f}   (speed perturbation too: "
+        f"{perturbed / collate:.2f}x the plain collator's samples/s)"
     )
     w1, w16 = results["wav2vec2-base", 1], results["wav2vec2-base", args.batch_size]
     print()
