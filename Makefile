@@ -13,3 +13,4 @@ test:
 lint:
 	@bash tools/bootstrap.sh test
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .

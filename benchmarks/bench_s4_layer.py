@@ -92,7 +92,9 @@ def layer_scaling(lengths: list[int], repeats: int, naive_budget_gb: float) -> N
                 continue
             output = subprocess.run(
                 [sys.executable, __file__, "--case", kernel, str(length), "--repeats", str(repeats)],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
             row[kernel] = json.loads(output.strip().splitlines()[-1])
         results[length] = row

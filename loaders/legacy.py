@@ -60,7 +60,13 @@ LEGACY_EMOTIONS: dict[str, int] = {
 
 # The original's columns, then the schema's.
 LEGACY_COLUMNS: tuple[str, ...] = (
-    "filename", "speaker_n", "intensity", "emotion", "version", "language", "database"
+    "filename",
+    "speaker_n",
+    "intensity",
+    "emotion",
+    "version",
+    "language",
+    "database",
 )
 SCHEMA_COLUMNS: tuple[str, ...] = ("corpus", "speaker", "gender", "text", "file", "sample_rate", "duration")
 COLUMNS: tuple[str, ...] = LEGACY_COLUMNS + SCHEMA_COLUMNS

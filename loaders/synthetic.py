@@ -154,6 +154,7 @@ class EmotionProfile:
 
 # Directions follow the acoustic-correlates literature on acted emotion (e.g. Banse & Scherer 1996):
 # anger loud, fast, high, pressed; happiness high with a wide range; sadness low, slow, soft, breathy.
+# fmt: off
 _PROFILE_TABLE = {  # columns in `EmotionProfile` field order
     #           pitch  range  decl  final  trem  rate  loud   acc    oq  tilt  brth  jitr  shim  form  pause
     "neutral": ( 0.0,  1.5,  2.0, -1.0,  0.0, 1.00,  0.0,  1.5, 0.60,  0.0,  1.0, 0.005, 0.03, 1.00, 0.15),
@@ -167,6 +168,7 @@ _PROFILE_TABLE = {  # columns in `EmotionProfile` field order
     "bored":   (-1.5,  0.6,  1.5, -1.0,  0.0, 0.82, -3.0,  0.5, 0.68, -2.0,  1.2, 0.008, 0.04, 0.98, 0.25),
     "calm":    (-0.5,  1.5,  1.5, -1.0,  0.0, 0.90, -3.0,  1.0, 0.70, -2.0,  1.4, 0.004, 0.02, 1.00, 0.20),
 }
+# fmt: on
 EMOTION_PROFILES: dict[str, EmotionProfile] = {e: EmotionProfile(*row) for e, row in _PROFILE_TABLE.items()}
 assert set(EMOTION_PROFILES) == set(EMOTIONS)
 
@@ -195,7 +197,12 @@ _FRICATIVE_CENTRES = (2500.0, 3800.0, 5500.0)
 
 # Spread of the speakers' personal habits around each emotion profile (fixed per speaker and emotion).
 _HABIT = {
-    "pitch_shift": 0.5, "pitch_range": 0.1, "rate": 0.05, "loudness": 3.0, "open_quotient": 0.01, "tilt": 0.3
+    "pitch_shift": 0.5,
+    "pitch_range": 0.1,
+    "rate": 0.05,
+    "loudness": 3.0,
+    "open_quotient": 0.01,
+    "tilt": 0.3,
 }
 # Per-utterance spread of the prosody around the emotion profile (a speaker never repeats exactly).
 _SPREAD = {"pitch_shift": 0.8, "pitch_range": 0.2, "rate": 0.06, "loudness": 1.5, "open_quotient": 0.03}
@@ -318,8 +325,11 @@ def _render(
     pitch_range = profile.pitch_range * np.exp(rng.normal(0, _SPREAD["pitch_range"]))
     rate = voice.rate * profile.rate * np.exp(rng.normal(0, _SPREAD["rate"]))
     level_db = voice.loudness + profile.loudness + rng.normal(0, _SPREAD["loudness"])
-    open_quotient = float(np.clip(profile.open_quotient + voice.open_quotient
-                                  + rng.normal(0, _SPREAD["open_quotient"]), 0.3, 0.85))
+    open_quotient = float(
+        np.clip(
+            profile.open_quotient + voice.open_quotient + rng.normal(0, _SPREAD["open_quotient"]), 0.3, 0.85
+        )
+    )
     closing_start = 0.62 * open_quotient  # glottal flow peaks here, then closes until `open_quotient`
 
     # --- timing: syllables (onset + vowel), the phrase-break pause, leading / trailing silence ---
@@ -395,8 +405,9 @@ def _render(
     # --- glottal source: cycle boundaries with jitter, per-cycle shimmer, flow derivative per phase ---
     cycles_done = np.concatenate([[0.0], np.cumsum(f0) / SAMPLE_RATE])  # F0 integrated over time
     n_cycles = int(cycles_done[-1]) + 2
-    boundaries = np.interp(np.arange(n_cycles), cycles_done, np.arange(n_samples + 1) / SAMPLE_RATE,
-                           right=total + 1.0 / f0[-1])
+    boundaries = np.interp(
+        np.arange(n_cycles), cycles_done, np.arange(n_samples + 1) / SAMPLE_RATE, right=total + 1.0 / f0[-1]
+    )
     periods = np.diff(boundaries) * np.exp(rng.normal(0, profile.jitter, n_cycles - 1))
     starts = np.concatenate([[0.0], np.cumsum(periods)])
     starts[-1] = max(starts[-1], total + 1.0 / SAMPLE_RATE)  # the last cycle covers the end
@@ -409,8 +420,8 @@ def _render(
     flow_derivative = np.zeros(n_samples)
     flow_derivative[opening] = 0.5 * np.pi / closing_start * np.sin(np.pi * phase[opening] / closing_start)
     close_span = open_quotient - closing_start
-    flow_derivative[closing] = -0.5 * np.pi / close_span * np.sin(
-        0.5 * np.pi * (phase[closing] - closing_start) / close_span
+    flow_derivative[closing] = (
+        -0.5 * np.pi / close_span * np.sin(0.5 * np.pi * (phase[closing] - closing_start) / close_span)
     )
     # Unit closing peak: voice quality changes the spectral shape, `loudness` alone sets the level.
     flow_derivative *= close_span / (0.5 * np.pi)
@@ -619,19 +630,22 @@ class Synthetic(EmotionCorpusBuilder):
             wav = encode_wav(resample(samples, SAMPLE_RATE, rate), rate)
             # A path that exists from the working directory would be stored as a reference: bytes only then.
             audio = wav if os.path.isfile(utterance.file) else {"bytes": wav, "path": utterance.file}
-            yield utterance.file, {
-                "audio": audio,
-                "label": utterance.emotion,
-                "emotion": utterance.emotion,
-                "corpus": CORPUS,
-                "speaker": f"{CORPUS}/{utterance.speaker.code}",
-                "gender": utterance.speaker.gender,
-                "language": LANGUAGE,
-                "text": sentence_code(utterance.sentence),
-                "intensity": "",
-                "file": utterance.file,
-                "duration": len(samples) / SAMPLE_RATE,
-            }
+            yield (
+                utterance.file,
+                {
+                    "audio": audio,
+                    "label": utterance.emotion,
+                    "emotion": utterance.emotion,
+                    "corpus": CORPUS,
+                    "speaker": f"{CORPUS}/{utterance.speaker.code}",
+                    "gender": utterance.speaker.gender,
+                    "language": LANGUAGE,
+                    "text": sentence_code(utterance.sentence),
+                    "intensity": "",
+                    "file": utterance.file,
+                    "duration": len(samples) / SAMPLE_RATE,
+                },
+            )
 
     @classmethod
     def parse_file(cls, relpath: str) -> FileInfo | None:

@@ -34,7 +34,13 @@ def one_thread():
 
 def tiny_config(**overrides) -> S4Config:
     values = dict(
-        d_model=16, n_layers=2, d_state=16, dropout=0.0, mel_bins=16, conv_channels=16, num_labels=3,
+        d_model=16,
+        n_layers=2,
+        d_state=16,
+        dropout=0.0,
+        mel_bins=16,
+        conv_channels=16,
+        num_labels=3,
         dplr_kernel_length=256,
     )
     values.update(overrides)
@@ -73,8 +79,13 @@ def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, tol: float
 def test_convolution_equals_recurrence(kernel, init, discretization):
     torch.manual_seed(0)
     config = tiny_config(
-        kernel=kernel, init=init, discretization=discretization, bidirectional=False, dt_min=1e-2,
-        dt_max=2e-1, dplr_kernel_length=128,
+        kernel=kernel,
+        init=init,
+        discretization=discretization,
+        bidirectional=False,
+        dt_min=1e-2,
+        dt_max=2e-1,
+        dplr_kernel_length=128,
     )
     layer = S4Layer(config)
     u = torch.randn(2, 100, config.d_model)
@@ -322,7 +333,11 @@ def test_parameter_groups():
     assert sum(len(v) for v in grouped.values()) == len(names)  # every parameter exactly once
     assert grouped["ssm"] == {n for n in names.values() if n.rsplit(".", 1)[-1].startswith("ssm_")}
     assert {n.rsplit(".", 1)[-1] for n in grouped["ssm"]} == {
-        "ssm_log_dt", "ssm_A_log_real", "ssm_A_imag", "ssm_B", "ssm_P"
+        "ssm_log_dt",
+        "ssm_A_log_real",
+        "ssm_A_imag",
+        "ssm_B",
+        "ssm_P",
     }
     assert groups["ssm"]["lr"] == 5e-4 and groups["ssm"]["weight_decay"] == 0.0
     assert groups["no_decay"]["weight_decay"] == 0.0 and groups["decay"]["weight_decay"] == 0.05

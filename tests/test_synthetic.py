@@ -162,9 +162,7 @@ def mean_cues(speaker: str, emotion: str, sentences: int = 4) -> dict[str, float
         energy = np.mean(frames**2, axis=1)
         active = energy > energy.max() * 10 ** (-2.6)
         f0, voiced = autocorrelation_f0(frames[active])
-        rows.append(
-            (10 * np.log10(energy[active].mean()), np.median(f0[voiced]), len(audio) / SAMPLE_RATE)
-        )
+        rows.append((10 * np.log10(energy[active].mean()), np.median(f0[voiced]), len(audio) / SAMPLE_RATE))
     level, f0, seconds = np.mean(rows, axis=0)
     return {"level": level, "f0": f0, "seconds": seconds}
 

@@ -150,8 +150,13 @@ class S4DKernel(_SSMKernel):
     """
 
     def __init__(
-        self, channels: int, d_state: int, init: str = "lin", discretization: str = "zoh",
-        dt_min: float = 1e-3, dt_max: float = 1e-1,
+        self,
+        channels: int,
+        d_state: int,
+        init: str = "lin",
+        discretization: str = "zoh",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
     ):
         super().__init__()
         self.channels, self.d_state, self.init = channels, d_state, init
