@@ -83,8 +83,8 @@ MODEL_DEFAULTS: dict[str, dict[str, object]] = {
 # (under a minute on 2 CPU cores; tests/test_train_learning.py trains with exactly these and checks >= 0.90
 # test accuracy on held-out speakers), with smaller models than the defaults. The CNN's: masked BatchNorm,
 # utterance mean normalisation, 2 s random crops and speed perturbation. Without the last two and with
-# LayerNorm it gave 0.88-0.96 over four split seeds (held-out speakers' happy and sad clips taken for
-# neutral), this recipe 0.91-0.99 over eleven runs (README, "Results so far").
+# LayerNorm it gave 0.88-0.96 over four split seeds (one held-out speaker's neutral clips taken for happy,
+# or happy and sad ones for neutral), this recipe 0.91-0.99 over eleven runs (README, "Results so far").
 DEMO_RECIPES: dict[str, dict[str, object]] = {
     "cnn": {
         "config_overrides": "conv_channels=[32,64,64],attention_size=32,classifier_hidden_size=32,"
