@@ -49,9 +49,10 @@ CUSTOM_KINDS = ["cnn", "s4"]
 SR = 16000
 
 
-def tiny_wav2vec2_checkpoint(path: Path, feat_extract_norm: str = "layer") -> Path:
-    """A random pre-trained-style wav2vec2 body (no classification head), saved like a Hub checkpoint."""
-    config = Wav2Vec2Config(
+def tiny_wav2vec2_checkpoint(path: Path, feat_extract_norm: str = "layer", **overrides) -> Path:
+    """A random pre-trained-style wav2vec2 body (no classification head), saved like a Hub checkpoint;
+    `overrides` replace any of its config values."""
+    values = dict(
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -68,6 +69,7 @@ def tiny_wav2vec2_checkpoint(path: Path, feat_extract_norm: str = "layer") -> Pa
         layerdrop=0.0,
         classifier_proj_size=16,
     )
+    config = Wav2Vec2Config(**{**values, **overrides})
     torch.manual_seed(0)
     Wav2Vec2Model(config).save_pretrained(path)
     return path
