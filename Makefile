@@ -1,6 +1,6 @@
 # The two commands a newcomer needs, `make train` and `make test`; each first installs whatever is
 # missing (tools/bootstrap.sh: FFmpeg, .venv, the Python packages; for tests also Chromium).
-.PHONY: train test lint
+.PHONY: train test lint lock
 
 train:
 	@bash tools/bootstrap.sh train
@@ -14,3 +14,7 @@ lint:
 	@bash tools/bootstrap.sh test
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+
+# Refresh requirements/constraints.txt (the tested versions) from the newest releases setup.cfg admits.
+lock:
+	bash tools/lock.sh

@@ -4,7 +4,8 @@
 #                                   environment at .venv, and this project (editable) with its dependencies
 #   bash tools/bootstrap.sh test    the same plus the test-only pieces: the [dev,deploy,app] extras and
 #                                   Chromium + ChromeDriver for the web demo's browser test
-# pip runs again only when setup.cfg or pyproject.toml changed since the last install.
+# Python packages come at the versions in requirements/constraints.txt (the lock; `make lock` refreshes it).
+# pip runs again only when setup.cfg, pyproject.toml or the lock changed since the last install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-train}
@@ -52,9 +53,12 @@ case "$profile" in
     *) echo "bootstrap: unknown profile '$profile' (train or test)" >&2; exit 2 ;;
 esac
 stamp=.venv/.installed-$profile
-if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "bootstrap: installing the project$extras and its dependencies into .venv"
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".$extras"
+lock=requirements/constraints.txt
+if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$lock" -nt "$stamp" ]; then
+    echo "bootstrap: installing the project$extras and its dependencies into .venv (versions from $lock)"
+    # pip and setuptools first, at their tested versions: setuptools builds the editable install below,
+    # without build isolation, so that no unpinned setuptools is fetched for it.
+    .venv/bin/python -m pip install -q -c "$lock" pip setuptools
+    .venv/bin/python -m pip install -q --no-build-isolation -c "$lock" -e ".$extras"
     touch "$stamp"
 fi
