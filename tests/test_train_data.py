@@ -72,3 +72,11 @@ def test_the_trainer_evaluates_with_its_evaluation_collator(tmp_path):
     assert next(iter(trainer.get_eval_dataloader()))["input_values"].shape[-1] == SR // 4
     assert next(iter(trainer.get_test_dataloader(data)))["input_values"].shape[-1] == SR // 4
     assert trainer.data_collator is train_collator
+
+
+def test_class_weights_are_balanced_and_zero_for_absent_classes():
+    from modeling.training import class_weights
+
+    assert torch.allclose(class_weights([0, 1, 2, 0, 1, 2], 3), torch.ones(3))
+    # n / (k * n_c) with k = all 3 classes: 4 / 9, 4 / 3, and 0 for the class with no example.
+    assert torch.allclose(class_weights([0, 0, 0, 1], 3), torch.tensor([4 / 9, 4 / 3, 0.0]))

@@ -23,6 +23,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 import torch
+from sklearn.utils.class_weight import compute_class_weight
 
 logger = logging.getLogger(__name__)
 
@@ -134,11 +135,15 @@ def _empty_inputs(ds: datasets.Dataset) -> datasets.Dataset:
 
 
 def class_weights(labels: Sequence[int], num_classes: int) -> torch.Tensor:
-    """Inverse-frequency ("balanced") class weights: n / (k * n_c), so a balanced set gets all ones.
+    """scikit-learn's "balanced" class weights, n / (k * n_c), so a balanced set gets all ones.
 
     A class without training examples gets weight 0 (it cannot contribute to the loss anyway)."""
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
-    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    labels = np.asarray(labels, dtype=np.int64)
+    present = np.unique(labels)
+    weights = np.zeros(num_classes)
+    # k counts every class, present or not, so that the weights of present classes match n / (k * n_c).
+    balanced = compute_class_weight("balanced", classes=present, y=labels)
+    weights[present] = balanced * len(present) / num_classes
     return torch.tensor(weights, dtype=torch.float32)
 
 

@@ -12,7 +12,8 @@ Conventions, for classes that leave a ratio undefined:
 * a class that is never predicted has precision 0 (by convention), so its F1 is 0 and it counts in
   macro-F1 and UAR with recall 0.
 
-Pure numpy (no scikit-learn); the metric is instantiated directly, nothing is fetched from the Hub::
+The figures come from scikit-learn (`recall_score`, `f1_score`, `confusion_matrix`); the metric is
+instantiated directly, nothing is fetched from the Hub::
 
     metric = EmotionClassificationMetric()
     metric.compute(predictions=[0, 1, 1], references=[0, 1, 2], label_names=["anger", "happy", "sadness"])
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 import datasets
 import evaluate
 import numpy as np
+from sklearn import metrics as sklearn_metrics
 
 _DESCRIPTION = """Accuracy, unweighted average recall (UAR), macro-F1, per-class recall and the confusion
 matrix of a single-label classifier; optionally the same per group (e.g. per corpus)."""
@@ -46,39 +48,39 @@ Returns:
 """
 
 
-def confusion_matrix(predictions: Sequence[int], references: Sequence[int], num_classes: int) -> np.ndarray:
-    """Counts with rows = true class, columns = predicted class."""
-    predictions = np.asarray(predictions, dtype=np.int64)
-    references = np.asarray(references, dtype=np.int64)
+def check_class_ids(predictions: np.ndarray, references: np.ndarray, num_classes: int) -> None:
+    """scikit-learn drops ids outside `labels` without a word; an id out of range is a caller's bug."""
     for name, ids in (("predictions", predictions), ("references", references)):
         if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
             raise ValueError(
                 f"{name}: class ids must lie in [0, {num_classes}), got {sorted(set(ids.tolist()))}"
             )
-    flat = references * num_classes + predictions
-    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def scores_from_confusion(matrix: np.ndarray, label_names: Sequence[str]) -> dict:
-    """accuracy, UAR, macro-F1 and the per-class figures of one confusion matrix (see module docstring)."""
-    matrix = np.asarray(matrix, dtype=np.int64)
+def classification_scores(
+    predictions: Sequence[int], references: Sequence[int], label_names: Sequence[str]
+) -> dict:
+    """accuracy, UAR, macro-F1, the per-class figures and the confusion matrix (see module docstring)."""
+    predictions = np.asarray(predictions, dtype=np.int64)
+    references = np.asarray(references, dtype=np.int64)
+    labels = np.arange(len(label_names))
+    check_class_ids(predictions, references, len(labels))
+    matrix = sklearn_metrics.confusion_matrix(references, predictions, labels=labels)
     support = matrix.sum(axis=1)
-    predicted = matrix.sum(axis=0)
-    correct = np.diag(matrix)
-    total = int(matrix.sum())
-    present = support > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        recall = np.where(present, correct / np.maximum(support, 1), np.nan)
-        precision = np.where(predicted > 0, correct / np.maximum(predicted, 1), 0.0)
-    found = np.nan_to_num(recall)
-    f1 = np.divide(
-        2 * precision * found, precision + found, out=np.zeros(len(support)), where=precision + found > 0
-    )
+    present = labels[support > 0]
+    f1 = sklearn_metrics.f1_score(references, predictions, labels=labels, average=None, zero_division=0)
+    recall = {}
+    if present.size:
+        recalls = sklearn_metrics.recall_score(
+            references, predictions, labels=present, average=None, zero_division=0
+        )
+        recall = dict(zip(present.tolist(), recalls.tolist(), strict=True))
+    total = int(support.sum())
     return {
-        "accuracy": float(correct.sum() / total) if total else float("nan"),
-        "uar": float(recall[present].mean()) if present.any() else float("nan"),
-        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
-        "recall": {name: (float(recall[i]) if present[i] else None) for i, name in enumerate(label_names)},
+        "accuracy": float(sklearn_metrics.accuracy_score(references, predictions)) if total else float("nan"),
+        "uar": float(np.mean(list(recall.values()))) if recall else float("nan"),
+        "macro_f1": float(f1[present].mean()) if present.size else float("nan"),
+        "recall": {name: recall.get(i) for i, name in enumerate(label_names)},
         "f1": {name: float(f1[i]) for i, name in enumerate(label_names)},
         "support": {name: int(support[i]) for i, name in enumerate(label_names)},
         "confusion_matrix": matrix.tolist(),
@@ -119,16 +121,15 @@ class EmotionClassificationMetric(evaluate.Metric):
         elif num_classes is None:
             num_classes = int(max(max(predictions, default=-1), max(references, default=-1))) + 1
         names = list(label_names) if label_names is not None else [str(i) for i in range(num_classes)]
-        result = scores_from_confusion(confusion_matrix(predictions, references, num_classes), names)
+        result = classification_scores(predictions, references, names)
         if groups is not None:
             groups = np.asarray([str(g) for g in groups])
             if len(groups) != len(predictions):
                 raise ValueError(f"groups: {len(groups)} group names for {len(predictions)} predictions")
             predictions, references = np.asarray(predictions), np.asarray(references)
             result["per_group"] = {
-                str(group): scores_from_confusion(
-                    confusion_matrix(predictions[groups == group], references[groups == group], num_classes),
-                    names,
+                str(group): classification_scores(
+                    predictions[groups == group], references[groups == group], names
                 )
                 for group in sorted(set(groups.tolist()))
             }
