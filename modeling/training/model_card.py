@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from huggingface_hub import EvalResult, ModelCardData
+
 _MODEL_DESCRIPTIONS = {
     "cnn": "the attention CNN after Alsabhan (Sensors 2023): ZCR, RMS and MFCC frames computed inside the "
     "model, a 1-D CNN and additive attention pooling, trained from scratch",
@@ -75,25 +77,45 @@ def _fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def card_metadata(summary: TrainingSummary) -> ModelCardData:
+    """The Hub metadata (YAML front matter): task, languages, base model, and the test results as a
+    model-index, so the Hub shows them and can rank the model."""
+    corpora = [c.name for c in summary.corpora]
+    model_name = f"ser-{summary.model_kind}-{'-'.join(corpora)}"
+    metric_names = {"uar": "UAR (unweighted average recall)", "accuracy": "accuracy", "macro_f1": "macro-F1"}
+    eval_results = [
+        EvalResult(
+            task_type="audio-classification",
+            task_name="Speech emotion recognition",
+            dataset_type="-".join(corpora),
+            dataset_name=", ".join(_CORPUS_TITLES.get(c, c) for c in corpora),
+            dataset_split=f"test ({summary.split_strategy} split)",
+            metric_type=key if key != "uar" else "recall",
+            metric_name=label,
+            metric_value=float(summary.test_metrics[key]),
+        )
+        for key, label in metric_names.items()
+        if key in summary.test_metrics
+    ]
+    return ModelCardData(
+        model_name=model_name,
+        library_name="transformers",
+        pipeline_tag="audio-classification",
+        language=sorted({c.language for c in summary.corpora if c.language}) or None,
+        license="other",
+        license_name="see-training-corpora",
+        tags=["audio-classification", "speech-emotion-recognition", summary.model_kind],
+        base_model=summary.base_model or None,
+        metrics=["accuracy", "recall", "f1"],
+        eval_results=eval_results or None,
+    )
+
+
 def render_model_card(summary: TrainingSummary) -> str:
     """The card as Markdown with Hub metadata (YAML front matter)."""
     emotions = list(summary.emotions)
     corpora = [c.name for c in summary.corpora]
-    languages = sorted({c.language for c in summary.corpora if c.language})
-    lines = ["---", "library_name: transformers", "pipeline_tag: audio-classification"]
-    if languages:
-        lines += ["language:"] + [f"- {lang}" for lang in languages]
-    lines += [
-        "license: other",
-        "license_name: see-training-corpora",
-        "tags:",
-        "- audio-classification",
-        "- speech-emotion-recognition",
-        f"- {summary.model_kind}",
-    ]
-    if summary.base_model:
-        lines.append(f"base_model: {summary.base_model}")
-    lines += ["metrics:", "- accuracy", "- recall", "- f1", "---", ""]
+    lines = ["---", card_metadata(summary).to_yaml(), "---", ""]
 
     title = f"Speech emotion recognition: {summary.model_kind.upper()} on {', '.join(corpora)}"
     lines += [f"# {title}", ""]
