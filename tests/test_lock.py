@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements" / "constraints.txt"
-EXTRAS = ("dev", "deploy", "app")  # the test profile of tools/bootstrap.sh
+EXTRAS = ("dev", "deploy", "app", "opensmile")  # the test profile of tools/bootstrap.sh
 
 
 def read_lock(path: Path = LOCK) -> dict[str, str]:

@@ -2,7 +2,7 @@
 # Installs what the project needs, and is quick when nothing is missing.
 #   bash tools/bootstrap.sh train   FFmpeg's shared libraries (torchcodec decodes audio with them), a virtual
 #                                   environment at .venv, and this project (editable) with its dependencies
-#   bash tools/bootstrap.sh test    the same plus the test-only pieces: the [dev,deploy,app] extras and
+#   bash tools/bootstrap.sh test    the same plus the test-only pieces: the [dev,deploy,app,opensmile] extras and
 #                                   Chromium + ChromeDriver for the web demo's browser test
 # Python packages come at the versions in requirements/constraints.txt (the lock; `make lock` refreshes it).
 # pip runs again only when setup.cfg, pyproject.toml or the lock changed since the last install.
@@ -49,7 +49,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 case "$profile" in
     train) extras="" ;;
-    test) extras="[dev,deploy,app]" ;;
+    test) extras="[dev,deploy,app,opensmile]" ;;
     *) echo "bootstrap: unknown profile '$profile' (train or test)" >&2; exit 2 ;;
 esac
 stamp=.venv/.installed-$profile

@@ -10,7 +10,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$python" -m venv "$tmp/venv"
 "$tmp/venv/bin/python" -m pip install -q --upgrade pip setuptools
-"$tmp/venv/bin/python" -m pip install -q --no-build-isolation -e ".[dev,deploy,app]"
+"$tmp/venv/bin/python" -m pip install -q --no-build-isolation -e ".[dev,deploy,app,opensmile]"
 {
     sed -n '1,3p' "$lock"
     "$tmp/venv/bin/python" -m pip freeze --all --exclude-editable | LC_ALL=C sort -f
