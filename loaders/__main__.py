@@ -92,6 +92,12 @@ def _prepare(args: argparse.Namespace) -> int:
     def on_sigterm(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: let the cleanup finish
         terminated.append(signum)
+        # End the workers first: unwinding shuts datasets' queue server down before the pool, and workers
+        # still writing to it would each print a traceback.
+        import multiprocess
+
+        for child in multiprocess.active_children():
+            child.terminate()
         raise _Terminated
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
