@@ -7,6 +7,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -51,11 +52,27 @@ def _add_prepare(subparsers) -> None:
     parser = subparsers.add_parser("prepare", help="build the 16 kHz Arrow cache ahead of training")
     parser.add_argument("data_root", type=Path, help="folder with one subfolder per corpus")
     parser.add_argument("--corpora", nargs="+", metavar="NAME", help="default: every corpus found")
-    parser.add_argument("--num_proc", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument(
+        "--num_proc", type=_positive_int, default=None, help="worker processes (default: all cores)"
+    )
     parser.add_argument("--cache_dir", type=Path, default=None, help="default: the datasets cache")
-    parser.add_argument("--sampling_rate", type=int, default=16000)
+    parser.add_argument("--sampling_rate", type=_positive_int, default=16000, help="Hz (default: 16000)")
     parser.add_argument("--lenient", action="store_true", help="skip (and list) unknown codes, broken audio")
     parser.set_defaults(func=_prepare)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer; pass e.g. 16000 (Hz) or 2")
+    return value
+
+
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler: unwinds like Ctrl-C, so the worker pool is terminated on the way."""
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -67,7 +84,38 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from .loading import prepare_corpus
+    # SIGTERM (timeout, schedulers, `docker stop`) kills Python without unwinding: the worker pool would
+    # stay alive under PID 1. Turned into an exception, it unwinds through datasets' `with Pool()`, which
+    # terminates the workers.
+    terminated = []
+
+    def on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: let the cleanup finish
+        terminated.append(signum)
+        # End the workers first: unwinding shuts datasets' queue server down before the pool, and workers
+        # still writing to it would each print a traceback.
+        import multiprocess
+
+        for child in multiprocess.active_children():
+            child.terminate()
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return _prepare_corpora(args)
+    except BaseException:
+        # Unwinding through the pool can replace _Terminated by another error (a result wait timing out).
+        if not terminated:
+            raise
+        print("prepare: stopped by SIGTERM; the corpus being prepared was not cached", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _prepare_corpora(args: argparse.Namespace) -> int:
+    from .loading import check_before_preparing, prepare_builder, skip_report
+    from .registry import make_builder
 
     names = validate_corpus_names(args.corpora) if args.corpora else _present_corpora(args.data_root)
     if not names:
@@ -77,31 +125,34 @@ def _prepare(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    # Everything that can be checked is checked before any corpus is prepared: a missing folder, a symlink
+    # loop or a broken file of the last corpus fails at once, not after the first ones took an hour.
+    builders = []
     for name in names:
         corpus_dir = find_corpus_dir(args.data_root, name, get_builder_class(name).KAGGLE_SLUG)
-        start = time.perf_counter()
-        builder = prepare_corpus(
+        builder = make_builder(
             name,
             corpus_dir,
             sampling_rate=args.sampling_rate,
             lenient=args.lenient,
-            cache_dir=args.cache_dir,
-            num_proc=args.num_proc,
+            cache_dir=str(args.cache_dir) if args.cache_dir is not None else None,
         )
+        check_before_preparing(builder)
+        builders.append(builder)
+    for builder in builders:
+        name = builder.NAME
+        start = time.perf_counter()
+        prepare_builder(builder, num_proc=args.num_proc)
         seconds = time.perf_counter() - start
         split = builder.info.splits["train"]
         missing = builder.missing_files() if split.num_examples < len(builder.scan.files) else []
         print(
             f"{name}: {split.num_examples} files at {args.sampling_rate} Hz in {seconds:.1f} s "
-            f"({split.num_bytes / 1e6:.0f} MB) -> {builder.cache_dir}\n"
-            f"  duplicate copies ignored: {builder.scan.duplicates}; non-corpus files skipped: "
-            f"{len(builder.scan.skipped)}; undecodable skipped: {len(missing)}"
+            f"({split.num_bytes / 1e6:.0f} MB) -> {builder.cache_dir}"
         )
-        for path, reason in builder.scan.skipped:
-            if reason.startswith("unknown code"):
-                print(f"    {path}: {reason}")
-        for path in missing:
-            print(f"    {path}: undecodable audio")
+        if builder.cache_rebuilt:
+            print(f"  damaged cache rebuilt: {builder.cache_rebuilt}")
+        print("\n".join(skip_report(builder.scan, missing)))
     return 0
 
 

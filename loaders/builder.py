@@ -17,8 +17,10 @@ files found (names, sizes, modification times): a changed folder is prepared afr
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 import struct
 from dataclasses import dataclass
 from typing import ClassVar
@@ -35,8 +37,46 @@ from .schema import TARGET_SAMPLING_RATE, corpus_features
 logger = logging.getLogger(__name__)
 
 
-class BrokenAudioError(RuntimeError):
-    """An audio file cannot be decoded."""
+class BrokenAudioError(ValueError, RuntimeError):
+    """An audio file cannot be decoded (unreadable, or holding NaN / Inf samples).
+
+    A ValueError (bad input, which callers such as run_train.py report in one line) and, as before, a
+    RuntimeError."""
+
+
+class NoSpaceError(ValueError):
+    """The disk holding the cache filled up while a corpus was prepared.
+
+    Not an OSError on purpose: datasets rewrites every OSError raised while preparing a split into
+    "Cannot find data file", which would hide the cause."""
+
+
+# libsndfile subtypes that store floats: the only ones that can hold NaN or Inf.
+FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
+
+
+def broken_audio_message(path: str | os.PathLike, why: str) -> str:
+    return f"{path}: {why}; re-download the file, or pass --lenient (lenient=True) to skip and report it"
+
+
+def no_space_message(what: str, where: str | os.PathLike) -> str:
+    return (
+        f"{what}: no space left on device writing {where}; free space there, or pass --cache_dir "
+        "(cache_dir=) on a disk with room"
+    )
+
+
+def is_no_space(err: BaseException | None) -> bool:
+    """True if `err` or an exception it was raised from is ENOSPC (also through worker tracebacks)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return True
+        if "[Errno 28]" in str(err) or "No space left on device" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 @dataclass
@@ -53,6 +93,17 @@ class EmotionCorpusConfig(datasets.BuilderConfig):
 
     sampling_rate: int | None = TARGET_SAMPLING_RATE
     lenient: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        rate = self.sampling_rate
+        if rate is not None and (
+            isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0
+        ):
+            raise ValueError(
+                f"sampling_rate={rate!r}: not a positive number of Hz; pass e.g. 16000, or None to keep "
+                "each file's native rate"
+            )
 
     def create_config_id(self, config_kwargs: dict, custom_features: datasets.Features | None = None) -> str:
         # Always key the cache by everything that changes the prepared data, even when left at its default.
@@ -152,6 +203,39 @@ class EmotionCorpusBuilder(datasets.GeneratorBasedBuilder):
                 {"audio": audio, "duration": duration, **self.example_metadata(corpus_file)},
             )
 
+    def _prepare_split_single(self, *args, **kwargs):
+        # datasets wraps every error of a shard in DatasetGenerationError("An error occurred while generating
+        # the dataset"), and a worker process sends only that wrapper back, the cause as traceback text. Raise
+        # the cause itself (picklable, one line) for the errors that are the user's to fix.
+        try:
+            yield from super()._prepare_split_single(*args, **kwargs)
+        except datasets.exceptions.DatasetGenerationError as err:
+            cause = err.__cause__
+            if isinstance(cause, BrokenAudioError):
+                raise BrokenAudioError(str(cause)) from None
+            if is_no_space(cause):
+                raise NoSpaceError(no_space_message(self.NAME, self.cache_dir)) from None
+            raise
+
+    def check_audio(self) -> None:
+        """Raise `BrokenAudioError` naming the files that cannot be prepared, before any work is done.
+
+        Reads every header (what `stats` reads too) and decodes only float files, the only kind that can hold
+        NaN / Inf: the six corpora are 16-bit, so this costs one small read per file."""
+        broken = []
+        for corpus_file in self.scan.files:
+            try:
+                check_file(corpus_file.path)
+            except BrokenAudioError as err:
+                broken.append((corpus_file.path, err))
+        if len(broken) == 1:
+            raise broken[0][1]
+        if broken:
+            names = ", ".join(path for path, _ in broken[:3]) + (", ..." if len(broken) > 3 else "")
+            raise BrokenAudioError(
+                f"{self.NAME}: {len(broken)} files cannot be decoded ({names}; first: {broken[0][1]})"
+            )
+
     def _audio(self, corpus_file: CorpusFile) -> tuple[dict | str, float]:
         """The `audio` value and the native duration in seconds of one file."""
         if self.config.sampling_rate is None:
@@ -199,25 +283,58 @@ def decode_audio(path: str) -> tuple[np.ndarray, int]:
             else:
                 data = audio_file.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as err:
-        raise BrokenAudioError(
-            f"{path}: cannot decode audio ({err}). Re-download the file, or pass lenient=True (--lenient) to "
-            "skip it."
-        ) from err
+        raise BrokenAudioError(broken_audio_message(path, f"cannot decode audio ({_one_line(err)})")) from err
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0].astype(np.float32)
     if data.dtype == np.int16:
         mono *= 1.0 / 32768.0
+    else:
+        check_finite(path, mono)
     return mono, rate
 
 
-def read_duration(path: str) -> float:
-    """Duration in seconds from the file header (no samples decoded)."""
+def check_finite(path: str | os.PathLike, samples: np.ndarray) -> None:
+    """`BrokenAudioError` if `samples` hold NaN or Inf: resampled and stored, they become silence or a
+    zeroed stretch trained on under the file's label, with no sign but a RuntimeWarning naming no file."""
+    finite = np.isfinite(samples)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        kinds = "/".join(k for k, f in (("NaN", np.isnan), ("Inf", np.isinf)) if f(samples).any())
+        raise BrokenAudioError(
+            broken_audio_message(path, f"holds {bad} non-finite ({kinds}) samples of {samples.size}")
+        )
+
+
+def check_file(path: str | os.PathLike) -> None:
+    """`BrokenAudioError` if the header of `path` cannot be read, or a float file holds NaN / Inf."""
+    read_header(path)
+
+
+def read_header(path: str | os.PathLike):
+    """`soundfile.info` of `path`, after checking it can be prepared: `BrokenAudioError` if the header
+    cannot be read or a float file (the only kind that can) holds NaN / Inf."""
+    info = _read_info(path)
+    if info.subtype in FLOAT_SUBTYPES:
+        decode_audio(str(path))
+    return info
+
+
+def _read_info(path: str | os.PathLike):
     try:
-        info = sf.info(path)
+        return sf.info(path)
     except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as err:
         raise BrokenAudioError(
-            f"{path}: cannot read audio header ({err}). Re-download the file, or pass lenient=True "
-            "(--lenient) to skip it."
+            broken_audio_message(path, f"cannot read audio header ({_one_line(err)})")
         ) from err
+
+
+def _one_line(err: BaseException) -> str:
+    return re.sub(r"\s*\n\s*", " ", str(err)).strip()
+
+
+def read_duration(path: str) -> float:
+    """Duration in seconds from the file header (no samples decoded, except in float files, checked for
+    NaN / Inf: stored as references, they would reach training undecoded)."""
+    info = read_header(path)
     return info.frames / info.samplerate
 
 

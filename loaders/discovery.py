@@ -8,6 +8,7 @@ and never decodes audio. The file-name grammar of each corpus lives in its build
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Callable
@@ -30,6 +31,10 @@ class CorpusNotFoundError(FileNotFoundError):
 
 class GitLfsPointerError(RuntimeError):
     """A file is a git-lfs pointer (a ~130-byte text stub), not audio: the clone was made without git-lfs."""
+
+
+class SymlinkLoopError(ValueError):
+    """A symbolic link in a corpus folder leads back into itself: the walk would never end."""
 
 
 class UnknownCodeError(ValueError):
@@ -206,10 +211,15 @@ def _metadata_reason(rel: str) -> str:
 
 
 def _walk(root: Path, skipped: list[tuple[str, str]]):
-    """Yield (DirEntry, posix path relative to root) of every file, in sorted order; record empty folders."""
-    stack = [(str(root), "")]
+    """Yield (DirEntry, posix path relative to root) of every file, in sorted order; record empty folders.
+
+    Symbolic links are followed (downloads are sometimes linked in), but one leading back to a folder above
+    it, or to itself, is a `SymlinkLoopError` naming the link, not an endless walk ending in
+    `OSError: Too many levels of symbolic links`."""
+    root_stat = root.stat()
+    stack = [(str(root), "", frozenset({(root_stat.st_dev, root_stat.st_ino)}))]
     while stack:
-        folder, rel_folder = stack.pop()
+        folder, rel_folder, ancestors = stack.pop()
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
         if not entries and rel_folder:
@@ -217,11 +227,33 @@ def _walk(root: Path, skipped: list[tuple[str, str]]):
         subfolders = []
         for entry in entries:
             rel = f"{rel_folder}/{entry.name}" if rel_folder else entry.name
-            if entry.is_dir(follow_symlinks=True):
-                subfolders.append((entry.path, rel))
-            elif entry.is_file(follow_symlinks=True):
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+                is_file = not is_dir and entry.is_file(follow_symlinks=True)
+            except OSError as err:
+                if err.errno != errno.ELOOP:
+                    raise
+                raise SymlinkLoopError(_loop_message(root, entry.path)) from None
+            if is_dir:
+                stat = entry.stat(follow_symlinks=True)
+                key = (stat.st_dev, stat.st_ino)
+                if key in ancestors:
+                    raise SymlinkLoopError(_loop_message(root, entry.path))
+                subfolders.append((entry.path, rel, ancestors | {key}))
+            elif is_file:
                 yield entry, rel
         stack.extend(reversed(subfolders))
+
+
+def _loop_message(root: Path, link: str) -> str:
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "?"
+    return (
+        f"{link}: symbolic link loop (it points to {target}, which leads back to itself) in the corpus "
+        f"folder {root}; remove the link or replace it with the folder it should hold"
+    )
 
 
 def file_stem(relpath: str) -> str:

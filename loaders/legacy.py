@@ -17,8 +17,10 @@ What is kept from the original, and what changed on purpose:
   ``corpus``, ``speaker`` (unique ``<corpus>/<code>``), ``gender``, ``text``, ``file``, ``sample_rate``
   (native) and ``duration`` (seconds). Files are found by the corpus builders' scan, so each recording is
   listed once (the original globbed both copies of RAVDESS / TESS / SAVEE) and OS metadata is skipped.
-  With ``dname=None`` all six corpora are read, as in the original; a missing one raises an error that
-  names it and says how to download it.
+  With ``dname=None`` the six corpora are looked for and those found are read, as in the original (a
+  warning names the missing ones; none found is an error); a corpus named in ``dname`` and missing is an
+  error that says how to download it. ``lenient=True`` skips (and reports, as ``python -m loaders prepare``
+  does) files with unknown codes or undecodable audio, including NaN / Inf samples.
 * `SpeechEmotionDataset` reads with soundfile (channels averaged to mono; the original kept channel 0)
   and resamples with soxr (HQ) instead of torchaudio. The one-hot label is the original's ``emo2onehot``,
   quirk included (see `emo2onehot`); ``onehot=False`` gives the integer class of `LEGACY_EMOTIONS`
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 
@@ -40,7 +43,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
-from .builder import resample
+from .builder import BrokenAudioError, check_finite, read_header, resample
 from .discovery import CorpusNotFoundError, find_corpus_dir
 from .registry import CORPUS_NAMES, get_builder_class
 
@@ -104,21 +107,58 @@ def download_datasets(pdir: str | os.PathLike, dname: str | Sequence[str] | None
     download_corpora(pdir, corpora)
 
 
-def get_dataset_info(pdir: str | os.PathLike, dname: str | Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per recording of the corpora `dname` (None: all six; a name; a list) found under `pdir`.
+def get_dataset_info(
+    pdir: str | os.PathLike, dname: str | Sequence[str] | None = None, lenient: bool = False
+) -> pd.DataFrame:
+    """One row per recording of the corpora `dname` (a name; a list; None: those of the six found) under
+    `pdir`.
 
     Columns: `COLUMNS` (see the module docstring). Corpus folders are found as `<pdir>/<corpus>` or, as in
-    the original, `<pdir>/<Kaggle dataset name>`. Raises `CorpusNotFoundError` naming a missing corpus and
-    the command that downloads it.
+    the original, `<pdir>/<Kaggle dataset name>`. With `dname=None` a missing corpus is named in a warning
+    and left out, and `CorpusNotFoundError` is raised only when none is found; a corpus named in `dname`
+    and missing raises `CorpusNotFoundError` with the command that downloads it.
+
+    A file with an unknown code in its name (`UnknownCodeError`) or undecodable audio (`BrokenAudioError`:
+    unreadable header, NaN / Inf samples) is an error naming it; with `lenient=True` it is skipped instead,
+    reported in a warning with the lines `python -m loaders prepare` prints, and listed in
+    ``frame.attrs["skipped"]`` as ``(corpus, file, reason)``.
     """
     names = list(CORPUS_NAMES) if dname is None else _names(dname)
     for name in names:
         get_builder_class(name)  # a clear error for an unknown name, before any scanning
-    rows = []
+    if dname is None:
+        names = _present(pdir, names)
+    rows, skipped = [], []
     for name in names:
-        rows.extend(_corpus_rows(pdir, name))
+        rows.extend(_corpus_rows(pdir, name, lenient, skipped))
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    return frame.astype({"sample_rate": "int64", "duration": "float64"})
+    frame = frame.astype({"sample_rate": "int64", "duration": "float64"})
+    frame.attrs["skipped"] = skipped
+    return frame
+
+
+def _present(pdir: str | os.PathLike, names: list[str]) -> list[str]:
+    """The corpora of `names` found under `pdir`; a warning names the others, an error if none is found."""
+    present, missing = [], []
+    for name in names:
+        try:
+            find_corpus_dir(pdir, name, get_builder_class(name).KAGGLE_SLUG)
+        except CorpusNotFoundError:
+            missing.append(name)
+        else:
+            present.append(name)
+    if not present:
+        raise CorpusNotFoundError(
+            f"{pdir}: none of the corpora {names} is there; download them with "
+            f"`download_datasets({str(pdir)!r})` (or one: `download_datasets({str(pdir)!r}, dname='emodb')`)"
+        )
+    if missing:
+        warnings.warn(
+            f"get_dataset_info: corpora {missing} not found under {pdir}, left out (read: {present}); "
+            f"download them with `download_datasets({str(pdir)!r}, dname={missing!r})`",
+            stacklevel=3,
+        )
+    return present
 
 
 def _names(dname: str | Sequence[str]) -> list[str]:
@@ -130,7 +170,9 @@ def _names(dname: str | Sequence[str]) -> list[str]:
     return names
 
 
-def _corpus_rows(pdir: str | os.PathLike, name: str) -> list[dict]:
+def _corpus_rows(pdir: str | os.PathLike, name: str, lenient: bool, skipped: list) -> list[dict]:
+    from .loading import skip_report
+
     builder_class = get_builder_class(name)
     try:
         corpus_dir = find_corpus_dir(pdir, name, builder_class.KAGGLE_SLUG)
@@ -141,12 +183,19 @@ def _corpus_rows(pdir: str | os.PathLike, name: str) -> list[dict]:
             else f"download it with `download_datasets({str(pdir)!r}, dname={name!r})`"
         )
         raise CorpusNotFoundError(f"{err} From the original API: {how}.") from None
-    scan = builder_class.scan_corpus(corpus_dir)
+    scan = builder_class.scan_corpus(corpus_dir, lenient=lenient)
     language = _LANGUAGE_NAMES.get(builder_class.LANGUAGE, builder_class.LANGUAGE)
-    rows = []
+    rows, undecodable = [], []
     for corpus_file in scan.files:
         info = corpus_file.info
-        header = sf.info(corpus_file.path)
+        try:
+            header = read_header(corpus_file.path)
+        except BrokenAudioError as err:
+            if not lenient:
+                raise
+            undecodable.append(corpus_file.file)
+            skipped.append((name, corpus_file.file, f"undecodable audio: {err}"))
+            continue
         rows.append(
             {
                 "filename": os.path.abspath(corpus_file.path),
@@ -165,6 +214,11 @@ def _corpus_rows(pdir: str | os.PathLike, name: str) -> list[dict]:
                 "duration": header.frames / header.samplerate,
             }
         )
+    unknown = [(path, reason) for path, reason in scan.skipped if reason.startswith("unknown code")]
+    skipped.extend((name, path, reason) for path, reason in unknown)
+    if unknown or undecodable:
+        report = "\n".join([f"{name}: {len(rows)} files", *skip_report(scan, undecodable)])
+        warnings.warn(f"get_dataset_info (lenient): skipped files\n{report}", stacklevel=4)
     return rows
 
 
@@ -274,12 +328,19 @@ class SpeechEmotionDataset(Dataset):
 
 
 def read_audio(path: str | os.PathLike, fs: int | None = None) -> tuple[torch.Tensor, int]:
-    """A file as a float32 mono tensor (channels averaged) and its rate, resampled to `fs` if given."""
+    """A file as a float32 mono tensor (channels averaged) and its rate, resampled to `fs` if given.
+
+    An unreadable file, or one holding NaN / Inf samples, is a `BrokenAudioError` (a RuntimeError, as
+    before) naming it."""
     try:
         samples, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as err:
-        raise RuntimeError(f"{path}: cannot decode audio ({err}); re-download the corpus") from err
+    except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as err:
+        raise BrokenAudioError(
+            f"{path}: cannot decode audio ({err}); re-download the corpus, or leave the file out "
+            "(get_dataset_info(..., lenient=True))"
+        ) from err
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    check_finite(path, mono)
     if fs is not None and fs != rate:
         mono = resample(mono, rate, fs).astype(np.float32, copy=False)
         rate = fs

@@ -124,12 +124,28 @@ def test_dname_may_be_a_name_a_list_or_none(data_root, info, tmp_path):
     assert set(get_dataset_info(data_root, "emodb")["corpus"]) == {"emodb"}
     assert set(get_dataset_info(data_root, ["tess", "savee"])["corpus"]) == {"tess", "savee"}
     assert len(get_dataset_info(data_root, list(CORPUS_NAMES))) == len(info)
-    partial = tmp_path / "partial"
-    build_download("emodb", partial, per_emotion=1, seconds=SECONDS)
-    with pytest.raises(CorpusNotFoundError, match=r"cremad.*download_datasets\(.*dname='cremad'\)"):
-        get_dataset_info(partial)
     with pytest.raises(ValueError, match="unknown corpus"):
         get_dataset_info(data_root, "iemocap")
+
+
+def test_all_corpora_reads_those_found_and_names_the_missing(tmp_path):
+    # The original snippet downloads emodb alone, then calls get_dataset_info(dataset_dir).
+    partial = tmp_path / "partial"
+    build_download("emodb", partial, per_emotion=1, seconds=SECONDS)
+    build_download("tess", partial, per_emotion=1, seconds=SECONDS)
+    with pytest.warns(UserWarning, match=r"\['cremad', 'ravdess', 'savee', 'shemo'\] not found") as record:
+        frame = get_dataset_info(partial)
+    assert "download_datasets(" in str(record[0].message)
+    assert frame.groupby("corpus").size().to_dict() == {"emodb": 7, "tess": 7}
+    # A corpus asked for by name stays an error, and so does finding none at all.
+    with pytest.raises(CorpusNotFoundError, match=r"cremad.*download_datasets\(.*dname='cremad'\)"):
+        get_dataset_info(partial, "cremad")
+    with pytest.raises(CorpusNotFoundError, match=r"cremad.*dname='cremad'"):
+        get_dataset_info(partial, ["emodb", "cremad"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CorpusNotFoundError, match="none of the corpora.*download_datasets"):
+        get_dataset_info(empty)
 
 
 def test_original_layout_under_the_kaggle_names_is_found(tmp_path):
@@ -228,3 +244,71 @@ def test_synthetic_corpus_files_work_through_the_original_api(tmp_path):
     waveform, label = SpeechEmotionDataset(frame, fs=8000)[0]
     assert abs(len(waveform) / 8000 - frame["duration"][0]) < 1e-3
     assert np.isfinite(waveform.numpy()).all() and label.sum() == 1
+
+
+def _write_float_wav(path, samples) -> None:
+    import soundfile as sf
+
+    sf.write(path, np.asarray(samples, dtype=np.float32), 16000, subtype="FLOAT")
+
+
+@pytest.fixture
+def emodb_with_bad_files(tmp_path):
+    """EMO-DB with one unreadable file, one float file holding NaN, one holding Inf, one unknown code."""
+    corpus = build_download("emodb", tmp_path, per_emotion=2, seconds=SECONDS)
+    wav = corpus / "wav"
+    (wav / "03a01Wa.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(300))
+    nan = np.full(800, 0.1)
+    nan[100:] = np.nan
+    _write_float_wav(wav / "03a01Fa.wav", nan)
+    inf = np.full(800, 0.1)
+    inf[400] = np.inf
+    _write_float_wav(wav / "03a01Nc.wav", inf)
+    _write_float_wav(wav / "03a01Xa.wav", np.zeros(800))  # emotion letter X: unknown code
+    return tmp_path
+
+
+def test_broken_files_are_errors_or_skipped_and_reported_when_lenient(emodb_with_bad_files):
+    from loaders.builder import BrokenAudioError
+    from loaders.discovery import UnknownCodeError
+
+    with pytest.raises(UnknownCodeError, match="03a01Xa.wav"):
+        get_dataset_info(emodb_with_bad_files, "emodb")
+    good = emodb_with_bad_files / "emodb" / "wav"
+    (good / "03a01Xa.wav").rename(emodb_with_bad_files / "03a01Xa.wav")
+    with pytest.raises(BrokenAudioError, match=r"03a01(Wa|Fa).wav"):
+        get_dataset_info(emodb_with_bad_files, "emodb")
+    (emodb_with_bad_files / "03a01Xa.wav").rename(good / "03a01Xa.wav")
+
+    with pytest.warns(UserWarning, match="undecodable skipped: 3") as record:
+        frame = get_dataset_info(emodb_with_bad_files, "emodb", lenient=True)
+    report = str(record[0].message)
+    for name in ("03a01Wa.wav: undecodable audio", "03a01Fa.wav: undecodable audio", "03a01Nc.wav"):
+        assert name in report
+    assert "03a01Xa.wav: unknown code" in report
+    assert len(frame) == 14 - 3  # 7 emotions x 2, less the three broken files; the unknown code is extra
+    skipped = {file: reason for _, file, reason in frame.attrs["skipped"]}
+    assert set(skipped) == {"wav/03a01Wa.wav", "wav/03a01Fa.wav", "wav/03a01Nc.wav", "wav/03a01Xa.wav"}
+    assert "NaN" in skipped["wav/03a01Fa.wav"] and "Inf" in skipped["wav/03a01Nc.wav"]
+    # What is left decodes, and every clip is finite.
+    for waveform, _ in SpeechEmotionDataset(frame, fs=16000):
+        assert torch.isfinite(waveform).all()
+
+
+def test_read_audio_refuses_non_finite_samples(tmp_path):
+    from loaders.builder import BrokenAudioError
+    from loaders.legacy import read_audio
+
+    path = tmp_path / "nan.wav"
+    samples = np.full(800, 0.25)
+    samples[10] = np.nan
+    _write_float_wav(path, samples)
+    with pytest.raises(BrokenAudioError, match=r"nan.wav: holds 1 non-finite \(NaN\) samples"):
+        read_audio(path, 16000)
+    samples[10] = -np.inf
+    _write_float_wav(path, samples)
+    with pytest.raises(RuntimeError, match=r"nan.wav: holds 1 non-finite \(Inf\)"):  # still a RuntimeError
+        read_audio(path)
+    samples[10] = 0.25
+    _write_float_wav(path, samples)
+    assert torch.equal(read_audio(path)[0], torch.full((800,), 0.25))

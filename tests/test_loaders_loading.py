@@ -128,12 +128,61 @@ def test_native_rate_references_files_without_decoding(data_root, tmp_path, monk
 def test_broken_audio_is_an_error_or_skipped_and_counted_when_lenient(data_root, tmp_path, caplog):
     broken = data_root / "emodb" / "wav" / "03a01Wa.wav"
     broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(3000))
-    with pytest.raises(datasets.exceptions.DatasetGenerationError) as info:
+    # Strict: one line naming the file, a ValueError (run_train.py's one-line errors), before any decoding.
+    with pytest.raises(ValueError, match=r"03a01Wa.wav: cannot read audio header .*--lenient") as info:
         load_corpus("emodb", data_root, cache_dir=tmp_path / "cache", num_proc=1)
-    assert isinstance(info.value.__cause__, BrokenAudioError) and "03a01Wa.wav" in str(info.value.__cause__)
+    assert isinstance(info.value, BrokenAudioError) and "\n" not in str(info.value)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.arrow"))
     ds = load_corpus("emodb", data_root, lenient=True, cache_dir=tmp_path / "cache", num_proc=1)
     assert len(ds) == 13 and "wav/03a01Wa.wav" not in ds["file"]
     assert "skipped 1 undecodable audio files" in caplog.text and "03a01Wa.wav" in caplog.text
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_decoding_errors_come_out_as_themselves_not_wrapped(tmp_path, monkeypatch, num_proc):
+    # A file that passes the header check but fails to decode: datasets wraps the error of a shard in
+    # DatasetGenerationError, and a worker process sends back only that wrapper.
+    corpus_dir = fixtures.build_download("emodb", tmp_path, per_emotion=2, seconds=0.05)
+    decode = builder_module.decode_audio
+
+    def failing(path):
+        if path.endswith("03a01Wa.wav"):
+            raise BrokenAudioError(f"{path}: cannot decode audio (simulated); re-download the file")
+        return decode(path)
+
+    monkeypatch.setattr(builder_module, "decode_audio", failing)
+    with pytest.raises(BrokenAudioError, match=r"03a01Wa.wav: cannot decode audio \(simulated\)") as info:
+        load_corpus("emodb", corpus_dir, cache_dir=tmp_path / "cache", num_proc=num_proc)
+    assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("where", ["nan", "inf"])
+def test_non_finite_audio_is_undecodable(tmp_path, caplog, where):
+    import soundfile as sf
+
+    corpus_dir = fixtures.build_download("emodb", tmp_path, per_emotion=2, seconds=0.05)
+    samples = np.full(1600, 0.1, dtype=np.float32)
+    samples[100:] = np.nan if where == "nan" else 0.1
+    if where == "inf":
+        samples[800] = np.inf
+    sf.write(corpus_dir / "wav" / "03a01Wa.wav", samples, 16000, subtype="FLOAT")
+    with pytest.raises(BrokenAudioError, match=r"03a01Wa.wav: holds \d+ non-finite"):
+        load_corpus("emodb", corpus_dir, cache_dir=tmp_path / "cache", num_proc=1)
+    ds = load_corpus("emodb", corpus_dir, lenient=True, cache_dir=tmp_path / "cache", num_proc=1)
+    assert len(ds) == 13 and "wav/03a01Wa.wav" not in ds["file"]
+    assert "skipped 1 undecodable audio files" in caplog.text
+    # Native-rate references decode nothing else, but a float file is checked before it is referenced.
+    with pytest.raises(BrokenAudioError, match="non-finite"):
+        load_corpus("emodb", corpus_dir, sampling_rate=None, cache_dir=tmp_path / "cache", num_proc=1)
+    # The decoder itself refuses, for any caller that skips the pre-check.
+    with pytest.raises(BrokenAudioError, match="non-finite"):
+        builder_module.decode_audio(str(corpus_dir / "wav" / "03a01Wa.wav"))
+
+
+def test_sampling_rate_must_be_positive(data_root, tmp_path):
+    for rate in (0, -16000, 16000.5):
+        with pytest.raises(ValueError, match=f"sampling_rate={rate!r}: not a positive number of Hz"):
+            load_corpus("emodb", data_root, sampling_rate=rate, cache_dir=tmp_path / "cache")
 
 
 def test_cremad_silent_file_is_kept(tmp_path):
