@@ -347,7 +347,11 @@ def read_arguments_file(path: str, parser: HfArgumentParser) -> dict:
 
                 values = yaml.safe_load(f) or {}
     except Exception as err:  # JSONDecodeError, yaml.YAMLError, UnicodeDecodeError
-        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        mark = getattr(err, "problem_mark", None)  # yaml.MarkedYAMLError: where in the file
+        if mark is not None:
+            first_line = f"{err.problem} at line {mark.line + 1}, column {mark.column + 1}"
+        else:
+            first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UsageError(
             f"arguments file {path}: not valid {'JSON' if path.endswith('.json') else 'YAML'} "
             f"({first_line}); fix the file"
