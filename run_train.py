@@ -11,7 +11,8 @@ Every `TrainingArguments` option applies (`--num_train_epochs`, `--learning_rate
 `--resume_from_checkpoint`, ...). Model-specific defaults (learning rate, batch size, epochs) are used for
 the options you do not give. The run writes into `--output_dir`: checkpoints, the best model on validation
 UAR (with its feature extractor and, for the CNN and S4, its source code), `*_results.json`,
-`confusion_matrix.png` and a model card (README.md).
+`confusion_matrix.png` and a model card (README.md). The same command after a kill resumes from the newest
+complete checkpoint of the same run; `--streaming` trains a causal S4 for `predict --stream`.
 """
 
 from __future__ import annotations
