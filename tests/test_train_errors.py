@@ -3,26 +3,17 @@ data is prepared or anything written."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_train_run import run_train
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_run_train():
-    spec = importlib.util.spec_from_file_location("run_train", ROOT / "run_train.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_train"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-run_train = load_run_train()
 UsageError = run_train.UsageError
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_train_run import run_train
 
 from loaders.fixtures import build_download
 
@@ -41,17 +42,6 @@ runpy.run_path(os.path.join(os.getcwd(), "run_train.py"), run_name="__main__")
 """
 
 
-def load_run_train():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("run_train", ROOT / "run_train.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_train"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-run_train = load_run_train()
 UsageError = run_train.UsageError
 
 
@@ -147,7 +137,7 @@ def test_killed_mid_checkpoint_the_same_command_resumes_from_the_last_complete_o
         assert not (out / "checkpoint-4" / "trainer_state.json").exists()
 
         # While it lives, a second run into the same folder is refused, and touches nothing.
-        lock = json.loads((out / ".run_train.lock").read_text())
+        lock = json.loads((out / "_run_train.lock").read_text())
         assert lock["pid"] == first.pid and lock["host"] == socket.gethostname()
         before = sorted(p.name for p in out.iterdir())
         with pytest.raises(
@@ -177,7 +167,7 @@ def test_killed_mid_checkpoint_the_same_command_resumes_from_the_last_complete_o
     assert f"Resuming from {out / 'checkpoint-2'}" in log  # at the default log level
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 6 and state["log_history"][-1]["epoch"] == 3.0
-    assert not (out / ".run_train.lock").exists()
+    assert not (out / "_run_train.lock").exists()
 
 
 def test_a_truncated_checkpoint_is_skipped(data_root, cache_dir, tmp_path, caplog):
@@ -232,7 +222,7 @@ def test_a_checkpoint_of_another_run_is_refused_with_advice(
         run_train.main(args_for(data_root, cache_dir, out, "--num_train_epochs", "2", *changed))
     assert message in str(error.value) and "--overwrite_output_dir to start afresh" in str(error.value)
     assert (out / "checkpoint-2" / "trainer_state.json").read_text() == state_before
-    assert not (out / ".run_train.lock").exists()
+    assert not (out / "_run_train.lock").exists()
 
 
 def test_an_explicit_incomplete_checkpoint_is_refused(data_root, cache_dir, tmp_path):

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from test_train_run import run_train
 
 from loaders.fixtures import build_download
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_S4 = "d_model=8,n_layers=1,d_state=4,mel_bins=16"
-
-
-def load_run_train():
-    spec = importlib.util.spec_from_file_location("run_train", ROOT / "run_train.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_train"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-run_train = load_run_train()
 
 
 def speech_like(seconds: float, seed: int = 0) -> np.ndarray:

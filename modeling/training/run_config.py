@@ -285,13 +285,12 @@ def checkpoint_problem(folder: str | os.PathLike) -> str | None:
             json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return "trainer_state.json is truncated"
-    weights = [
-        name
-        for name in ("model.safetensors", "pytorch_model.bin")
-        if os.path.isfile(os.path.join(folder, name))
-    ]
-    sharded = any(name.endswith(".index.json") for name in os.listdir(folder))
-    if not weights and not sharded:
+    names = os.listdir(folder)
+    weights = {"model.safetensors", "pytorch_model.bin"} & set(names)
+    sharded = any(name.endswith(".index.json") for name in names)
+    # DeepSpeed (global_stepN/) and FSDP (pytorch_model_fsdp_0/) keep the weights in folders of their own.
+    engine = any(os.path.isdir(os.path.join(folder, name)) for name in names)
+    if not weights and not sharded and not engine:
         return "no model weights (model.safetensors)"
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
@@ -418,7 +417,8 @@ def _show(value: object) -> str:
 
 # ---- one writer per output folder ----
 
-LOCK_FILE = ".run_train.lock"
+# A leading underscore keeps it out of the Trainer's push_to_hub uploads (it names the host and PID).
+LOCK_FILE = "_run_train.lock"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -432,7 +432,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 class OutputDirLock:
-    """`output_dir/.run_train.lock` holding the owner's PID and host, so a second run_train.py into the same
+    """`output_dir/_run_train.lock` holding the owner's PID and host, so a second run_train.py into the same
     folder is refused instead of overwriting the first one's checkpoints.
 
     The file is created complete (written under a temporary name, then hard-linked into place, which fails
