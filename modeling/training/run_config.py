@@ -1,7 +1,9 @@
 """What run_train.py resolves before training: model kind, config overrides, corpora, the model itself.
 
 Every check here runs before any data is prepared or any file written, and fails with a `UsageError` that
-names the argument and says what to do.
+names the argument and says what to do. Also here: which checkpoint a run may resume from (complete, and
+trained for the same run: `last_complete_checkpoint`, `checkpoint_mismatches`) and the output folder's
+one-writer lock (`OutputDirLock`).
 """
 
 from __future__ import annotations
