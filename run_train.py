@@ -11,26 +11,30 @@ Every `TrainingArguments` option applies (`--num_train_epochs`, `--learning_rate
 `--resume_from_checkpoint`, ...). Model-specific defaults (learning rate, batch size, epochs) are used for
 the options you do not give. The run writes into `--output_dir`: checkpoints, the best model on validation
 UAR (with its feature extractor and, for the CNN and S4, its source code), `*_results.json`,
-`confusion_matrix.png` and a model card (README.md).
+`confusion_matrix.png` and a model card (README.md). The same command after a kill resumes from the newest
+complete checkpoint of the same run; `--streaming` trains a causal S4 for `predict --stream`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
 import logging
 import os
 import shlex
 import shutil
 import sys
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import transformers
 from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
-from loaders.emotions import DEFAULT_EMOTIONS, parse_merge
+from loaders.emotions import DEFAULT_EMOTIONS, parse_merge, resolve_emotions
 from loaders.loading import load_corpora
 from loaders.registry import CORPORA
 from loaders.splits import STRATEGIES
@@ -46,12 +50,19 @@ from modeling.training import (
 from modeling.training.model_card import corpus_info
 from modeling.training.run_config import (
     MODEL_KINDS,
+    RUN_SETUP_FILE,
+    OutputDirLock,
     UsageError,
     build_model,
+    checkpoint_mismatches,
     checkpoint_model_kind,
+    checkpoint_problem,
     find_corpora,
+    last_complete_checkpoint,
     parse_config_overrides,
+    run_setup,
     split_counts,
+    streaming_overrides,
 )
 from modeling.training.trainer import SERTrainer
 
@@ -142,6 +153,14 @@ class ModelArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow code from a Hub checkpoint of another project to run."}
     )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Train a streaming-ready S4 (implies --model s4): causal layers (bidirectional=false), "
+            "causal mel normalisation, and un-normalised audio (the saved feature extractor has "
+            "do_normalize=false), so `predict --stream` gives the offline logits."
+        },
+    )
 
 
 @dataclass
@@ -219,7 +238,11 @@ class SERTrainingArguments(TrainingArguments):
 
     output_dir: str | None = field(
         default=None,
-        metadata={"help": "Where to write checkpoints and results (default: outputs/<model>-<corpora>)."},
+        metadata={
+            "help": "Where to write checkpoints and results (default: "
+            "outputs/<model>-<corpora>-<split>-<emotions>, e.g. outputs/cnn-emodb+savee-speaker-"
+            "anger+happy+neutral+sadness). A folder holding checkpoints of the same run is resumed from."
+        },
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Train into an output directory that already holds a finished run."}
@@ -251,24 +274,175 @@ def parse_args(argv: list[str] | None = None):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, SERTrainingArguments))
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        path = os.path.abspath(argv[0])
-        if not os.path.isfile(path):
-            raise UsageError(f"arguments file {argv[0]} does not exist")
-        if path.endswith(".json"):
-            with open(path) as f:
-                explicit = set(json.load(f))
-            parsed = parser.parse_json_file(path)
-        else:
-            import yaml
-
-            with open(path) as f:
-                explicit = set(yaml.safe_load(f) or {})
-            parsed = parser.parse_yaml_file(path)
+        values = read_arguments_file(argv[0], parser)
+        explicit = set(values)
+        try:
+            parsed = parser.parse_dict(values)
+        except (ValueError, TypeError) as err:
+            raise UsageError(f"arguments file {argv[0]}: {err}; fix the value in the file") from err
     else:
-        parsed = parser.parse_args_into_dataclasses(args=argv)
+        try:
+            parsed = parser.parse_args_into_dataclasses(args=argv)
+        except ValueError as err:  # TrainingArguments.__post_init__ checks combinations of options
+            raise UsageError(str(err)) from err
         explicit = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
     model_args, data_args, training_args = parsed
     return model_args, data_args, training_args, explicit
+
+
+def _field_types(parser: HfArgumentParser) -> dict[str, tuple[dataclasses.Field, object]]:
+    types = {}
+    for dataclass_type in parser.dataclass_types:
+        hints = typing.get_type_hints(dataclass_type)
+        for f in dataclasses.fields(dataclass_type):
+            if f.init:
+                types[f.name] = (f, hints.get(f.name))
+    return types
+
+
+def _scalar_type(hint: object) -> object:
+    """float for `float | None`, list[float] for `list[float] | None`, ...: the hint without None."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return args[0] if len(args) == 1 else hint
+    return hint
+
+
+def _coerce(path: str, key: str, value: object, hint: object) -> object:
+    """YAML 1.1 reads `1e-3` (no dot) as a string: numbers are converted for number fields, or refused."""
+    target = _scalar_type(hint)
+    if typing.get_origin(target) is list and isinstance(value, list):
+        (item,) = typing.get_args(target) or (None,)
+        return [_coerce(path, key, v, item) for v in value]
+    if target in (float, int) and isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            raise UsageError(
+                f"arguments file {path}: {key}: {value!r} is not a number; write a number (e.g. {key}: "
+                f"{'0.001' if target is float else '10'})"
+            ) from None
+        if target is int:
+            if not number.is_integer():
+                raise UsageError(
+                    f"arguments file {path}: {key}: {value!r} is not a whole number; write e.g. 10"
+                )
+            return int(number)
+        return number
+    if target is bool and isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+        return value.lower() in ("true", "yes")
+    return value
+
+
+def read_arguments_file(path: str, parser: HfArgumentParser) -> dict:
+    """The options of a .json / .yaml arguments file, checked like command-line flags: unknown keys, values
+    outside the choices and non-numbers in number fields are one-line errors."""
+    if not os.path.isfile(path):
+        raise UsageError(f"arguments file {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            if path.endswith(".json"):
+                values = json.load(f)
+            else:
+                import yaml
+
+                values = yaml.safe_load(f) or {}
+    except Exception as err:  # JSONDecodeError, yaml.YAMLError, UnicodeDecodeError
+        mark = getattr(err, "problem_mark", None)  # yaml.MarkedYAMLError: where in the file
+        if mark is not None:
+            first_line = f"{err.problem} at line {mark.line + 1}, column {mark.column + 1}"
+        else:
+            first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UsageError(
+            f"arguments file {path}: not valid {'JSON' if path.endswith('.json') else 'YAML'} "
+            f"({first_line}); fix the file"
+        ) from err
+    if not isinstance(values, dict):
+        raise UsageError(f"arguments file {path}: holds a {type(values).__name__}, not option: value pairs")
+    fields = _field_types(parser)
+    unknown = [key for key in values if key not in fields]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hints.append(f"{key} (did you mean {close[0]}?)" if close else str(key))
+        raise UsageError(
+            f"arguments file {path}: unknown option(s) {', '.join(hints)}; use the option names of "
+            "`run_train.py --help` without the leading --"
+        )
+    coerced = {}
+    for key, value in values.items():
+        field_, hint = fields[key]
+        value = _coerce(path, key, value, hint)
+        choices = field_.metadata.get("choices")
+        if choices and value is not None and value not in choices:
+            raise UsageError(f"arguments file {path}: {key}: {value!r} is not one of {', '.join(choices)}")
+        coerced[key] = value
+    return coerced
+
+
+def check_arguments(data_args: DataTrainingArguments, training_args: SERTrainingArguments) -> None:
+    """Values that would otherwise fail deep inside torch or the Trainer, after the data is prepared."""
+    checks = [
+        ("learning_rate", training_args.learning_rate, training_args.learning_rate >= 0, ">= 0 (e.g. 1e-3)"),
+        ("weight_decay", training_args.weight_decay, training_args.weight_decay >= 0, ">= 0 (e.g. 0.01)"),
+        (
+            "per_device_train_batch_size",
+            training_args.per_device_train_batch_size,
+            training_args.per_device_train_batch_size >= 1,
+            ">= 1",
+        ),
+        (
+            "per_device_eval_batch_size",
+            training_args.per_device_eval_batch_size,
+            training_args.per_device_eval_batch_size >= 1,
+            ">= 1",
+        ),
+        (
+            "gradient_accumulation_steps",
+            training_args.gradient_accumulation_steps,
+            training_args.gradient_accumulation_steps >= 1,
+            ">= 1",
+        ),
+        (
+            "num_train_epochs",
+            training_args.num_train_epochs,
+            training_args.num_train_epochs > 0 or training_args.max_steps > 0,
+            "> 0 (or give --max_steps)",
+        ),
+        (
+            "max_duration_seconds",
+            data_args.max_duration_seconds,
+            data_args.max_duration_seconds is None or data_args.max_duration_seconds >= 0,
+            ">= 0 (0 keeps whole clips)",
+        ),
+        (
+            "max_train_samples",
+            data_args.max_train_samples,
+            data_args.max_train_samples is None or data_args.max_train_samples >= 1,
+            ">= 1",
+        ),
+        (
+            "max_eval_samples",
+            data_args.max_eval_samples,
+            data_args.max_eval_samples is None or data_args.max_eval_samples >= 1,
+            ">= 1",
+        ),
+        (
+            "early_stopping_patience",
+            data_args.early_stopping_patience,
+            data_args.early_stopping_patience >= 0,
+            ">= 0 (0: never stop early)",
+        ),
+    ]
+    for name, value, ok, wanted in checks:
+        if not ok:
+            raise UsageError(f"--{name} {value}: must be {wanted}; give a value in that range")
+    if data_args.speed_perturbation and min(data_args.speed_perturbation) <= 0:
+        raise UsageError(
+            f"--speed_perturbation {' '.join(map(str, data_args.speed_perturbation))}: speed factors must be "
+            "> 0 (e.g. 0.9 1.0 1.1)"
+        )
 
 
 def setup_logging(training_args: TrainingArguments) -> None:
@@ -304,28 +478,87 @@ def apply_defaults(
             setattr(target, key, value)
 
 
-def check_output_dir(training_args: SERTrainingArguments) -> str | None:
-    """Refuse a finished run unless overwriting; returns the checkpoint to resume from, if any."""
+def default_output_dir(setup: dict, streaming: bool) -> str:
+    """outputs/<model>-<corpora>-<split>-<emotions>[-merge-...]: runs that differ in what they learn do not
+    share a folder (and so never resume from each other's checkpoints)."""
+    parts = [setup["model"] + ("-streaming" if streaming else ""), "+".join(setup["corpora"])]
+    split = setup["split_strategy"]
+    if setup["test_corpora"]:
+        split += "-test_" + "+".join(setup["test_corpora"])
+    parts += [split, "+".join(setup["emotions"])]
+    if setup["merge"]:
+        parts.append(
+            "merge_" + "+".join(f"{source}_as_{target}" for source, target in setup["merge"].items())
+        )
+    return os.path.join("outputs", "-".join(parts))
+
+
+def check_output_dir(training_args: SERTrainingArguments, setup: dict) -> str | None:
+    """Refuse a finished run unless overwriting; returns the checkpoint to resume from, if any.
+
+    An explicit --resume_from_checkpoint must be complete; otherwise the newest complete checkpoint-N in
+    the output folder is used (newer ones cut off by a kill are skipped, with a warning). Either way the
+    checkpoint must have been trained for the same model kind, emotions, corpora and split.
+    """
     out = Path(training_args.output_dir)
-    if not out.is_dir():
-        return training_args.resume_from_checkpoint
-    finished = [name for name in FINISHED_RUN_FILES if (out / name).exists()]
-    if finished and not training_args.overwrite_output_dir:
+    explicit = training_args.resume_from_checkpoint
+    if explicit is not None and explicit.lower() == "true":
+        explicit = None  # the Trainer's "resume from the last checkpoint": found below, checked the same way
+    elif explicit is not None:
+        if not os.path.isdir(explicit):
+            raise UsageError(
+                f"--resume_from_checkpoint {explicit}: no such folder; give a checkpoint-N folder of an "
+                "earlier run"
+            )
+        problem = checkpoint_problem(explicit)
+        if problem:
+            parent = os.path.dirname(os.path.abspath(explicit))
+            complete, _ = last_complete_checkpoint(parent)
+            hint = f"resume from {complete} instead" if complete else "start afresh without it"
+            raise UsageError(
+                f"--resume_from_checkpoint {explicit}: incomplete checkpoint ({problem}); {hint}"
+            )
+    if out.is_dir():
+        finished = [name for name in FINISHED_RUN_FILES if (out / name).exists()]
+        if finished and not training_args.overwrite_output_dir:
+            raise UsageError(
+                f"--output_dir {out} already holds a finished run ({', '.join(finished)}). Choose another "
+                "--output_dir, or pass --overwrite_output_dir to train again into it (its results are "
+                "replaced)."
+            )
+    resume_from = explicit
+    if resume_from is None and out.is_dir() and not training_args.overwrite_output_dir:
+        resume_from, skipped = last_complete_checkpoint(out)
+        for folder, problem in skipped:
+            logger.warning(
+                "Skipping %s: incomplete checkpoint (%s), probably cut off by a kill while it was written; "
+                "it is written again when training reaches that step.",
+                folder,
+                problem,
+            )
+    if resume_from is None:
+        return None
+    differences = checkpoint_mismatches(resume_from, setup)
+    if differences:
+        advice = (
+            "drop --resume_from_checkpoint or give a checkpoint of this run"
+            if explicit
+            else f"choose another --output_dir, or pass --overwrite_output_dir to start afresh in {out} "
+            "(its checkpoints are deleted)"
+        )
         raise UsageError(
-            f"--output_dir {out} already holds a finished run ({', '.join(finished)}). Choose another "
-            "--output_dir, or pass --overwrite_output_dir to train again into it (its results are replaced)."
+            f"{'--resume_from_checkpoint' if explicit else '--output_dir'} {resume_from}: the checkpoint "
+            f"belongs to another run ({'; '.join(differences)}); {advice}"
         )
-    if training_args.overwrite_output_dir:
-        return training_args.resume_from_checkpoint
-    last = get_last_checkpoint(str(out))
-    if last is not None and training_args.resume_from_checkpoint is None:
-        logger.info(
-            "Resuming from the last checkpoint in the output folder: %s "
-            "(pass --overwrite_output_dir to start afresh)",
-            last,
-        )
-        return last
-    return training_args.resume_from_checkpoint
+    logger.warning(
+        "Resuming from %s%s",
+        resume_from,
+        ""
+        if explicit
+        else " (the last complete checkpoint in the output folder; pass --overwrite_output_dir "
+        "to start afresh)",
+    )
+    return resume_from
 
 
 def clear_previous_run(output_dir: str) -> None:
@@ -358,12 +591,7 @@ def main(argv: list[str] | None = None) -> dict:
     setup_logging(training_args)
 
     # ---- everything the user asked for is checked before any data is prepared or anything written ----
-    if data_args.speed_perturbation and min(data_args.speed_perturbation) <= 0:
-        raise UsageError(
-            f"--speed_perturbation {' '.join(map(str, data_args.speed_perturbation))}: speed factors must be "
-            "> 0 (e.g. 0.9 1.0 1.1)"
-        )
-    model_kind = model_args.model or "cnn"
+    model_kind = model_args.model or ("s4" if model_args.streaming else "cnn")
     if model_args.model_name_or_path:
         found = checkpoint_model_kind(
             model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
@@ -374,6 +602,11 @@ def main(argv: list[str] | None = None) -> dict:
                 f"is {model_args.model}; drop --model or give a {model_args.model} checkpoint"
             )
         model_kind = found
+    if model_args.streaming and model_kind != "s4":
+        raise UsageError(
+            f"--streaming with a {model_kind} model: only the S4 runs as a stream; use --model s4 (or drop "
+            "--model)"
+        )
     corpora, demo = find_corpora(
         data_args.corpora,
         data_args.data_root,
@@ -381,14 +614,70 @@ def main(argv: list[str] | None = None) -> dict:
         download=data_args.download,
     )
     apply_defaults(model_kind, demo, explicit, model_args, data_args, training_args)
+    check_arguments(data_args, training_args)
     overrides = parse_config_overrides(model_args.config_overrides, model_kind)
-    merge = parse_merge(data_args.merge or [])
+    if model_args.streaming:
+        overrides = streaming_overrides(overrides, model_args.model_name_or_path)
+    try:
+        merge = parse_merge(data_args.merge or [])
+        label_names, _ = resolve_emotions(data_args.emotions, merge)
+    except ValueError as err:
+        raise UsageError(f"--{err}") from err
     if "ddp_find_unused_parameters" not in explicit:
         # wav2vec2's layerdrop skips whole layers in some steps; the CNN and S4 use all parameters always.
         training_args.ddp_find_unused_parameters = model_kind == "wav2vec2"
+    setup = run_setup(
+        model_kind,
+        label_names,
+        corpora,
+        data_args.split_strategy,
+        data_args.test_corpora,
+        merge,
+        training_args.data_seed if training_args.data_seed is not None else training_args.seed,
+        overrides,
+    )
     if "output_dir" not in explicit:
-        training_args.output_dir = os.path.join("outputs", f"{model_kind}-{'-'.join(corpora)}")
-    resume_from = check_output_dir(training_args)
+        training_args.output_dir = default_output_dir(setup, model_args.streaming)
+
+    # One writer per output folder: the main process holds the lock for the whole run (the others write
+    # nothing of their own there).
+    lock = OutputDirLock(training_args.output_dir, logger) if training_args.process_index == 0 else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        resume_from = check_output_dir(training_args, setup)
+        return train(
+            model_kind,
+            corpora,
+            demo,
+            merge,
+            overrides,
+            setup,
+            resume_from,
+            model_args,
+            data_args,
+            training_args,
+            argv,
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def train(
+    model_kind: str,
+    corpora: list[str],
+    demo: bool,
+    merge: dict[str, str],
+    overrides: dict[str, object],
+    setup: dict,
+    resume_from: str | None,
+    model_args: ModelArguments,
+    data_args: DataTrainingArguments,
+    training_args: SERTrainingArguments,
+    argv: list[str] | None,
+) -> dict:
+    """Prepare the data, train, evaluate and write the outputs (inside the output folder's lock)."""
     if demo:
         logger.info(
             "No corpora found under %s: training on the built-in synthetic corpus. For the real corpora "
@@ -441,6 +730,10 @@ def main(argv: list[str] | None = None) -> dict:
         use_weighted_layer_sum=model_args.use_weighted_layer_sum,
         trust_remote_code=model_args.trust_remote_code,
     )
+    if model_args.streaming:
+        # A stream's mean and variance are unknown until it ends, so the model learns from raw audio, as
+        # StreamingClassifier will feed it (the saved feature extractor says so to every later user).
+        feature_extractor.do_normalize = False
     max_samples = int(data_args.max_duration_seconds * 16000) if data_args.max_duration_seconds else None
     with training_args.main_process_first(desc="decoding audio"):
         prepared, dropped = prepare_model_inputs(
@@ -461,6 +754,11 @@ def main(argv: list[str] | None = None) -> dict:
         training_args.load_best_model_at_end = False
     if training_args.overwrite_output_dir and resume_from is None and training_args.process_index == 0:
         clear_previous_run(training_args.output_dir)
+    if training_args.process_index == 0:
+        # What a later run into this folder is compared with before it may resume from these checkpoints.
+        os.makedirs(training_args.output_dir, exist_ok=True)
+        with open(os.path.join(training_args.output_dir, RUN_SETUP_FILE), "w", encoding="utf-8") as f:
+            json.dump(setup, f, indent=2)
 
     # ---- training ----
     compute_metrics = ComputeMetrics(label_names)
@@ -540,6 +838,7 @@ def main(argv: list[str] | None = None) -> dict:
             "max_duration_seconds": data_args.max_duration_seconds,
             "speed_perturbation": data_args.speed_perturbation,
             "class_weighting": data_args.class_weighting,
+            "streaming": model_args.streaming,
             "seed": training_args.seed,
             "world_size": training_args.world_size,
             **{f"config.{k}": v for k, v in overrides.items()},

@@ -239,6 +239,7 @@ def test_push_to_hub_uploads_model_code_and_card(data_root, cache_dir, tmp_path,
         "confusion_matrix.png",
     } <= names
     assert not any(n.startswith("checkpoint-") for n in names)
+    assert "_run_train.lock" not in names  # held during the upload; it names this host and PID
     card = (uploaded / "README.md").read_text()
     assert "Speech emotion recognition: CNN on emodb" in card and "## Intended use and limitations" in card
     assert "auto_map" in json.loads((uploaded / "config.json").read_text())

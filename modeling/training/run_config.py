@@ -1,7 +1,9 @@
 """What run_train.py resolves before training: model kind, config overrides, corpora, the model itself.
 
 Every check here runs before any data is prepared or any file written, and fails with a `UsageError` that
-names the argument and says what to do.
+names the argument and says what to do. Also here: which checkpoint a run may resume from (complete, and
+trained for the same run: `last_complete_checkpoint`, `checkpoint_mismatches`) and the output folder's
+one-writer lock (`OutputDirLock`).
 """
 
 from __future__ import annotations
@@ -44,8 +46,15 @@ def checkpoint_model_kind(model_name_or_path: str, *, trust_remote_code: bool = 
                 f"--model_name_or_path {model_name_or_path}: the folder has no config.json, so it "
                 "is not a saved model; give a folder written by save_pretrained or a Hub id"
             )
-        with open(config_file) as f:
-            model_type = json.load(f).get("model_type")
+        try:
+            with open(config_file, encoding="utf-8") as f:
+                model_type = json.load(f).get("model_type")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+            raise UsageError(
+                f"--model_name_or_path {model_name_or_path}: {config_file} is not a valid config.json "
+                f"({type(err).__name__}: {err}); restore it from the run that saved the model, or give "
+                "another checkpoint"
+            ) from err
     else:
         from transformers import AutoConfig
 
@@ -232,3 +241,342 @@ def split_counts(
             by_class[label_names[label]] += 1
         counts[split] = dict(sorted(table.items()))
     return counts
+
+
+# ---- resuming: which checkpoint is complete, and whether it belongs to the requested run ----
+
+RUN_SETUP_FILE = "run_setup.json"
+# Written by torch.save (zip archives): the central directory comes last, so a cut-off file is not a zip.
+_TORCH_PICKLES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth", "pytorch_model.bin")
+
+
+def _safetensors_problem(path: str) -> str | None:
+    """Why a .safetensors file is unreadable: a bad header, or less data than the header promises."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            return f"{os.path.basename(path)} is truncated ({size} bytes)"
+        header_length = int.from_bytes(prefix, "little")
+        if header_length > size - 8:
+            return f"{os.path.basename(path)} is truncated ({size} bytes, header of {header_length})"
+        try:
+            header = json.loads(f.read(header_length))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return f"{os.path.basename(path)} has an unreadable header"
+    end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    if 8 + header_length + end > size:
+        return f"{os.path.basename(path)} is truncated ({size} of {8 + header_length + end} bytes)"
+    return None
+
+
+def checkpoint_problem(folder: str | os.PathLike) -> str | None:
+    """Why `folder` cannot be resumed from (None: it is complete).
+
+    The Trainer writes trainer_state.json last, so a checkpoint cut off by a kill lacks it or has a partial
+    one; the other files are checked too, since a resumed run re-saves into a folder of the same name.
+    """
+    import zipfile
+
+    folder = os.fspath(folder)
+    state = os.path.join(folder, "trainer_state.json")
+    if not os.path.isfile(state):
+        return "no trainer_state.json (the save was interrupted)"
+    try:
+        with open(state, encoding="utf-8") as f:
+            json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "trainer_state.json is truncated"
+    names = os.listdir(folder)
+    weights = {"model.safetensors", "pytorch_model.bin"} & set(names)
+    sharded = any(name.endswith(".index.json") for name in names)
+    # DeepSpeed (global_stepN/) and FSDP (pytorch_model_fsdp_0/) keep the weights in folders of their own.
+    engine = any(os.path.isdir(os.path.join(folder, name)) for name in names)
+    if not weights and not sharded and not engine:
+        return "no model weights (model.safetensors)"
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.endswith(".safetensors"):
+            problem = _safetensors_problem(path)
+            if problem:
+                return problem
+        elif name in _TORCH_PICKLES and not zipfile.is_zipfile(path):
+            return f"{name} is truncated"
+        elif name == "config.json":
+            try:
+                with open(path, encoding="utf-8") as f:
+                    json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return "config.json is truncated"
+    return None
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> tuple[str | None, list[tuple[str, str]]]:
+    """(the newest complete checkpoint-N folder or None, [(newer incomplete folder, why), ...])."""
+    import re
+
+    pattern = re.compile(r"^checkpoint-(\d+)$")
+    found = []
+    for name in os.listdir(output_dir):
+        match = pattern.match(name)
+        if match and os.path.isdir(os.path.join(output_dir, name)):
+            found.append((int(match.group(1)), os.path.join(output_dir, name)))
+    skipped = []
+    for _, path in sorted(found, reverse=True):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path, skipped
+        skipped.append((path, problem))
+    return None, skipped
+
+
+def run_setup(
+    model_kind: str,
+    label_names: Sequence[str],
+    corpora: Sequence[str],
+    split_strategy: str,
+    test_corpora: Sequence[str] | None,
+    merge: Mapping[str, str],
+    split_seed: int,
+    overrides: Mapping[str, object],
+) -> dict[str, object]:
+    """What makes two runs different enough that one cannot continue the other's checkpoints."""
+    return {
+        "model": model_kind,
+        "emotions": list(label_names),
+        "corpora": list(corpora),
+        "split_strategy": split_strategy,
+        "test_corpora": sorted(test_corpora) if split_strategy == "corpus" and test_corpora else None,
+        "merge": dict(sorted(merge.items())),
+        "split_seed": split_seed,
+        "config": {k: overrides[k] for k in sorted(overrides)},
+    }
+
+
+_SETUP_OPTIONS = {
+    "model": "--model",
+    "emotions": "--emotions",
+    "corpora": "--corpora",
+    "split_strategy": "--split_strategy",
+    "test_corpora": "--test_corpora",
+    "merge": "--merge",
+    "split_seed": "--data_seed/--seed",
+}
+
+
+def checkpoint_mismatches(checkpoint: str, requested: Mapping[str, object]) -> list[str]:
+    """How the run that wrote `checkpoint` differs from the `requested` run_setup (empty: it may resume).
+
+    The model kind, labels and architecture come from the checkpoint's config.json; corpora, split and merges
+    from the run_setup.json that run_train.py writes next to the checkpoints (older runs have none).
+    """
+    differences = []
+    config_file = os.path.join(checkpoint, "config.json")
+    config: dict = {}
+    if os.path.isfile(config_file):
+        try:
+            with open(config_file, encoding="utf-8") as f:
+                config = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            config = {}
+    kind = _MODEL_TYPES.get(config.get("model_type"))
+    if kind is not None and kind != requested["model"]:
+        differences.append(f"--model: it is a {kind} model, not {requested['model']}")
+    id2label = config.get("id2label")
+    if id2label:
+        labels = [id2label[str(i)] for i in range(len(id2label))]
+        if labels != list(requested["emotions"]):
+            differences.append(
+                f"--emotions: it was trained for {' '.join(labels)}, not {' '.join(requested['emotions'])}"
+            )
+    for key, value in dict(requested.get("config") or {}).items():
+        if key in config and config[key] != value:
+            differences.append(f"--config_overrides: it has {key}={config[key]!r}, not {value!r}")
+    setup_file = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), RUN_SETUP_FILE)
+    if os.path.isfile(setup_file):
+        try:
+            with open(setup_file, encoding="utf-8") as f:
+                previous = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            previous = {}
+        for key, option in _SETUP_OPTIONS.items():
+            if (key == "model" and kind is not None) or (key == "emotions" and id2label):
+                continue  # already compared with config.json, which the checkpoint itself holds
+            if key in previous and previous[key] != requested.get(key):
+                differences.append(
+                    f"{option}: it was {_show(previous[key])}, not {_show(requested.get(key))}"
+                )
+    return differences
+
+
+def _show(value: object) -> str:
+    if isinstance(value, list):
+        return " ".join(map(str, value)) or "(none)"
+    if isinstance(value, dict):
+        return " ".join(f"{k}:{v}" for k, v in value.items()) or "(none)"
+    return str(value)
+
+
+# ---- one writer per output folder ----
+
+# A leading underscore keeps it out of the Trainer's push_to_hub uploads (it names the host and PID).
+LOCK_FILE = "_run_train.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+class OutputDirLock:
+    """`output_dir/_run_train.lock` holding the owner's PID and host, so a second run_train.py into the same
+    folder is refused instead of overwriting the first one's checkpoints.
+
+    The file is created complete (written under a temporary name, then hard-linked into place, which fails
+    if it exists), so a reader never sees a half-written lock. A lock whose PID is dead on this host is left
+    over by a killed run and is taken over with a warning; one from another host cannot be checked and is
+    refused (delete the file if that run is gone).
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, log=None):
+        self.output_dir = os.fspath(output_dir)
+        self.path = os.path.join(self.output_dir, LOCK_FILE)
+        self.log = log
+        self.created_dir = False
+        self.held = False
+
+    def owner(self) -> dict | None:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+
+    def acquire(self) -> None:
+        import socket
+        import time
+
+        host = socket.gethostname()
+        if not os.path.isdir(self.output_dir):
+            os.makedirs(self.output_dir, exist_ok=True)
+            self.created_dir = True
+        temporary = f"{self.path}.{host}.{os.getpid()}"
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump({"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+        try:
+            for _ in range(3):
+                try:
+                    os.link(temporary, self.path)
+                    self.held = True
+                    return
+                except FileExistsError:
+                    pass
+                owner = self.owner()
+                if owner is None:
+                    continue  # released meanwhile
+                pid, owner_host = owner.get("pid"), owner.get("host")
+                # Our own PID in a lock we do not hold: a container restarted with the same host name and
+                # PID after a kill.
+                if (
+                    owner_host == host
+                    and isinstance(pid, int)
+                    and (pid == os.getpid() or not _pid_alive(pid))
+                ):
+                    self._take_over(owner)
+                    continue
+                who = f"process {pid} on {owner_host}" if pid else "a process (unreadable lock file)"
+                raise UsageError(
+                    f"--output_dir {self.output_dir}: another run_train.py ({who}, started "
+                    f"{owner.get('started', '?')}) is writing into it ({self.path}); wait for it to finish "
+                    "or choose another --output_dir (delete the lock file only if that run is gone)"
+                )
+            raise UsageError(f"--output_dir {self.output_dir}: could not take {self.path}; try again")
+        finally:
+            os.unlink(temporary)
+
+    def _take_over(self, owner: dict) -> None:
+        # Renaming is atomic: of two runs taking over the same stale lock, one renames it and the other
+        # finds it gone (and then competes for a fresh one through os.link).
+        aside = f"{self.path}.stale.{os.getpid()}"
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return
+        try:
+            with open(aside, encoding="utf-8") as f:
+                moved = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            moved = {}
+        if moved != owner:  # a live run's fresh lock was moved by mistake: put it back
+            try:
+                os.link(aside, self.path)
+            except FileExistsError:
+                pass
+        else:
+            if self.log is not None:
+                self.log.warning(
+                    "Taking over the lock of %s: its run (process %s on %s, started %s) is no longer running "
+                    "(killed?)",
+                    self.output_dir,
+                    owner.get("pid"),
+                    owner.get("host"),
+                    owner.get("started", "?"),
+                )
+        os.unlink(aside)
+
+    def release(self) -> None:
+        if self.held:
+            owner = self.owner()
+            if owner and owner.get("pid") == os.getpid():
+                os.unlink(self.path)
+            self.held = False
+        if self.created_dir:
+            try:
+                os.rmdir(self.output_dir)  # only if the run stopped before writing anything
+            except OSError:
+                pass
+            self.created_dir = False
+
+    def __enter__(self) -> OutputDirLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def streaming_overrides(overrides: Mapping[str, object], model_name_or_path: str | None) -> dict[str, object]:
+    """--streaming: the config overrides that make an S4 causal (so `modeling.inference.streaming` can run
+    it step by step), after checking that neither the user's overrides nor the checkpoint contradict them."""
+    if overrides.get("bidirectional") is True:
+        raise UsageError(
+            "--streaming with --config_overrides bidirectional=true: a streaming S4 must be causal; drop "
+            "bidirectional=true"
+        )
+    if overrides.get("mel_normalization") == "utterance":
+        raise UsageError(
+            "--streaming with --config_overrides mel_normalization=utterance: normalising over the whole "
+            "clip cannot be streamed; use mel_normalization=causal (the default with --streaming) or none"
+        )
+    if model_name_or_path and os.path.isfile(os.path.join(model_name_or_path, "config.json")):
+        with open(os.path.join(model_name_or_path, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        if config.get("bidirectional", True):
+            # Making it causal would drop the backward kernels (re-initialised as mismatched sizes).
+            raise UsageError(
+                f"--streaming: --model_name_or_path {model_name_or_path} is a bidirectional S4, whose layers "
+                "look at future frames; give a causal checkpoint (one trained with --streaming) or drop "
+                "--model_name_or_path to train a streaming S4 from scratch"
+            )
+    return {
+        **overrides,
+        "bidirectional": False,
+        "mel_normalization": overrides.get("mel_normalization", "causal"),
+    }
