@@ -12,7 +12,10 @@ The app makes no outside connection of its own: analytics are off and it never o
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
+import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -22,6 +25,7 @@ import pandas as pd  # noqa: E402
 from modeling.inference.classify import EmotionClassifier, PredictOptions, predict_files  # noqa: E402
 
 TIMELINE_COLUMNS = ["start", "end", "emotion", "score"]
+ACCEPTED = "a recording: WAV, FLAC, MP3, OGG/Opus, M4A/AAC, WebM or any format FFmpeg decodes"
 
 
 def analyze(classifier: EmotionClassifier, audio_path: str | None, options: PredictOptions):
@@ -29,11 +33,20 @@ def analyze(classifier: EmotionClassifier, audio_path: str | None, options: Pred
     empty_plot = pd.DataFrame({"time": [], "probability": [], "emotion": []})
     empty_table = pd.DataFrame(columns=TIMELINE_COLUMNS)
     if not audio_path:
-        return {}, "Upload or record some audio first.", empty_table, empty_plot
-    result = next(predict_files(classifier, [(audio_path, None)], options))
+        return {}, f"Upload or record some audio first ({ACCEPTED}).", empty_table, empty_plot
+    name = os.path.basename(audio_path)
+    try:
+        result = next(predict_files(classifier, [(audio_path, None)], options))
+    except Exception as error:  # noqa: BLE001  (shown on the page: an exception would leave it blank)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        message = (
+            f"**Could not classify `{name}`:** {type(error).__name__}: {reason.replace(audio_path, name)}"
+        )
+        return {}, message, empty_table, empty_plot
     if result.status != "ok":
-        name = os.path.basename(audio_path)
         message = f"**Could not classify `{name}`:** {result.error.replace(audio_path, name)}"
+        if "not a readable audio file" in result.error:
+            message += f"\n\nUpload {ACCEPTED}."
         return {}, message, empty_table, empty_plot
     labels = classifier.labels
     scores = {label: float(p) for label, p in zip(labels, result.probabilities, strict=True)}
@@ -102,7 +115,9 @@ def build_app(
                 emotions = gr.Label(
                     num_top_classes=len(classifier.labels), label="Emotion", elem_id="emotion-output"
                 )
-                status = gr.Markdown(elem_id="status-output")
+                # Not blank before the first result: a file the browser refuses as not audio never
+                # reaches the server, so this is what stays on the page besides Gradio's passing notice.
+                status = gr.Markdown(f"Upload or record speech ({ACCEPTED}).", elem_id="status-output")
         timeline_plot = gr.LinePlot(
             x="time",
             y="probability",
@@ -126,6 +141,30 @@ def build_app(
 demo = build_app(os.environ["MODEL"]) if os.environ.get("MODEL") else None
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """The one-line error when ``host:port`` cannot be listened on, or None; checked before the model loads.
+
+    Gradio's own message advises GRADIO_SERVER_PORT, which this app overrides with ``--port``.
+    """
+    if not 0 < port < 65536:
+        return f"error: --port {port}: not a TCP port; pass one from 1 to 65535, e.g. --port 7860"
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind((host, port))
+        except socket.gaierror as error:
+            return f"error: --host {host}: not an address here ({error.strerror}); pass e.g. --host 127.0.0.1"
+        except OSError as error:
+            why = (
+                "is already in use"
+                if error.errno == errno.EADDRINUSE
+                else f"cannot be used ({error.strerror})"
+            )
+            other = port + 1 if port < 65535 else 7860
+            return f"error: --port {port}: {host}:{port} {why}; pass another port, e.g. --port {other}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Speech emotion recognition web demo (Gradio).")
     parser.add_argument(
@@ -141,12 +180,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.model:
         parser.error("give a model directory or Hub id (argument or MODEL environment variable)")
+    from modeling.predict import check_model
+
+    if problem := port_problem(args.host, args.port) or check_model(args.model):
+        print(problem, file=sys.stderr)
+        raise SystemExit(2)
     app = (
         demo
         if demo is not None and args.model == os.environ.get("MODEL") and args.max_segment == 10.0
         else build_app(args.model, max_segment=args.max_segment, device=args.device)
     )
-    app.launch(server_name=args.host, server_port=args.port, share=False)
+    try:
+        app.launch(server_name=args.host, server_port=args.port, share=False)
+    except OSError as error:  # taken between the check and the launch
+        if problem := port_problem(args.host, args.port):
+            print(problem, file=sys.stderr)
+            raise SystemExit(2) from error
+        raise
 
 
 if __name__ == "__main__":

@@ -335,6 +335,13 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     return parser
 
 
+def _saved_token() -> str | None:
+    """The token huggingface_hub would use: HF_TOKEN, or the one `hf auth login` saved."""
+    import huggingface_hub
+
+    return huggingface_hub.get_token()
+
+
 def _main(args: argparse.Namespace) -> int:
     options = {
         "allow_restricted": args.allow_restricted,
@@ -348,6 +355,14 @@ def _main(args: argparse.Namespace) -> int:
     if not args.repo_id:
         raise ValueError(
             "push: give --repo_id (e.g. --repo_id user/ser-corpora), or --local-dir to only export"
+        )
+    # Preparing takes minutes and the upload is the last step: what would stop it is checked first.
+    if args.corpora:
+        check_licences(validate_corpus_names(args.corpora), allow_restricted=args.allow_restricted)
+    if not (args.token or _saved_token()):
+        raise ValueError(
+            f"push --repo_id {args.repo_id}: no Hugging Face Hub token (none saved, HF_TOKEN not set); "
+            "log in with `hf auth login` (older: `huggingface-cli login`), or set HF_TOKEN, or pass --token"
         )
     url = push_corpora(
         args.data_root, args.repo_id, args.corpora, private=not args.public, token=args.token, **options

@@ -13,7 +13,9 @@ energy voice-activity detector (or fixed overlapping windows) and read segment b
 stays bounded for hours of audio; each gets a timeline and a duration-weighted summary.
 
 Exit status: 0 when every input was classified, 1 when any failed (each failure is printed with its
-reason; the other files are still processed), 2 for bad arguments.
+reason; the other files are still processed), 2 for bad arguments: a missing model, an output file in a
+folder that does not exist or of a format not written, a non-positive size or length. These are one line
+(``error: <what>: <why>; <what to do>``), given before any file is read.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from modeling.inference.segmentation import VadConfig
 
 __all__ = [
     "EmotionClassifier",
+    "check_model",
     "FileResult",
     "PredictOptions",
     "collect_inputs",
@@ -213,6 +216,88 @@ def format_timeline(result: FileResult, labels: list[str]) -> str:
     return "\n".join(rows)
 
 
+# -- argument checks, before any work -----------------------------------------------------------------
+
+_MODEL_ADVICE = "give the folder save_pretrained wrote (a training run's --output_dir) or a Hub id (user/x)"
+
+
+def check_model(model: str, trust_remote_code: bool = False) -> str | None:
+    """The one-line error for a ``model`` that cannot be loaded, or None; reads only its config."""
+    if os.path.isdir(model):
+        if not os.path.isfile(os.path.join(model, "config.json")):
+            return f"error: model {model}: no config.json in this folder (not a saved model); {_MODEL_ADVICE}"
+        return None
+    if os.path.exists(model):
+        return f"error: model {model}: is a file, not a model folder; {_MODEL_ADVICE}"
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return f"error: model {model}: no such folder (and not a Hub id); {_MODEL_ADVICE}"
+    from transformers import AutoConfig
+
+    import modeling.auto  # noqa: F401  (registers the project's model types with the Auto classes)
+
+    try:
+        AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return (
+            f"error: model {model}: no such folder, and no such model on the Hub or the Hub cannot be "
+            f"reached ({reason}); {_MODEL_ADVICE}"
+        )
+    return None
+
+
+def check_output_file(option: str, path: str, extensions: tuple[str, ...]) -> str | None:
+    """The one-line error for an output ``path`` that could not be written as asked, or None."""
+    if os.path.isdir(path):
+        return f"error: {option} {path}: is a folder; give a file name inside it"
+    stem, extension = os.path.splitext(path)
+    if extension.lower() not in extensions:
+        what = f"{extension} is" if extension else "a name without extension is"
+        return (
+            f"error: {option} {path}: {what} not a format written here (only {' and '.join(extensions)}); "
+            f"name the file {' or '.join(stem + e for e in extensions)}"
+        )
+    return _missing_folder(option, path)
+
+
+def _missing_folder(what: str, path: str) -> str | None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"error: {what} {path}: the folder {folder} does not exist; create it first or write elsewhere"
+    return None
+
+
+def _argument_problem(args: argparse.Namespace) -> str | None:
+    """The first bad argument as one line, or None. Nothing is read or loaded here but the model config."""
+    positive = [
+        ("--top_k", args.top_k, "how many emotions to list, e.g. --top_k 3"),
+        ("--batch_size", args.batch_size, "the segments per forward pass, e.g. --batch_size 8"),
+        ("--max_segment", args.max_segment, "the longest segment in seconds, e.g. --max_segment 10"),
+        ("--window", args.window, "the fixed-window length in seconds, e.g. --window 5"),
+        ("--chunk_ms", args.chunk_ms, "the streamed chunk length in milliseconds, e.g. --chunk_ms 20"),
+        ("--print_every", args.print_every, "the seconds between streamed updates, e.g. --print_every 0.5"),
+    ]
+    for option, value, advice in positive:
+        if not value > 0:  # also catches NaN
+            return f"error: {option} {value:g}: must be greater than 0; give {advice}"
+    if not 0 <= args.overlap < args.window:
+        return (
+            f"error: --overlap {args.overlap:g}: must be at least 0 and below --window ({args.window:g}); "
+            "give a smaller --overlap"
+        )
+    if not args.min_silence >= 0:
+        return f"error: --min_silence {args.min_silence:g}: must not be negative; give e.g. --min_silence 0.3"
+    if args.output and (problem := check_output_file("--output", args.output, (".csv", ".json"))):
+        return problem
+    if args.timeline and (problem := check_output_file("--timeline", args.timeline, (".csv",))):
+        return problem
+    return check_model(args.model, args.trust_remote_code)
+
+
 # -- commands ---------------------------------------------------------------------------------------
 
 
@@ -267,18 +352,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_stream(classifier: EmotionClassifier, entries, args) -> int:
+def _run_stream(classifier: EmotionClassifier, entries, args, options: PredictOptions) -> int:
     from modeling.inference.audio_io import AudioReadError, AudioSource
+    from modeling.inference.classify import screen_file
     from modeling.inference.streaming import StreamingClassifier
 
     try:
         streamer = StreamingClassifier(classifier.model, classifier.feature_extractor)
     except (TypeError, ValueError) as error:
-        print(f"--stream: {args.model}: {error}", file=sys.stderr)
+        print(f"error: --stream {args.model}: {error}", file=sys.stderr)
         return 2
-    failures = 0
+    classified = failures = skipped = 0
     for path, skip in entries:
         if skip:
+            skipped += 1
             print(f"{path}: SKIPPED: {skip}")
             continue
         streamer.reset()
@@ -286,6 +373,9 @@ def _run_stream(classifier: EmotionClassifier, entries, args) -> int:
         every = max(1, round(args.print_every * streamer.sampling_rate))
         try:
             with AudioSource(path, streamer.sampling_rate) as source:
+                # A first pass refuses what offline prediction refuses (NaN/Inf, silence only, too short)
+                # before any running emotion is printed for the file.
+                screen_file(source, options, classifier.min_samples)
                 fed, next_print = 0, every
                 for block in source.blocks(1.0):
                     for i in range(0, len(block), chunk):
@@ -301,22 +391,21 @@ def _run_stream(classifier: EmotionClassifier, entries, args) -> int:
                 raise AudioReadError(f"{path}: too short to produce one frame")
             shown = "  ".join(f"{e} {s:.3f}" for e, s in classifier.top_k(probabilities, args.top_k))
             print(f"{path}  final  {shown}")
+            classified += 1
         except (AudioReadError, OSError, RuntimeError, ValueError) as error:
             failures += 1
             print(f"{path}: FAILED: {error}", file=sys.stderr)
+    print(f"{classified} streamed, {failures} failed, {skipped} skipped (not audio)", file=sys.stderr)
     return 1 if failures else 0
 
 
 def run_predict(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.top_k < 1:
-        _parser().error("--top_k must be >= 1")
-    if not 0 <= args.overlap < args.window:
-        _parser().error(f"--overlap must be in [0, --window); got {args.overlap} and {args.window}")
+    if problem := _argument_problem(args):
+        print(problem, file=sys.stderr)
+        return 2
     entries = collect_inputs(args.paths)
     classifier = EmotionClassifier.from_pretrained(args.model, args.device, args.trust_remote_code)
-    if args.stream:
-        return _run_stream(classifier, entries, args)
     options = PredictOptions(
         segment=args.segment,
         batch_size=args.batch_size,
@@ -329,6 +418,8 @@ def run_predict(argv: Sequence[str] | None = None) -> int:
             min_silence=args.min_silence,
         ),
     )
+    if args.stream:
+        return _run_stream(classifier, entries, args, options)
     from tqdm.auto import tqdm
 
     results: list[FileResult] = []
@@ -354,11 +445,37 @@ def run_predict(argv: Sequence[str] | None = None) -> int:
     return 1 if counts["failed"] else 0
 
 
+def _export_problem(argv: Sequence[str]) -> str | None:
+    """``export-onnx MODEL OUT``: a missing model or an OUT in a folder that does not exist, checked
+    before the export (which takes a while and would only then find the folder missing)."""
+    if any(token in ("-h", "--help") for token in argv):
+        return None
+    positional, takes_value = [], False
+    for token in argv:
+        if takes_value:
+            takes_value = False
+        elif token == "--opset":
+            takes_value = True
+        elif not token.startswith("-"):
+            positional.append(token)
+    if len(positional) != 2:
+        return None  # the export's own parser says what is missing
+    model, output = positional
+    if problem := check_model(model, "--trust_remote_code" in argv):
+        return problem
+    if os.path.isdir(output):
+        return f"error: export-onnx {output}: is a folder; give a file name inside it, e.g. model.onnx"
+    return _missing_folder("export-onnx", output)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "export-onnx":
         from modeling.inference.onnx_export import main as export_main
 
+        if problem := _export_problem(argv[1:]):
+            print(problem, file=sys.stderr)
+            return 2
         return export_main(argv[1:])
     return run_predict(argv)
 

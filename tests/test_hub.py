@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import datasets
+import huggingface_hub
 import numpy as np
 import pytest
 from huggingface_hub import DatasetCard, HfApi
@@ -184,6 +185,7 @@ def test_push_uploads_the_exported_folder_privately(data_root, cache_dir, emodb,
 
 def test_cli_push_public_and_refusal(data_root, cache_dir, monkeypatch, capsys):
     seen = {}
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_saved_by_login")
     monkeypatch.setattr(
         hub, "push_corpora", lambda *args, **kwargs: seen.update(args=args, kwargs=kwargs) or "url"
     )
@@ -195,3 +197,26 @@ def test_cli_push_public_and_refusal(data_root, cache_dir, monkeypatch, capsys):
     )
     assert code != 0
     assert "savee" in capsys.readouterr().err
+
+
+def test_cli_push_without_a_token_says_how_to_log_in_before_preparing(data_root, monkeypatch, capsys):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("prepared or uploaded without a token")
+
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)  # no HF_TOKEN, nothing saved by login
+    monkeypatch.setattr(hub, "push_corpora", forbidden)
+    monkeypatch.setattr(hub, "export_corpora", forbidden)
+    monkeypatch.setattr(HfApi, "create_repo", forbidden)
+    assert cli_main(["push", str(data_root), "--repo_id", "me/ser", "--corpora", "emodb"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: push --repo_id me/ser: no Hugging Face Hub token")
+    assert "hf auth login" in lines[0] and "huggingface-cli login" in lines[0] and "HF_TOKEN" in lines[0]
+
+    seen = {}
+    monkeypatch.setattr(hub, "push_corpora", lambda *args, **kwargs: seen.update(kwargs) or "url")
+    assert (
+        cli_main(["push", str(data_root), "--repo_id", "me/ser", "--corpora", "emodb", "--token", "hf_x"])
+        == 0
+    )
+    assert seen["token"] == "hf_x"

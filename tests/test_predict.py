@@ -265,3 +265,97 @@ def test_cli_reports_bad_files_and_keeps_going(tmp_path, cnn_dir, long_file, cap
     payload = json.loads(out_json.read_text())
     assert payload[0]["status"] == "ok" and len(payload[0]["top_k"]) == 3
     assert payload[0]["timeline"][0]["emotion"] == payload[0]["top_k"][0]["emotion"]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("segment", ["auto", "none"])
+def test_non_finite_samples_fail_the_file_by_name(tmp_path, classifier, bad, segment):
+    """NaN/Inf in a float WAV would make every probability NaN: the file is undecodable, the rest go on."""
+    clip = tone(1.0, 16000, np.random.default_rng(2))
+    clip[9000] = bad
+    path = tmp_path / "corrupt.wav"
+    sf.write(path, clip, 16000, subtype="FLOAT")
+    good = write_clip(tmp_path / "good.wav")
+    results = list(
+        predict_files(classifier, [(str(path), None), (good, None)], PredictOptions(segment=segment))
+    )
+    assert results[0].status == "failed" and results[0].probabilities is None
+    assert str(path) in results[0].error and "non-finite samples" in results[0].error
+    assert "0.562 s" in results[0].error  # where: sample 9000 at 16 kHz
+    assert results[1].status == "ok" and np.isfinite(results[1].probabilities).all()
+
+
+def test_non_finite_samples_are_refused_by_every_read(tmp_path):
+    clip = tone(1.0, 22050, np.random.default_rng(2))
+    clip[100] = np.nan
+    path = tmp_path / "corrupt.wav"
+    sf.write(path, clip, 22050, subtype="FLOAT")
+    with pytest.raises(AudioReadError, match="non-finite"):
+        read_audio(path, 16000)
+    with AudioSource(path, 16000) as source:
+        with pytest.raises(AudioReadError, match="non-finite"):
+            list(source.blocks(0.5))
+        with pytest.raises(AudioReadError, match="non-finite"):
+            list(source.native_blocks(1000))
+        assert np.isfinite(source.read(0.5, 1.0)).all()  # a stretch without the bad sample reads fine
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fails the test if a model is loaded or a file classified or exported: argument errors come first."""
+    import modeling.inference.onnx_export as onnx_export
+    import modeling.predict as predict
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("work started before the arguments were checked")
+
+    monkeypatch.setattr(predict.EmotionClassifier, "from_pretrained", forbidden)
+    monkeypatch.setattr(predict, "predict_files", forbidden)
+    monkeypatch.setattr(onnx_export, "load_model", forbidden, raising=False)
+    monkeypatch.setattr(onnx_export, "export_onnx", forbidden)
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["{tmp}/no-such-model", "{clip}"], ["model {tmp}/no-such-model", "no such folder"]),
+        (["runs/cnn-missing", "{clip}"], ["model runs/cnn-missing", "no such folder"]),  # a Hub id's form
+        (["{tmp}", "{clip}"], ["model {tmp}", "no config.json"]),
+        (["{cnn}", "{clip}", "--output", "{tmp}/missing/out.csv"], ["--output", "does not exist"]),
+        (["{cnn}", "{clip}", "--timeline", "{tmp}/missing/t.csv"], ["--timeline", "does not exist"]),
+        (["{cnn}", "{clip}", "--output", "{tmp}/out.xlsx"], [".xlsx is not a format", "{tmp}/out.csv"]),
+        (["{cnn}", "{clip}", "--max_segment", "0"], ["--max_segment 0", "greater than 0"]),
+        (["{cnn}", "{clip}", "--batch_size", "0"], ["--batch_size 0", "greater than 0"]),
+        (["{cnn}", "{clip}", "--chunk_ms", "0"], ["--chunk_ms 0", "greater than 0"]),
+        (["{cnn}", "{clip}", "--stream", "--chunk_ms", "-20"], ["--chunk_ms -20", "greater than 0"]),
+        (["{cnn}", "{clip}", "--top_k", "0"], ["--top_k 0", "greater than 0"]),
+        (["export-onnx", "{cnn}", "{tmp}/missing/m.onnx"], ["export-onnx {tmp}/missing/m.onnx", "not exist"]),
+        (["export-onnx", "{tmp}/no-such-model", "{tmp}/m.onnx"], ["model {tmp}/no-such-model"]),
+    ],
+    ids=[
+        "missing-model-path",
+        "missing-model-relative",
+        "folder-without-model",
+        "output-folder-missing",
+        "timeline-folder-missing",
+        "output-xlsx",
+        "max-segment-0",
+        "batch-size-0",
+        "chunk-ms-0",
+        "chunk-ms-negative",
+        "top-k-0",
+        "onnx-folder-missing",
+        "onnx-missing-model",
+    ],
+)
+def test_bad_arguments_are_one_line_before_any_work(tmp_path, cnn_dir, no_work, capsys, args, names):
+    clip = write_clip(tmp_path / "clip.wav")
+    fill = {"tmp": str(tmp_path), "cnn": cnn_dir, "clip": clip}
+    assert main([a.format(**fill) for a in args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "; " in lines[0], captured.err
+    for name in names:
+        assert name.format(**fill) in lines[0]
+    assert not (tmp_path / "out.xlsx").exists() and not (tmp_path / "m.onnx").exists()

@@ -116,3 +116,39 @@ def test_cli_stream_prints_the_running_emotion(tmp_path, capsys):
         offline = torch.softmax(model(torch.from_numpy(clip)[None]).logits[0], -1).numpy()
     assert lines[-1].split()[2] == LABELS[int(np.argmax(offline))]
     assert f"{offline.max():.3f}" in lines[-1]
+
+
+def test_cli_stream_refuses_what_offline_refuses(tmp_path, capsys):
+    """NaN/Inf, silent and too-short files fail by name in --stream as offline; no `nan` is printed."""
+    model = causal_s4()
+    extractor = feature_extractor_for(model)
+    extractor.do_normalize = False
+    extractor.min_samples = 1600  # 100 ms: a 50 ms file is below it, though it fills the S4's 25 ms frame
+    save_for_hub(model, extractor, tmp_path / "s4")
+    files = {}
+    for name, bad in (("nan", np.nan), ("inf", np.inf)):
+        clip = speech_like(1.0, seed=6)
+        clip[8000] = bad
+        files[name] = tmp_path / f"{name}.wav"
+        sf.write(files[name], clip, 16000, subtype="FLOAT")
+    files["silent"] = tmp_path / "silent.wav"
+    sf.write(files["silent"], np.zeros(16000, dtype=np.float32), 16000)
+    files["short"] = tmp_path / "short.wav"
+    sf.write(files["short"], speech_like(0.05, seed=7), 16000)
+    files["good"] = tmp_path / "good.wav"
+    sf.write(files["good"], speech_like(1.0, seed=8), 16000)
+    paths = [str(files[k]) for k in ("nan", "inf", "silent", "short", "good")]
+    reasons = {"nan": "non-finite", "inf": "non-finite", "silent": "silence only", "short": "shorter than"}
+
+    assert main([str(tmp_path / "s4"), *paths, "--no_progress"]) == 1
+    offline = capsys.readouterr()
+    assert main([str(tmp_path / "s4"), *paths, "--stream", "--print_every", "0.25"]) == 1
+    streamed = capsys.readouterr()
+    assert "nan" not in streamed.out.lower().replace("nan.wav", "")
+    assert all(line.startswith(paths[-1]) for line in streamed.out.splitlines())  # only good.wav streamed
+    failed = [line for line in streamed.err.splitlines() if "FAILED" in line]
+    assert len(failed) == 4 and "1 streamed, 4 failed, 0 skipped" in streamed.err
+    for name, reason in reasons.items():
+        mine = [line for line in failed if line.startswith(f"{files[name]}: FAILED: {files[name]}: ")]
+        assert len(mine) == 1 and reason in mine[0], (name, failed)
+        assert any(str(files[name]) in line and reason in line for line in offline.out.splitlines()), name

@@ -27,7 +27,23 @@ AUDIO_EXTENSIONS = frozenset(
 
 
 class AudioReadError(RuntimeError):
-    """A file that no decoder could read, or that holds no samples. The message names the file."""
+    """A file that no decoder could read, that holds no samples, or NaN/Inf. The message names the file."""
+
+
+def _check_finite(samples: np.ndarray, path: str, start_seconds: float, rate: int) -> np.ndarray:
+    """``samples`` unchanged, or AudioReadError when any is NaN or infinite.
+
+    A float WAV can hold NaN/Inf (written from a failed computation); passed on, they turn every
+    probability into NaN, so such a file counts as undecodable, like one no decoder can read.
+    """
+    finite = np.isfinite(samples)
+    if not finite.all():
+        at = start_seconds + int(np.argmin(finite)) / rate
+        raise AudioReadError(
+            f"{path}: undecodable: holds non-finite samples (NaN or Inf, the first at {at:.3f} s); "
+            "re-export the audio or remove the file from the input"
+        )
+    return samples
 
 
 @dataclass(frozen=True)
@@ -123,11 +139,14 @@ class AudioSource:
         """Mono float32 blocks at the native rate, ``block_frames`` long (the last may be shorter)."""
         if self._file is not None:
             self._file.seek(0)
+            position = 0
             while True:
                 block = self._file.read(block_frames, dtype="float32", always_2d=True)
                 if len(block) == 0:
                     return
-                yield _downmix(block)
+                rate = self.info.sampling_rate
+                yield _check_finite(_downmix(block), self.path, position / rate, rate)
+                position += len(block)
         else:
             # torchcodec path: decode time ranges, already at target rate (the "native" rate here).
             yield from self.blocks(block_frames / self.info.sampling_rate)
@@ -149,10 +168,12 @@ class AudioSource:
                 else soxr.ResampleStream(rate, self.target_rate, 1, dtype="float32")
             )
             self._file.seek(0)
+            position = 0
             while True:
                 block = self._file.read(block_frames, dtype="float32", always_2d=True)
                 last = len(block) < block_frames
-                mono = _downmix(block)
+                mono = _check_finite(_downmix(block), self.path, position / rate, rate)
+                position += len(block)
                 if resampler is not None:
                     mono = resampler.resample_chunk(mono, last=last)
                 if len(mono):
@@ -178,6 +199,7 @@ class AudioSource:
             count = max(0, int(round(end * rate)) - first)
             self._file.seek(min(first, self.info.num_frames))
             mono = _downmix(self._file.read(count, dtype="float32", always_2d=True))
+            _check_finite(mono, self.path, first / rate, rate)
             if rate != self.target_rate and len(mono):
                 mono = soxr.resample(mono, rate, self.target_rate).astype(np.float32, copy=False)
             return mono
@@ -188,7 +210,8 @@ class AudioSource:
             samples = self._decoder.get_samples_played_in_range(start_seconds=start, stop_seconds=stop)
         except (RuntimeError, ValueError):  # past the end of the stream
             return np.zeros(0, dtype=np.float32)
-        return samples.data.mean(dim=0).numpy().astype(np.float32, copy=False)
+        mono = samples.data.mean(dim=0).numpy().astype(np.float32, copy=False)
+        return _check_finite(mono, self.path, start, self.target_rate)
 
 
 def read_audio(path: str | os.PathLike, target_rate: int) -> np.ndarray:
@@ -196,4 +219,5 @@ def read_audio(path: str | os.PathLike, target_rate: int) -> np.ndarray:
     with AudioSource(path, target_rate) as source:
         if source._file is not None:
             return source.read(0.0, source.duration)
-        return source._decoder.get_all_samples().data.mean(dim=0).numpy().astype(np.float32, copy=False)
+        mono = source._decoder.get_all_samples().data.mean(dim=0).numpy().astype(np.float32, copy=False)
+        return _check_finite(mono, source.path, 0.0, target_rate)

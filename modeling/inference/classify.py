@@ -160,14 +160,13 @@ def _measure_energy(source: AudioSource, options: PredictOptions) -> tuple[np.nd
     return energy.finish(), energy.hop_seconds
 
 
-def plan_segments(source: AudioSource, options: PredictOptions) -> tuple[str, list[Segment]]:
-    """(segmentation used, segments) for one opened file. Raises AudioReadError for silence-only input."""
-    duration = source.duration
-    if options.segment == "none":
-        return "none", [Segment(0.0, duration)]
-    power, hop = _measure_energy(source, options)
+def _measure_and_screen(source: AudioSource, options: PredictOptions) -> tuple[np.ndarray, float, float]:
+    """(power, hop_seconds, duration) of one opened file; AudioReadError for NaN/Inf or silence only."""
+    power, hop = _measure_energy(source, options)  # reads every sample: NaN/Inf raise here
     # Torchcodec's header duration can be missing or approximate; the decoded length is the truth.
-    duration = max(duration, len(power) * hop) if source.info.backend == "torchcodec" else duration
+    duration = source.duration
+    if source.info.backend == "torchcodec":
+        duration = max(duration, len(power) * hop)
     if duration <= 0:
         raise AudioReadError(f"{source.path}: the file holds no audio samples")
     if is_silent(power, options.vad):
@@ -175,6 +174,35 @@ def plan_segments(source: AudioSource, options: PredictOptions) -> tuple[str, li
             f"{source.path}: silence only (no part reaches {options.vad.floor_db:g} dBFS); nothing to "
             "classify"
         )
+    return power, hop, duration
+
+
+def _too_short(path: str, samples: int, min_samples: int, rate: int) -> AudioReadError:
+    return AudioReadError(
+        f"{path}: {samples} samples ({1000 * samples / rate:.0f} ms) is shorter than the model's minimum of "
+        f"{min_samples} samples"
+    )
+
+
+def screen_file(source: AudioSource, options: PredictOptions, min_samples: int) -> float:
+    """The file's duration, or AudioReadError for what offline prediction refuses in a whole file.
+
+    NaN/Inf samples, silence only, fewer than ``min_samples`` samples at the target rate: the checks of
+    :func:`predict_files`, for a caller that feeds the file on by itself (streaming) and must refuse the
+    same files before it has shown anything for them. Reads the file once, block by block.
+    """
+    _, _, duration = _measure_and_screen(source, options)
+    samples = round(duration * source.target_rate)
+    if samples < min_samples:
+        raise _too_short(source.path, samples, min_samples, source.target_rate)
+    return duration
+
+
+def plan_segments(source: AudioSource, options: PredictOptions) -> tuple[str, list[Segment]]:
+    """(segmentation used, segments) for one opened file. Raises AudioReadError for silence-only input."""
+    if options.segment == "none":
+        return "none", [Segment(0.0, source.duration)]
+    power, hop, duration = _measure_and_screen(source, options)
     if options.segment == "fixed":
         return "fixed", fixed_windows(duration, options.window, options.overlap)
     if options.segment == "auto" and duration <= options.vad.max_segment:
@@ -256,10 +284,8 @@ def predict_files(
                     audio = source.read(segment.start, segment.end)
                     if len(audio) < classifier.min_samples:
                         if len(segments) == 1:
-                            milliseconds = 1000 * len(audio) / classifier.sampling_rate
-                            raise AudioReadError(
-                                f"{path}: {len(audio)} samples ({milliseconds:.0f} ms) is shorter than the "
-                                f"model's minimum of {classifier.min_samples} samples"
+                            raise _too_short(
+                                path, len(audio), classifier.min_samples, classifier.sampling_rate
                             )
                         result.silent_segments += 1  # a sliver at a boundary: too short to hold speech
                         continue
