@@ -16,6 +16,10 @@ the base class leaves out:
 * a clip shorter than the model's front-end window (`min_samples`, set per model when it is saved) is an
   error naming the minimum, instead of a shape error deep inside a convolution.
 
+These are the only input checks: the CNN's and S4's `forward` repeat none of them (they stay plain tensor
+code that `torch.export` and the ONNX exporter trace), so a clip that bypasses this class and is shorter than
+the model's window gets NaN logits, not an error.
+
 This module imports only numpy and transformers: it is copied next to every saved model (auto_map entry for
 `AutoFeatureExtractor`) and must import on a machine where this project is not installed.
 """

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from modeling.auto import feature_extractor_for
 from modeling.cnn import CNNConfig, CNNForAudioClassification
 from modeling.cnn.modeling_cnn import AdditiveAttentionPooling, CNNFrameFeatures, MaskedBatchNorm1d
 
@@ -91,21 +93,54 @@ def test_attention_gives_masked_frames_zero_weight():
     assert torch.allclose(pooling(hidden, mask)[0], pooled, atol=1e-6)
 
 
-def test_min_input_samples_and_errors():
+def test_inputs_are_checked_by_the_feature_extractor_not_by_forward():
+    """forward polices nothing (so it traces); the feature extractor saved with the model refuses what it
+    cannot classify, and a too-short clip that gets past it anyway gives NaN, never a plausible class."""
     model = CNNForAudioClassification(tiny_config()).eval()
     assert model.config.min_input_samples == 400 + 15 * 160
-    assert model(torch.randn(1, 2800)).logits.shape == (1, 3)
+    extractor = feature_extractor_for(model)
     with pytest.raises(ValueError, match="minimum of 2800 samples"):
-        model(torch.randn(1, 2799))
-    with pytest.raises(ValueError, match="ones then zeros"):
-        model(
-            torch.randn(1, 4000),
-            attention_mask=torch.cat([torch.zeros(1, 100), torch.ones(1, 3900)], 1).long(),
-        )
-    with pytest.raises(ValueError, match="mono"):
-        model(torch.randn(1, 2, 4000))
+        extractor(np.zeros(2799, dtype=np.float32), sampling_rate=SR)
+    with pytest.raises(ValueError, match="2-channel"):
+        extractor(np.zeros((2, 4000), dtype=np.float32), sampling_rate=SR)
+    inputs = extractor(
+        [np.random.randn(4000).astype(np.float32), np.random.randn(2800).astype(np.float32)],
+        sampling_rate=SR,
+        padding=True,
+        return_tensors="pt",
+    )
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        assert torch.isfinite(logits).all()
+        mask = torch.ones(2, 4000, dtype=torch.long)
+        mask[1, 2799:] = 0  # one sample short of the minimum: no frame left after the last pooling
+        logits = model(torch.randn(2, 4000), attention_mask=mask).logits
+    assert torch.isfinite(logits[0]).all() and torch.isnan(logits[1]).all()
     loss, logits = model(torch.randn(2, 4000), labels=torch.tensor([0, 2]), return_dict=False)
     assert torch.isclose(loss, torch.nn.functional.cross_entropy(logits, torch.tensor([0, 2])))
+
+
+def test_forward_is_traceable_with_dynamic_batch_and_length():
+    """torch.export traces the real forward (no data-dependent Python), and the program it records gives the
+    eager logits at another batch size and length."""
+    torch.manual_seed(0)
+    model = CNNForAudioClassification(tiny_config(norm_type="batch")).eval()
+    dims = {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC}
+    example = torch.randn(2, 8037)
+    mask = torch.ones(2, 8037, dtype=torch.long)
+    mask[1, 6000:] = 0
+    with torch.no_grad():
+        program = torch.export.export(
+            model,
+            (example,),
+            {"attention_mask": mask},
+            dynamic_shapes={"input_values": dims, "attention_mask": dims},
+            strict=False,
+        )
+        audio = torch.randn(3, 12345)
+        mask = (torch.arange(12345)[None] < torch.tensor([12345, 9000, 3000])[:, None]).long()
+        traced = program.module()(audio, attention_mask=mask).logits
+        torch.testing.assert_close(traced, model(audio, attention_mask=mask).logits, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize(

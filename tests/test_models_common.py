@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -180,14 +181,91 @@ def test_save_and_load_give_identical_logits(kind, wav2vec2_dir, tmp_path):
     assert loaded_extractor.min_samples == feature_extractor.min_samples > 0
     inputs = batch(loaded_extractor, clips())
     with torch.no_grad():
-        assert torch.equal(model(**inputs).logits, loaded(**inputs).logits)
+        # Same weights, same code: what is promised is the same logits up to float32 rounding. Not bit
+        # equality: newer torch / transformers versions may pick another kernel after the round trip
+        # (differences of 3e-8 were seen), which no user could tell apart.
+        torch.testing.assert_close(model(**inputs).logits, loaded(**inputs).logits, atol=1e-6, rtol=0)
     assert loaded.config.id2label == dict(enumerate(LABELS))
+
+
+def test_state_dict_names_are_those_of_saved_checkpoints():
+    """Checkpoints saved by earlier versions load only if every tensor keeps its name: moving code (the S4
+    kernels into kernels_s4.py, the CNN's pooling) must not rename a module. These are the names such a
+    checkpoint holds."""
+    cnn = CNNForAudioClassification(
+        CNNConfig(
+            conv_channels=[8],
+            norm_type="batch",
+            use_lstm=True,
+            lstm_hidden_size=4,
+            attention_size=8,
+            classifier_hidden_size=8,
+            num_labels=3,
+        )
+    )
+    lstm = [
+        f"lstm.{kind}_{gate}_l0{suffix}"
+        for kind in ("weight", "bias")
+        for gate in ("ih", "hh")
+        for suffix in ("", "_reverse")
+    ]
+    assert set(cnn.state_dict()) == {
+        "attention.projection.bias",
+        "attention.projection.weight",
+        "attention.score.weight",
+        "classifier.0.bias",
+        "classifier.0.weight",
+        "classifier.3.bias",
+        "classifier.3.weight",
+        "conv_blocks.0.conv.bias",
+        "conv_blocks.0.conv.weight",
+        "conv_blocks.0.norm.bias",
+        "conv_blocks.0.norm.num_batches_tracked",
+        "conv_blocks.0.norm.running_mean",
+        "conv_blocks.0.norm.running_var",
+        "conv_blocks.0.norm.weight",
+        "features.dct",
+        "features.mel_filters",
+        "features.window",
+        *lstm,
+    }
+    small = dict(d_model=8, n_layers=1, d_state=4, mel_bins=8, conv_channels=8, num_labels=3)
+    common = {
+        "blocks.0.norm.bias",
+        "blocks.0.norm.weight",
+        "blocks.0.output.0.bias",
+        "blocks.0.output.0.weight",
+        "blocks.0.s4.D",
+        "blocks.0.s4.kernel.C",
+        "blocks.0.s4.kernel.ssm_A_imag",
+        "blocks.0.s4.kernel.ssm_A_log_real",
+        "blocks.0.s4.kernel.ssm_B",
+        "blocks.0.s4.kernel.ssm_log_dt",
+        "classifier.bias",
+        "classifier.weight",
+        "final_norm.bias",
+        "final_norm.weight",
+        "input_proj.bias",
+        "input_proj.weight",
+    }
+    s4d_mel = S4ForAudioClassification(S4Config(**small))
+    assert set(s4d_mel.state_dict()) == common | {"frontend.analysis_window", "frontend.mel_filters"}
+    dplr_conv = S4ForAudioClassification(S4Config(kernel="s4", frontend="conv", **small))
+    assert set(dplr_conv.state_dict()) == common | {
+        "blocks.0.s4.kernel.ssm_P",
+        "frontend.convs.0.bias",
+        "frontend.convs.0.weight",
+        "frontend.convs.2.bias",
+        "frontend.convs.2.weight",
+        "frontend.norm.bias",
+        "frontend.norm.weight",
+    }
 
 
 def test_custom_models_are_registered_and_export_their_code(tmp_path):
     for config_class, model_class, files in (
         (CNNConfig, CNNForAudioClassification, {"configuration_cnn.py", "modeling_cnn.py"}),
-        (S4Config, S4ForAudioClassification, {"configuration_s4.py", "modeling_s4.py"}),
+        (S4Config, S4ForAudioClassification, {"configuration_s4.py", "modeling_s4.py", "kernels_s4.py"}),
     ):
         config = AutoConfig.for_model(config_class.model_type, **LABEL_MAPS)
         assert type(config) is config_class
@@ -207,7 +285,8 @@ def test_custom_models_are_registered_and_export_their_code(tmp_path):
         # The copied model code may import only from its own folder (what save_pretrained copied).
         for name in files:
             source = (out / name).read_text()
-            assert "from modeling" not in source and "from .." not in source
+            imports = re.findall(r"^\s*(?:from|import)\s+(\S+)", source, flags=re.MULTILINE)
+            assert not [m for m in imports if m.startswith(("modeling", "loaders", ".."))], (name, imports)
 
 
 def test_wav2vec2_options(wav2vec2_dir, tmp_path):
@@ -392,14 +471,15 @@ def test_clip_shorter_than_the_front_end_is_a_clear_error(saved_pipeline):
     with pytest.raises(ValueError, match=f"minimum of {minimum} samples"):
         classifier(np.ones(minimum - 1, dtype=np.float32))
     assert classifier(tone(0, minimum / SR, seed=0))[0]["label"] in LABELS
-    if kind in CUSTOM_KINDS:  # the model itself says so too
-        with pytest.raises(ValueError, match=str(minimum)):
-            model(torch.randn(1, minimum - 1))
-        with pytest.raises(ValueError, match=str(minimum)):
-            model(
+    if kind in CUSTOM_KINDS:
+        # The model's forward checks nothing (it must trace): a too-short clip that bypasses the feature
+        # extractor gets NaN logits, never a plausible-looking prediction, and its batch mates are unharmed.
+        with torch.no_grad():
+            logits = model(
                 torch.randn(2, minimum + 500),
-                attention_mask=torch.tensor([[1] * (minimum + 500), [1] * 10 + [0] * (minimum + 490)]),
-            )
+                attention_mask=torch.tensor([[1] * (minimum + 500), [1] * (minimum - 1) + [0] * 501]),
+            ).logits
+        assert torch.isfinite(logits[0]).all() and torch.isnan(logits[1]).all()
 
 
 def test_feature_extractor_other_bad_inputs():
@@ -550,7 +630,7 @@ def check_hub_files(files: dict[str, bytes], code_files: set[str]) -> None:
     ("kind_", "code_files"),
     [
         ("cnn", {"configuration_cnn.py", "modeling_cnn.py"}),
-        ("s4", {"configuration_s4.py", "modeling_s4.py"}),
+        ("s4", {"configuration_s4.py", "modeling_s4.py", "kernels_s4.py"}),
         ("wav2vec2", set()),
     ],
 )

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from modeling.auto import feature_extractor_for
 from modeling.optimization import SSMAwareTrainer, is_ssm_parameter, ssm_parameter_groups
 from modeling.s4 import (
     DPLRKernel,
@@ -414,33 +416,55 @@ def test_streaming_refuses_non_causal_models():
 # ------------------------------------------------------------------------------------------- bad input
 
 
-def test_bad_inputs_raise_clear_errors():
-    model = tiny_model()
-    with pytest.raises(ValueError, match="0 samples"):
-        model(torch.zeros(1, 0))
-    with pytest.raises(ValueError, match=r"empty"):
-        model(torch.randn(2, 1000), attention_mask=torch.tensor([[1] * 1000, [0] * 1000]))
-    with pytest.raises(ValueError, match=r"at least 400 samples \(25 ms at 16000 Hz\)"):
-        model(torch.randn(1, 399))
-    with pytest.raises(ValueError, match=r"clip 1: 300 samples"):
-        mask = torch.ones(2, 1000, dtype=torch.long)
-        mask[1, 300:] = 0
-        model(torch.randn(2, 1000), attention_mask=mask)
-    with pytest.raises(ValueError, match="batch x samples"):
-        model(torch.randn(2, 1, 1000))
-    with pytest.raises(ValueError, match="ones followed by zeros"):
-        model(torch.randn(1, 1000), attention_mask=torch.tensor([[0] * 500 + [1] * 500]))
-    with pytest.raises(ValueError, match="attention_mask has shape"):
-        model(torch.randn(1, 1000), attention_mask=torch.ones(1, 999))
-    assert model(torch.randn(1000)).logits.shape == (1, 3)  # one 1-D clip is read as a batch of one
+def test_inputs_are_checked_by_the_feature_extractor_not_by_forward():
+    """forward polices nothing (so it traces); the feature extractor saved with the model refuses what it
+    cannot classify, and a too-short clip that gets past it anyway gives NaN, never a plausible class."""
+    for frontend, window in (("mel", 400), ("conv", 200)):  # conv: kernels (80, 4), strides (40, 4)
+        model = tiny_model(frontend=frontend)
+        assert model.min_input_samples == window
+        extractor = feature_extractor_for(model)
+        assert extractor.min_samples == window
+        with pytest.raises(ValueError, match=f"minimum of {window} samples"):
+            extractor(np.zeros(window - 1, dtype=np.float32), sampling_rate=RATE)
+        with pytest.raises(ValueError, match="empty"):
+            extractor([np.ones(1000, np.float32), np.zeros(0, np.float32)], sampling_rate=RATE)
+        clip = np.random.randn(window).astype(np.float32)
+        inputs = extractor(clip, sampling_rate=RATE, return_tensors="pt")
+        with torch.no_grad():
+            assert torch.isfinite(model(**inputs).logits).all()
+            mask = torch.ones(2, 1000, dtype=torch.long)
+            mask[1, window - 1 :] = 0
+            logits = model(torch.randn(2, 1000), attention_mask=mask).logits
+        assert torch.isfinite(logits[0]).all() and torch.isnan(logits[1]).all()
 
 
-def test_conv_frontend_minimum_length_is_its_receptive_field():
-    model = tiny_model(frontend="conv")  # kernels (80, 4), strides (40, 4): 80 + 3 * 40 = 200 samples
-    assert model.min_input_samples == 200
-    assert model(torch.randn(1, 200)).logits.shape == (1, 3)
-    with pytest.raises(ValueError, match="at least 200 samples"):
-        model(torch.randn(1, 199))
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(), dict(frontend="conv", bidirectional=False), dict(kernel="s4", dplr_kernel_length=512)],
+    ids=["s4d-mel-bidirectional", "s4d-conv-causal", "s4-dplr"],
+)
+def test_forward_is_traceable_with_dynamic_batch_and_length(overrides):
+    """torch.export traces the real forward (no data-dependent Python, no kernel cache while tracing), and
+    the program it records gives the eager logits at another batch size and length."""
+    model = tiny_model(**overrides)
+    dims = {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC}
+    example = torch.randn(2, 16037)
+    mask = torch.ones(2, 16037, dtype=torch.long)
+    mask[1, 12000:] = 0
+    with torch.no_grad():
+        program = torch.export.export(
+            model,
+            (example,),
+            {"attention_mask": mask},
+            dynamic_shapes={"input_values": dims, "attention_mask": dims},
+            strict=False,
+        )
+        # The S4D kernel is traced in blocks of 64 frames and the program keeps the example's 2+ blocks:
+        # lengths from 0.7 s (65 frames) up.
+        audio = torch.randn(3, 23456)
+        mask = (torch.arange(23456)[None] < torch.tensor([23456, 15000, 11000])[:, None]).long()
+        traced = program.module()(audio, attention_mask=mask).logits
+        torch.testing.assert_close(traced, model(audio, attention_mask=mask).logits, atol=1e-4, rtol=0)
 
 
 def test_dplr_refuses_inputs_longer_than_its_kernel():

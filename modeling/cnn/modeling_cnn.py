@@ -30,6 +30,10 @@ are set to zero before every convolution (so they equal the convolution's own ze
 frame only if both halves are real (floor), the LSTM runs on packed sequences, and the attention gives masked
 frames exactly zero weight.
 
+`forward` does not check its inputs: `SERFeatureExtractor` does (mono, not empty, not shorter than
+`config.min_input_samples`, ones-then-zeros `attention_mask`), so that `forward` is plain tensor code that
+`torch.export` traces. A clip shorter than `min_input_samples` has no frame left: its logits are NaN.
+
 This file imports only torch, torchaudio, transformers and its own folder: it is copied next to saved models
 and loaded with `trust_remote_code=True` where this project is not installed.
 """
@@ -53,6 +57,13 @@ except ImportError:  # transformers 4
 def lengths_to_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
     """(batch,) lengths -> (batch, max_length) bool mask, True on real positions."""
     return torch.arange(max_length, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def clip_lengths(input_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """(batch,) number of real samples per clip: the ones of `attention_mask` (right padding), or all."""
+    if attention_mask is None:
+        return torch.full(input_values.shape[:1], input_values.shape[-1], device=input_values.device)
+    return attention_mask.sum(-1)
 
 
 class CNNFrameFeatures(nn.Module):
@@ -81,10 +92,14 @@ class CNNFrameFeatures(nn.Module):
                 "dct", torchaudio.functional.create_dct(config.n_mfcc, config.n_mels, "ortho")
             )
 
-    def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
-        """Frames that lie fully inside `num_samples` samples."""
-        frames = torch.div(num_samples - self.win_length, self.hop_length, rounding_mode="floor")
-        return frames.clamp(min=-1) + 1
+    def num_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
+        """Frames that lie fully inside `num_samples` samples: per clip (a tensor, 0 when there is none), or
+        for the width of the batch (an int, symbolic when traced; a batch narrower than one window fails in
+        `unfold`)."""
+        if isinstance(num_samples, torch.Tensor):
+            frames = torch.div(num_samples - self.win_length, self.hop_length, rounding_mode="floor")
+            return frames.clamp(min=-1) + 1
+        return (num_samples - self.win_length) // self.hop_length + 1
 
     def forward(self, waveform: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         frames = waveform.unfold(-1, self.win_length, self.hop_length)  # (batch, frames, win_length)
@@ -136,6 +151,16 @@ class ChannelLayerNorm(nn.LayerNorm):
         return normed * self.weight[None, :, None] + self.bias[None, :, None]
 
 
+class PairMaxPool(nn.Module):
+    """nn.MaxPool1d(2) (an odd last frame is dropped) as the maximum of the even and the odd frames: the same
+    values, but torch.export traces it with a symbolic number of frames, where max_pool1d's shape function
+    (and unfold's contiguity check) fix the example's length or its parity."""
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        end = 2 * (hidden.shape[-1] // 2)
+        return torch.maximum(hidden[..., 0:end:2], hidden[..., 1:end:2])
+
+
 class CNNConvBlock(nn.Module):
     """Conv1d -> norm -> ReLU -> MaxPool(2) -> Dropout, with masked frames zeroed before the convolution."""
 
@@ -149,7 +174,7 @@ class CNNConvBlock(nn.Module):
         else:
             self.norm = ChannelLayerNorm(out_channels)
         self.activation = nn.ReLU()
-        self.pool = nn.MaxPool1d(2)
+        self.pool = PairMaxPool()
         self.dropout = nn.Dropout(config.conv_dropout)
 
     def forward(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
@@ -233,43 +258,14 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         **kwargs,
     ) -> SequenceClassifierOutput | tuple:
         r"""
-        input_values (`torch.FloatTensor` of shape `(batch, samples)`): mono 16 kHz audio, right-padded.
+        input_values (`torch.FloatTensor` of shape `(batch, samples)`): mono 16 kHz audio, right-padded, as
+            `SERFeatureExtractor` returns it (which also checks it).
         attention_mask (`torch.LongTensor` of shape `(batch, samples)`, *optional*): 1 real sample, 0 padding.
         labels (`torch.LongTensor` of shape `(batch,)`, *optional*): class ids; gives a cross-entropy `loss`.
         """
-        if input_values.dim() == 1:  # one clip
-            input_values = input_values[None]
-            attention_mask = None if attention_mask is None else attention_mask.reshape(1, -1)
-        if input_values.dim() != 2:
-            raise ValueError(
-                f"input_values: expected (batch, samples) mono audio, got shape {tuple(input_values.shape)}; "
-                "mix multi-channel audio down to mono first"
-            )
-        batch, num_samples = input_values.shape
-        if attention_mask is None:
-            sample_lengths = torch.full((batch,), num_samples, device=input_values.device)
-        else:
-            if attention_mask.shape != input_values.shape:
-                raise ValueError(
-                    f"attention_mask: shape {tuple(attention_mask.shape)} differs from input_values "
-                    f"{tuple(input_values.shape)}"
-                )
-            sample_lengths = attention_mask.sum(-1)
-            if not torch.equal(attention_mask.bool(), lengths_to_mask(sample_lengths, num_samples)):
-                raise ValueError("attention_mask: must be ones then zeros (padding at the end of each clip)")
-        minimum = self.config.min_input_samples
-        too_short = (sample_lengths < minimum).nonzero().flatten().tolist()
-        if too_short:
-            raise ValueError(
-                f"input_values: clip(s) {too_short[:10]} are shorter (shortest: {int(sample_lengths.min())} "
-                f"samples) than this model's minimum of {minimum} samples "
-                f"({1000 * minimum / self.config.sampling_rate:.0f} ms "
-                f"at {self.config.sampling_rate} Hz: one {self.config.win_length}-sample window plus enough "
-                f"frames for {len(self.config.conv_channels)} poolings); pad them or leave them out"
-            )
-
+        sample_lengths = clip_lengths(input_values, attention_mask)
         frame_lengths = self.features.num_frames(sample_lengths)
-        num_frames = int(self.features.num_frames(torch.tensor(num_samples)))
+        num_frames = self.features.num_frames(input_values.shape[-1])
         frame_mask = lengths_to_mask(frame_lengths, num_frames)
         hidden = self.features(input_values, frame_mask)
         for block in self.conv_blocks:
@@ -279,8 +275,10 @@ class CNNForAudioClassification(CNNPreTrainedModel):
 
         hidden = hidden.transpose(1, 2)  # (batch, frames, channels)
         if self.lstm is not None:
+            # A clip without frames (shorter than min_input_samples) is packed as one frame, which the
+            # attention then masks: NaN logits, as without the LSTM, instead of an error from packing.
             packed = nn.utils.rnn.pack_padded_sequence(
-                hidden, frame_lengths.cpu(), batch_first=True, enforce_sorted=False
+                hidden, frame_lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
             )
             hidden, _ = self.lstm(packed)
             hidden, _ = nn.utils.rnn.pad_packed_sequence(

@@ -9,23 +9,22 @@ audio, ``attention_mask``: int64 batch x samples, 1 real / 0 padding; output ``l
   ``SERFeatureExtractor`` with ``do_normalize=True`` does it), so the graph takes raw audio;
 * the model's front-end: the CNN's ZCR/RMS/MFCC (STFT as an ONNX DFT), the S4 log-mel (DFT) or conv
   front-end, wav2vec2's convolutional feature encoder;
-* the whole network. The S4 layers are exported in an equivalent real-arithmetic form, because the
-  exporter has no complex-number support beyond FFTs: the S4D kernel ``2 Re sum_n c_n exp(l log dA_n)`` is
-  written with exp/cos/sin of real tensors (computed in blocks of 64 taps, so memory grows with
+* the whole network, traced through the model's own ``forward`` (which checks nothing, so it traces).
+  Only the S4 layers' kernel modules are swapped, because the exporter has no complex-number support
+  beyond FFTs and a kernel depends on the parameters alone: the S4D kernel ``2 Re sum_n c_n exp(l log dA_n)``
+  is written with exp/cos/sin of real tensors (computed in blocks of 64 taps, so memory grows with
   sqrt(L), not L x N), and the S4 (DPLR) kernel, which depends on no input, is precomputed at
-  ``dplr_kernel_length`` and sliced. The convolution stays an FFT convolution (ONNX DFT).
+  ``dplr_kernel_length`` and sliced. The layer around them (FFT convolution as an ONNX DFT, skip term,
+  backward kernel) is the model's own ``S4Layer.forward``.
 
 Not inside: decoding, resampling and downmixing (do them before the graph; ``modeling.inference.audio_io``
 does it in Python), the softmax (apply it to ``logits``), segmenting long recordings, and input checks
-(a clip shorter than the front-end window gives an error or a meaningless output instead of a clear
-message). The label names, sampling rate and minimum length are written into the ONNX metadata
-(``id2label``, ``sampling_rate``, ``min_samples``). The CNN with ``use_lstm=True`` (packed sequences) is not
-exportable.
+(``SERFeatureExtractor`` does them in Python; in the graph a clip shorter than the front-end window gives
+NaN logits, or an error when the whole batch is that short). The label names, sampling rate and minimum
+length are written into the ONNX metadata (``id2label``, ``sampling_rate``, ``min_samples``). The CNN with
+``use_lstm=True`` (packed sequences) is not exportable.
 
-The models' own ``forward`` validates its inputs with data-dependent Python (``torch.equal``,
-``nonzero().tolist()``), which ``torch.export`` cannot trace; export therefore runs a copy of the model
-with those checks left out (S4: ``_clip_lengths`` replaced; CNN: the forward re-traced below from its
-sub-modules). The result is compared with the PyTorch model by :func:`verify_onnx`.
+The result is compared with the PyTorch model by :func:`verify_onnx`.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ import argparse
 import copy
 import json
 import os
-import types
 from collections.abc import Sequence
 
 import numpy as np
@@ -89,54 +87,12 @@ class PrecomputedKernel(nn.Module):
         return self.taps[:, :length]
 
 
-class ExportableS4Layer(nn.Module):
-    """Same map as ``S4Layer`` (causal or bidirectional FFT convolution plus D u) in export-friendly ops."""
-
-    def __init__(self, layer):
-        super().__init__()
-        from modeling.s4.modeling_s4 import DPLRKernel
-
-        self.d_model, self.bidirectional = layer.d_model, layer.bidirectional
-        self.kernel = (
-            PrecomputedKernel(layer.kernel)
-            if isinstance(layer.kernel, DPLRKernel)
-            else RealVandermondeKernel(layer.kernel)
-        )
-        self.register_buffer("D", layer.D.detach().float().clone())
-
-    def forward(self, u: torch.Tensor, naive_kernel: bool = False) -> torch.Tensor:
-        length = u.shape[1]
-        n_fft = 2 * length  # no wrap-around; a fixed rule keeps the length symbolic
-        u = u.float().transpose(1, 2)
-        k = self.kernel(length)
-        if self.bidirectional:
-            k_forward, k_backward = k.split(self.d_model, dim=0)
-            k = torch.cat([k_forward, k_backward.flip(-1)], dim=-1)  # backward lag -(m+1) at n_fft-1-m
-        y = torch.fft.irfft(torch.fft.rfft(u, n=n_fft) * torch.fft.rfft(k, n=n_fft), n=n_fft)[..., :length]
-        return (y + self.D.unsqueeze(-1) * u).transpose(1, 2)
-
-
-def _unchecked_clip_lengths(self, input_values: torch.Tensor, attention_mask: torch.Tensor):
-    lengths = attention_mask.sum(-1)
-    positions = torch.arange(input_values.shape[-1], device=input_values.device)
-    return input_values.masked_fill(positions >= lengths.unsqueeze(-1), 0.0), lengths
-
-
-def _cnn_logits(model, input_values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """CNNForAudioClassification.forward without its data-dependent input checks."""
-    from modeling.cnn.modeling_cnn import lengths_to_mask
-
-    features = model.features
-    frame_lengths = features.num_frames(attention_mask.sum(-1))
-    num_frames = (input_values.shape[-1] - features.win_length) // features.hop_length + 1
-    frame_mask = lengths_to_mask(frame_lengths, num_frames)
-    hidden = features(input_values, frame_mask)
-    for block in model.conv_blocks:
-        hidden = block(hidden, frame_mask)
-        frame_lengths = torch.div(frame_lengths, 2, rounding_mode="floor")
-        frame_mask = lengths_to_mask(frame_lengths, hidden.shape[-1])
-    pooled, _ = model.attention(hidden.transpose(1, 2), frame_mask)
-    return model.classifier(pooled)
+def export_kernel(kernel: nn.Module) -> nn.Module:
+    """The export-friendly stand-in of an S4 layer's kernel module (same taps, no complex tensors)."""
+    # Duck-typed: a model loaded with trust_remote_code has its own copy of the kernel classes.
+    if getattr(kernel, "kernel_length", None) is not None:  # DPLRKernel: fixed length, input-independent
+        return PrecomputedKernel(kernel)
+    return RealVandermondeKernel(kernel)
 
 
 class OnnxClassifier(nn.Module):
@@ -148,8 +104,7 @@ class OnnxClassifier(nn.Module):
         model = copy.deepcopy(model).eval().float()
         if self.model_type == "ser-s4":
             for block in model.blocks:
-                block.s4 = ExportableS4Layer(block.s4)
-            model._clip_lengths = types.MethodType(_unchecked_clip_lengths, model)
+                block.s4.kernel = export_kernel(block.s4.kernel)
         elif self.model_type == "ser-cnn" and getattr(model, "lstm", None) is not None:
             raise ValueError("ONNX export: the CNN with use_lstm=True (packed sequences) is not exportable")
         self.model = model
@@ -162,8 +117,6 @@ class OnnxClassifier(nn.Module):
             mean = (input_values * mask).sum(-1, keepdim=True) / count
             variance = ((input_values - mean).square() * mask).sum(-1, keepdim=True) / count
             input_values = (input_values - mean) / torch.sqrt(variance + 1e-7) * mask
-        if self.model_type == "ser-cnn":
-            return _cnn_logits(self.model, input_values, attention_mask)
         return self.model(input_values=input_values, attention_mask=attention_mask).logits
 
 

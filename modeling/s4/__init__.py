@@ -1,4 +1,4 @@
-"""S4 / S4D classifier: `S4Config` and `S4ForAudioClassification` (see modeling_s4.py)."""
+"""S4 / S4D classifier: `S4Config`, `S4ForAudioClassification` (modeling_s4.py), kernels (kernels_s4.py)."""
 
 from .configuration_s4 import S4Config
 from .modeling_s4 import (
