@@ -139,9 +139,17 @@ def load_metadata(
         if not builder_class.NEEDS_DATA_DIR:
             from loaders.synthetic import corpus_plan, sentence_code
 
-            plan = corpus_plan()
-            rows = [(name, u.file, f"{name}/{u.speaker.code}", u.speaker.gender, u.emotion, "") for u in plan]
-            rows = [(*row[:5], sentence_code(u.sentence)) for row, u in zip(rows, plan, strict=True)]
+            rows = [
+                (
+                    name,
+                    u.file,
+                    f"{name}/{u.speaker.code}",
+                    u.speaker.gender,
+                    u.emotion,
+                    sentence_code(u.sentence),
+                )
+                for u in corpus_plan()
+            ]
         else:
             if data_root is None:
                 raise FoldError(f"corpus {name!r} needs --data_root")
