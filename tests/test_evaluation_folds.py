@@ -198,3 +198,19 @@ def test_folds_table_columns(full_meta):
     table = plan.table()
     assert list(table.columns) == ["corpus", "fold", "split", "file", "run"]
     assert table.groupby(["fold", "split"]).size().unstack().loc[:, "test"].tolist() == [120] * 4
+
+
+def test_the_fold_table_ships_with_the_package():
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    assert "evaluation" in config["options.packages.find"]["include"].split()
+    assert config["options.package_data"]["evaluation"].strip() == "data/*.csv"
+    table = emobox.read_folds()
+    assert len(table) == 15535
+    # The packaged copy is the shared one, where a checkout has it.
+    repo = Path(__file__).resolve().parents[1]
+    for shared in (repo.parent / "shared", repo.parent.parent / "shared"):
+        if (shared / "corpora" / "emobox_folds.csv").is_file():
+            assert emobox.FOLDS_PATH.read_bytes() == (shared / "corpora" / "emobox_folds.csv").read_bytes()
