@@ -42,7 +42,15 @@ from evaluation.reports import (
     write_reports,
     write_runs,
 )
-from evaluation.runner import RunError, corpus_loader, execute, plan_runs, resolve_train_fn
+from evaluation.runner import (
+    RunError,
+    corpus_loader,
+    execute,
+    finished_result,
+    plan_runs,
+    resolve_train_fn,
+    train_not_available,
+)
 from loaders.registry import CORPORA
 
 logger = logging.getLogger("run_benchmark")
@@ -269,6 +277,15 @@ def main(argv: list[str] | None = None, *, train_fn=None, load=None) -> dict:
 
     # ---- runs: each finished run is kept; only the missing ones train ----
     runs = plan_runs(args.models, plan, args.fold)
+    try:
+        pending = [run for run in runs if finished_result(run, output_dir, extra_args) is None]
+    except RunError as err:
+        raise UsageError(str(err)) from err
+    if pending and train_fn is train_not_available:
+        raise UsageError(
+            f"{len(pending)} runs to train, but training runs land with the training library (not yet "
+            "here): pass --train_fn module:function, or --dry_run for the folds alone"
+        )
     runs_path = output_dir / runs_file_name(args.fold)
     settings = {k: v for k, v in vars(args).items() if k not in ("dry_run",)}
     try:

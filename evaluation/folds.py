@@ -203,7 +203,7 @@ def _restrict(
 
 
 def _random_validation(rows: pd.DataFrame, fraction: float, rng: np.random.Generator) -> pd.Index:
-    """A random `fraction` of `rows`, stratified by emotion (largest remainder rounding per emotion)."""
+    """A random `fraction` of `rows`, stratified by emotion (each emotion's share rounded)."""
     chosen: list = []
     for _, group in rows.groupby("emotion", sort=True):
         count = int(round(fraction * len(group)))

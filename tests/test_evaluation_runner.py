@@ -201,9 +201,14 @@ def test_dry_run_writes_folds_only(tmp_path):
     assert sorted(folds["fold"].unique()) == [1, 2, 3]
 
 
-def test_the_default_training_function_waits_for_the_training_library():
+def test_the_default_training_function_waits_for_the_training_library(finished, tmp_path):
     with pytest.raises(NotImplementedError, match="training runs land with the training library"):
         train_not_available("cnn", datasets.DatasetDict(), Path("."), [])
+    # Without --train_fn: a clear error before any data is loaded, unless every run is finished already.
+    with pytest.raises(run_benchmark.UsageError, match="6 runs to train, but training runs land"):
+        run_benchmark.main(bench_args(tmp_path / "new"), load=refuse)
+    out, _, _ = finished
+    run_benchmark.main(bench_args(out, "--num_train_epochs", "3"), load=refuse)
 
 
 @pytest.mark.parametrize(
