@@ -42,7 +42,7 @@ PUBLISHED = {
     "shemo": (80.2, 89.6),
     "tess": (None, None),  # "~100": EmoBox's two-speaker TESS folds are near ceiling
 }
-PUBLISHED_NOTES = {"tess": "≈100"}
+PUBLISHED_NOTES = {"tess": "≈1.00"}
 SOURCE = (
     "EmoBox (Ma et al., Interspeech 2024, arXiv:2406.07162), best frozen self-supervised features, "
     "unweighted accuracy (UA = UAR) on EmoBox's folds"
