@@ -50,6 +50,7 @@ from evaluation.runner import (
     plan_runs,
     resolve_train_fn,
     train_not_available,
+    write_json_atomic,
 )
 from loaders.registry import CORPORA
 
@@ -257,8 +258,7 @@ def main(argv: list[str] | None = None, *, train_fn=None, load=None) -> dict:
     notes = scan_notes + plan.notes
     output_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(plan.table(), output_dir / "folds.csv")
-    with open(output_dir / "folds.json", "w") as f:
-        json.dump({"notes": notes, "folds": [fold.to_dict() for fold in plan.folds]}, f, indent=2)
+    write_json_atomic(output_dir / "folds.json", {"notes": notes, "folds": [f.to_dict() for f in plan.folds]})
     for note in notes:
         logger.info("note: %s", note)
     for fold in plan.folds:

@@ -63,8 +63,10 @@ def runs_file_name(fold: int | None) -> str:
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write to a temporary file of this process, then rename: a kill, or shards writing the same
+    folds.csv at once, never leave a half-written file."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     frame.to_csv(tmp, index=False)
     os.replace(tmp, path)
 
@@ -349,7 +351,7 @@ def write_reports(
     folds_csv = output_dir / "folds.csv"
     expected = expected_folds(folds_csv) if folds_csv.is_file() else None
     text = render_markdown(board, runs, expected=expected, figure=figure, notes=notes)
-    tmp = output_dir / "leaderboard.md.tmp"
+    tmp = output_dir / f"leaderboard.md.{os.getpid()}.tmp"
     tmp.write_text(text)
     os.replace(tmp, output_dir / "leaderboard.md")
     return board

@@ -178,8 +178,9 @@ def build_dataset_dict(fold: Fold, load: LoadFn) -> tuple[datasets.DatasetDict, 
     return datasets.DatasetDict(splits), missing
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write to a temporary file of this process, then rename (see `reports.write_csv_atomic`)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
         json.dump(data, f, indent=2)
     os.replace(tmp, path)
@@ -219,7 +220,7 @@ def execute(
         dataset_dict, missing = build_dataset_dict(run.fold, load)
         if any(missing.values()):
             logger.warning("%s: files of the fold missing from the loaded data: %s", run.rel_dir, missing)
-        _write_json_atomic(
+        write_json_atomic(
             run_dir / ARGS_FILE,
             {
                 "model": run.model,
@@ -237,13 +238,13 @@ def execute(
             )
         confusion = metrics.pop("confusion_matrix", None)
         if confusion is not None:
-            _write_json_atomic(
+            write_json_atomic(
                 run_dir / CONFUSION_FILE,
                 {"classes": list(run.fold.classes), "matrix": [[int(v) for v in row] for row in confusion]},
             )
         row = run_row(run, metrics)
         clean = {k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))}
-        _write_json_atomic(
+        write_json_atomic(
             run_dir / RESULTS_FILE,
             {"fingerprint": run.fingerprint(extra_args), "row": row, "metrics": clean},
         )
