@@ -1,0 +1,357 @@
+"""The benchmark's reports: runs.csv (one row per run), leaderboard.csv / .md and the figure.
+
+The leaderboard has one row per (protocol, model, corpus, training corpora): the mean and standard
+deviation (sample, ddof=1; empty for a single fold) over the folds found in runs.csv, so its means are
+exactly the means of runs.csv. `collect` merges the runs files of shards (`--fold K` runs) first.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import emobox
+
+logger = logging.getLogger(__name__)
+
+RUNS_COLUMNS: tuple[str, ...] = (
+    "model",
+    "corpus",
+    "protocol",
+    "fold",
+    "test_speakers",
+    "test_accuracy",
+    "test_uar",
+    "test_macro_f1",
+    "run_dir",
+    "train_corpora",
+    "classes",
+    "speaker_independent",
+)
+LEADERBOARD_COLUMNS: tuple[str, ...] = (
+    "model",
+    "corpus",
+    "protocol",
+    "folds",
+    "uar_mean",
+    "uar_std",
+    "accuracy_mean",
+    "accuracy_std",
+    "macro_f1_mean",
+    "macro_f1_std",
+    "train_corpora",
+    "speaker_independent",
+)
+RUN_KEY: tuple[str, ...] = ("model", "protocol", "corpus", "train_corpora", "fold")
+METRICS = {"uar": "test_uar", "accuracy": "test_accuracy", "macro_f1": "test_macro_f1"}
+
+
+class ReportError(ValueError):
+    """Runs files that cannot be merged (reported in one line)."""
+
+
+def runs_file_name(fold: int | None) -> str:
+    """runs.csv, or runs-fold-<K>.csv for a shard (so shards sharing an output folder never collide)."""
+    return "runs.csv" if fold is None else f"runs-fold-{fold}.csv"
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write to a temporary file of this process, then rename: a kill, or shards writing the same
+    folds.csv at once, never leave a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def write_runs(rows: Sequence[dict], path: str | os.PathLike) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows), columns=list(RUNS_COLUMNS))
+    write_csv_atomic(frame, path)
+    return frame
+
+
+def read_runs(path: str | os.PathLike) -> pd.DataFrame:
+    frame = pd.read_csv(
+        path,
+        dtype={"test_speakers": str, "train_corpora": str, "classes": str},
+        keep_default_na=False,
+        na_values={m: ["", "nan"] for m in METRICS.values()},
+    )
+    missing = [c for c in RUNS_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ReportError(f"{path}: not a runs file, columns {missing} missing")
+    frame["speaker_independent"] = frame["speaker_independent"].astype(str).str.lower() == "true"
+    return frame
+
+
+def runs_files(folder: str | os.PathLike) -> list[Path]:
+    """The runs files of an output folder: runs.csv and the shards' runs-fold-<K>.csv."""
+    folder = Path(folder)
+    found = [folder / "runs.csv"] if (folder / "runs.csv").is_file() else []
+    return found + sorted(Path(p) for p in glob.glob(str(folder / "runs-fold-*.csv")))
+
+
+def merge_runs(
+    sources: Sequence[str | os.PathLike], output_dir: str | os.PathLike
+) -> tuple[pd.DataFrame, int]:
+    """(merged runs, duplicate rows dropped) of runs files or output folders; `run_dir` is rewritten
+    relative to `output_dir`. The same run in two files with other results is an error."""
+    output_dir = Path(output_dir)
+    files: list[Path] = []
+    for source in sources:
+        source = Path(source)
+        if source.is_dir():
+            found = runs_files(source)
+            if not found:
+                raise ReportError(
+                    f"{source}: holds no runs.csv nor runs-fold-<K>.csv; is it a benchmark output?"
+                )
+            files.extend(found)
+        elif source.is_file():
+            files.append(source)
+        else:
+            raise ReportError(f"{source} does not exist; give benchmark output folders or runs files")
+    frames = []
+    for path in dict.fromkeys(p.resolve() for p in files):
+        frame = read_runs(path)
+        frame["run_dir"] = [
+            os.path.relpath(path.parent / d, output_dir.resolve()).replace(os.sep, "/")
+            for d in frame["run_dir"]
+        ]
+        frame["_source"] = str(path)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=list(RUNS_COLUMNS)), 0
+    merged = pd.concat(frames, ignore_index=True)
+    merged["fold"] = merged["fold"].astype(int)
+    duplicated = merged.duplicated(list(RUN_KEY), keep=False)
+    for _, group in merged.loc[duplicated].groupby(list(RUN_KEY), sort=True):
+        values = group[list(METRICS.values())].round(12).drop_duplicates()
+        if len(values) > 1:
+            key = ", ".join(f"{k}={group.iloc[0][k]}" for k in RUN_KEY)
+            raise ReportError(
+                f"run ({key}) has different results in {' and '.join(group['_source'])}; keep one of them"
+            )
+    before = len(merged)
+    merged = merged.drop_duplicates(list(RUN_KEY), keep="first").drop(columns="_source")
+    merged = merged.sort_values(["protocol", "model", "corpus", "train_corpora", "fold"], kind="stable")
+    return merged.reset_index(drop=True)[list(RUNS_COLUMNS)], before - len(merged)
+
+
+def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (protocol, model, corpus, training corpora): folds, mean and std of each metric."""
+    rows = []
+    for (protocol, model, corpus, train), group in runs.groupby(
+        ["protocol", "model", "corpus", "train_corpora"], sort=True
+    ):
+        row = {"model": model, "corpus": corpus, "protocol": protocol, "folds": len(group)}
+        for name, column in METRICS.items():
+            values = group[column].astype(float).to_numpy()
+            row[f"{name}_mean"] = float(np.mean(values))
+            row[f"{name}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+        row["train_corpora"] = train
+        row["speaker_independent"] = bool(group["speaker_independent"].all())
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(LEADERBOARD_COLUMNS))
+
+
+def _pm(mean: float, std: float) -> str:
+    if np.isnan(mean):
+        return "–"
+    return f"{mean:.3f}" if np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def expected_folds(folds_csv: str | os.PathLike) -> dict[tuple[str, str], int]:
+    """(corpus tested, training corpora) -> number of runs per model, from folds.csv."""
+    table = pd.read_csv(folds_csv, dtype=str, keep_default_na=False)
+    expected: dict[tuple[str, str], int] = {}
+    for _, rows in table.groupby("run", sort=False):
+        test = rows.loc[rows["split"] == "test", "corpus"]
+        train = " ".join(sorted(set(rows.loc[rows["split"] == "train", "corpus"])))
+        key = (test.iloc[0] if len(test) else "", train)
+        expected[key] = expected.get(key, 0) + 1
+    return expected
+
+
+def render_markdown(
+    board: pd.DataFrame,
+    runs: pd.DataFrame,
+    *,
+    expected: dict[tuple[str, str], int] | None = None,
+    figure: str | None = None,
+    notes: Sequence[str] = (),
+) -> str:
+    lines = ["# Benchmark leaderboard", ""]
+    for protocol, table in board.groupby("protocol", sort=True):
+        lines += [f"## Protocol `{protocol}`", ""]
+        header = ["model", "corpus"]
+        if protocol in ("loco", "cross-corpus"):
+            header.append("trained on")
+        header += ["folds", "UAR", "accuracy", "macro-F1"]
+        if protocol == "emobox":
+            header.append("EmoBox UA (published)")
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        flagged = False
+        for _, row in table.iterrows():
+            corpus = row["corpus"]
+            if not row["speaker_independent"]:
+                corpus += " †"
+                flagged = True
+            folds = str(row["folds"])
+            want = (expected or {}).get((row["corpus"], row["train_corpora"]))
+            if want is not None and want != row["folds"]:
+                folds = f"{row['folds']} of {want} (incomplete)"
+            cells = [row["model"], corpus]
+            if protocol in ("loco", "cross-corpus"):
+                cells.append(row["train_corpora"])
+            cells += [
+                folds,
+                _pm(row["uar_mean"], row["uar_std"]),
+                _pm(row["accuracy_mean"], row["accuracy_std"]),
+                _pm(row["macro_f1_mean"], row["macro_f1_std"]),
+            ]
+            if protocol == "emobox":
+                ua, _ = emobox.PUBLISHED.get(row["corpus"], (None, None))
+                cells.append(
+                    f"{ua / 100:.3f}" if ua is not None else emobox.PUBLISHED_NOTES.get(row["corpus"], "–")
+                )
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        lines.append("")
+        lines.append("Mean ± standard deviation over folds (sample std; none for a single fold).")
+        if flagged:
+            lines.append(
+                "† not speaker-independent: the same speakers are in the training and test parts of its "
+                "folds (EmoBox's CREMA-D, EMO-DB, ShEMO and TESS folds), so figures are optimistic."
+            )
+        if protocol == "emobox":
+            lines.append(f"Published figures: {emobox.SOURCE}.")
+        lines.append("")
+        if protocol == "cross-corpus":
+            for model, rows in table.groupby("model", sort=True):
+                corpora = sorted(set(rows["corpus"]) | set(rows["train_corpora"]))
+                lines += [f"UAR of `{model}` (rows: training corpus, columns: test corpus):", ""]
+                lines += [
+                    "| train \\ test | " + " | ".join(corpora) + " |",
+                    "|" + "---|" * (len(corpora) + 1),
+                ]
+                cell = {(r["train_corpora"], r["corpus"]): r["uar_mean"] for _, r in rows.iterrows()}
+                for source in corpora:
+                    values = [
+                        "—" if source == t else (f"{cell[source, t]:.3f}" if (source, t) in cell else "")
+                        for t in corpora
+                    ]
+                    lines.append(f"| {source} | " + " | ".join(values) + " |")
+                lines.append("")
+    if figure:
+        lines += [f"![UAR per model and corpus; confusion matrices summed over folds]({figure})", ""]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
+    lines.append(f"{len(runs)} runs; per-run results in runs.csv.")
+    return "\n".join(lines) + "\n"
+
+
+def summed_confusions(runs: pd.DataFrame, output_dir: Path) -> dict[tuple, tuple[list[str], np.ndarray]]:
+    """(protocol, model, corpus, training corpora) -> (classes, confusion matrix summed over its folds)."""
+    sums: dict[tuple, tuple[list[str], np.ndarray]] = {}
+    for _, row in runs.iterrows():
+        path = output_dir / row["run_dir"] / "confusion_matrix.json"
+        if not path.is_file():
+            continue
+        with open(path) as f:
+            data = json.load(f)
+        key = (row["protocol"], row["model"], row["corpus"], row["train_corpora"])
+        matrix = np.asarray(data["matrix"], dtype=np.int64)
+        if key in sums and sums[key][0] == data["classes"]:
+            sums[key] = (data["classes"], sums[key][1] + matrix)
+        elif key not in sums:
+            sums[key] = (data["classes"], matrix)
+    return sums
+
+
+def plot_leaderboard(board: pd.DataFrame, confusions: dict, path: str | os.PathLike) -> str:
+    """Mean ± std UAR bars per corpus and model, then one confusion matrix (summed over folds, rows
+    normalised) per (model, corpus)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = len(confusions)
+    columns = max(1, min(4, panels))
+    grid_rows = 1 + (panels + columns - 1) // columns
+    fig = plt.figure(figsize=(4.2 * columns, 3.8 * grid_rows))
+    ax = fig.add_subplot(grid_rows, 1, 1)
+    labels = [
+        f"{c}" if p not in ("loco", "cross-corpus") else f"{t}→{c}"
+        for p, c, t in zip(board["protocol"], board["corpus"], board["train_corpora"], strict=True)
+    ]
+    groups = list(dict.fromkeys(labels))
+    models = list(dict.fromkeys(board["model"]))
+    width = 0.8 / max(1, len(models))
+    for m, model in enumerate(models):
+        sel = board["model"] == model
+        x = [groups.index(lab) + m * width for lab, s in zip(labels, sel, strict=True) if s]
+        ax.bar(
+            x,
+            board.loc[sel, "uar_mean"],
+            width,
+            yerr=board.loc[sel, "uar_std"].fillna(0),
+            capsize=3,
+            label=model,
+        )
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(groups))], labels=groups, rotation=20, ha="right")
+    ax.set_ylabel("test UAR (mean ± std over folds)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize="small")
+    for i, ((_, model, corpus, train), (classes, matrix)) in enumerate(sorted(confusions.items())):
+        cax = fig.add_subplot(grid_rows, columns, columns + i + 1)
+        support = matrix.sum(axis=1, keepdims=True)
+        share = np.divide(matrix, support, out=np.zeros(matrix.shape), where=support > 0)
+        cax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        cax.set_xticks(range(len(classes)), labels=classes, rotation=45, ha="right", fontsize="x-small")
+        cax.set_yticks(range(len(classes)), labels=classes, fontsize="x-small")
+        title = f"{model} on {corpus}" + (f" (from {train})" if train != corpus else "")
+        cax.set_title(title, fontsize="small")
+        for r in range(matrix.shape[0]):
+            for c in range(matrix.shape[1]):
+                cax.text(
+                    c,
+                    r,
+                    str(matrix[r, c]),
+                    ha="center",
+                    va="center",
+                    fontsize="xx-small",
+                    color="white" if share[r, c] > 0.5 else "black",
+                )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def write_reports(
+    output_dir: str | os.PathLike, runs: pd.DataFrame, *, notes: Sequence[str] = ()
+) -> pd.DataFrame:
+    """leaderboard.csv, leaderboard.md and leaderboard.png in `output_dir` from the runs; returns the
+    leaderboard."""
+    output_dir = Path(output_dir)
+    board = leaderboard(runs)
+    write_csv_atomic(board, output_dir / "leaderboard.csv")
+    figure = None
+    if len(board):
+        figure = "leaderboard.png"
+        plot_leaderboard(board, summed_confusions(runs, output_dir), output_dir / figure)
+    folds_csv = output_dir / "folds.csv"
+    expected = expected_folds(folds_csv) if folds_csv.is_file() else None
+    text = render_markdown(board, runs, expected=expected, figure=figure, notes=notes)
+    tmp = output_dir / f"leaderboard.md.{os.getpid()}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, output_dir / "leaderboard.md")
+    return board

@@ -1,0 +1,347 @@
+#!/usr/bin/env python
+"""Benchmark models on the corpora under a fold protocol: every (model, corpus, fold) trained and tested.
+
+    python run_benchmark.py --models cnn s4 --corpora emodb ravdess --data_root ./datasets \\
+        --protocol speaker-cv --output_dir benchmarks/results/speaker-cv
+    python run_benchmark.py --protocol emobox --corpora savee --dry_run        # folds.csv only
+    python run_benchmark.py ... --fold 3                                       # one fold (a shard)
+    python run_benchmark.py collect --output_dir OUT [--shards OTHER_OUT ...]  # merge shards, reports
+
+Options this script does not know (`--num_train_epochs 3`, `--learning_rate 1e-3`, model options) pass
+through unchanged to every run's training function. `--output_dir` receives:
+
+- `folds.csv` (`corpus, fold, split, file, run`), written first and alone with `--dry_run`;
+- `runs/<model>/<corpus>/fold-<k>/`: one folder per run (`run_args.json`, `results.json`,
+  `confusion_matrix.json` and what the training writes);
+- `runs.csv` (one row per run; `runs-fold-<K>.csv` for a `--fold K` shard);
+- `leaderboard.csv`, `leaderboard.md` and `leaderboard.png` (not for a shard: run `collect`).
+
+A finished run (its folder holds `results.json`) is never run again: re-running the command continues
+where it stopped, and a finished benchmark re-run only rewrites the reports. Protocols: see
+`evaluation/folds.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from evaluation.folds import EMOBOX_VALIDATION, PROTOCOLS, FoldError, load_metadata, make_folds
+from evaluation.reports import (
+    ReportError,
+    merge_runs,
+    runs_file_name,
+    runs_files,
+    write_csv_atomic,
+    write_reports,
+    write_runs,
+)
+from evaluation.runner import (
+    RunError,
+    corpus_loader,
+    execute,
+    finished_result,
+    plan_runs,
+    resolve_train_fn,
+    train_not_available,
+    write_json_atomic,
+)
+from loaders.registry import CORPORA
+
+logger = logging.getLogger("run_benchmark")
+
+# The models a training function is expected to know; a plug-in --train_fn may declare its own (`MODELS`).
+KNOWN_MODELS: tuple[str, ...] = ("cnn", "s4", "wav2vec2", "opensmile-compare")
+DEFAULT_TRAIN_FN = "evaluation.runner:train_not_available"
+
+
+class UsageError(ValueError):
+    """A bad argument: one line on stderr, exit status 2, before any data is read or anything trained."""
+
+
+@dataclass
+class BenchmarkArguments:
+    """What to benchmark, on which folds, and where the results go."""
+
+    models: list[str] = field(
+        default_factory=lambda: ["cnn"], metadata={"help": f"Models to benchmark: {', '.join(KNOWN_MODELS)}."}
+    )
+    corpora: list[str] | None = field(
+        default=None,
+        metadata={"help": f"Corpora: any of {', '.join(CORPORA)} (default: those found under --data_root)."},
+    )
+    data_root: str = field(default="./datasets", metadata={"help": "Folder holding <corpus>/ folders."})
+    protocol: str = field(
+        default="speaker-cv",
+        metadata={"help": "Fold protocol (see evaluation/folds.py).", "choices": list(PROTOCOLS)},
+    )
+    output_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where folds, runs and reports go (default benchmarks/results/<protocol>)."},
+    )
+    folds: int = field(
+        default=5,
+        metadata={
+            "help": "speaker-cv: folds of a corpus with more than 6 speakers (fewer: one per speaker)."
+        },
+    )
+    fold: int | None = field(
+        default=None,
+        metadata={
+            "help": "Run fold K alone (1-based: fold K of every corpus; loco: the K-th corpus held out; "
+            "cross-corpus: training on the K-th corpus). Merge the shards with `collect`."
+        },
+    )
+    split_seed: int = field(default=42, metadata={"help": "Seed of the folds and validation sets."})
+    validation_fraction: float = field(
+        default=0.2, metadata={"help": "Share of the training part held out for validation."}
+    )
+    emobox_validation: str = field(
+        default="random",
+        metadata={
+            "help": "emobox: validation as a random share of the training files (EmoBox's recipe) or whole "
+            "training speakers.",
+            "choices": list(EMOBOX_VALIDATION),
+        },
+    )
+    emotions: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Classes (speaker-cv, loco: default the four all corpora share; cross-corpus: "
+            "default every emotion both corpora have; emobox: EmoBox's, not settable)."
+        },
+    )
+    dry_run: bool = field(default=False, metadata={"help": "Write folds.csv, print the folds and stop."})
+    train_fn: str = field(
+        default=DEFAULT_TRAIN_FN,
+        metadata={
+            "help": "Training function, module:function; called as f(model, dataset_dict, run_dir, "
+            "extra_args) -> metrics (see evaluation/runner.py)."
+        },
+    )
+    lenient: bool = field(default=False, metadata={"help": "Skip (and report) files with unknown codes."})
+    dataset_cache_dir: str | None = field(default=None, metadata={"help": "Cache of prepared corpora."})
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for preparing corpora (default: cores)."}
+    )
+
+
+@dataclass
+class CollectArguments:
+    """`collect`: merge the runs files of shards and write the reports."""
+
+    output_dir: str = field(metadata={"help": "The benchmark output folder the reports are written to."})
+    shards: list[str] | None = field(
+        default=None,
+        metadata={"help": "More output folders or runs files to merge (shards run on other machines)."},
+    )
+
+
+def setup_logging() -> None:
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+        level=logging.INFO,
+    )
+
+
+def parser_for(*dataclass_types) -> HfArgumentParser:
+    parser = HfArgumentParser(dataclass_types)
+    # Options pass through to the training: an abbreviation must never be taken for one of ours.
+    parser.allow_abbrev = False
+    return parser
+
+
+def collect(argv: list[str]) -> dict:
+    (args,) = parser_for(CollectArguments).parse_args_into_dataclasses(args=argv)
+    if not os.path.isdir(args.output_dir):
+        raise UsageError(f"--output_dir {args.output_dir} does not exist; give the benchmark's output folder")
+    try:
+        own = [args.output_dir] if runs_files(args.output_dir) else []
+        runs, duplicates = merge_runs([*own, *(args.shards or [])], args.output_dir)
+    except ReportError as err:
+        raise UsageError(str(err)) from err
+    if runs.empty:
+        raise UsageError(
+            f"no finished runs in {args.output_dir} {' '.join(args.shards or [])}; run the folds first"
+        )
+    write_csv_atomic(runs, Path(args.output_dir) / "runs.csv")
+    folds_json = Path(args.output_dir) / "folds.json"
+    notes = json.loads(folds_json.read_text())["notes"] if folds_json.is_file() else []
+    board = write_reports(args.output_dir, runs, notes=notes)
+    print(
+        f"{len(runs)} runs merged ({duplicates} duplicate rows dropped) into {args.output_dir}/runs.csv; "
+        f"leaderboard of {len(board)} rows: {args.output_dir}/leaderboard.md"
+    )
+    return {"runs": runs, "leaderboard": board}
+
+
+def main(argv: list[str] | None = None, *, train_fn=None, load=None) -> dict:
+    """Run the benchmark (`train_fn` / `load` override --train_fn and the corpus loader: tests, notebooks)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    setup_logging()
+    if argv[:1] == ["collect"]:
+        return collect(argv[1:])
+    args, extra_args = parser_for(BenchmarkArguments).parse_args_into_dataclasses(
+        args=argv, return_remaining_strings=True
+    )
+
+    # ---- everything is checked before any data is read or anything written ----
+    if train_fn is None and not args.dry_run:
+        try:
+            train_fn = resolve_train_fn(args.train_fn)
+        except RunError as err:
+            raise UsageError(str(err)) from err
+    known = tuple(getattr(train_fn, "MODELS", KNOWN_MODELS))
+    unknown = [m for m in args.models if m not in known]
+    if unknown:
+        raise UsageError(f"--models: unknown model(s) {unknown}; choose from {', '.join(known)}")
+    if len(set(args.models)) != len(args.models):
+        raise UsageError(f"--models {' '.join(args.models)} names a model twice")
+    corpora = args.corpora or corpora_under(args.data_root)
+    unknown = [c for c in corpora if c not in CORPORA]
+    if unknown:
+        raise UsageError(f"--corpora: unknown corpus name(s) {unknown}; choose from {', '.join(CORPORA)}")
+    if len(set(corpora)) != len(corpora):
+        raise UsageError(f"--corpora {' '.join(corpora)} names a corpus twice")
+    if any(CORPORA[c].NEEDS_DATA_DIR for c in corpora) and not os.path.isdir(args.data_root):
+        raise UsageError(
+            f"--data_root {args.data_root} does not exist; download corpora into it with "
+            f"`python -m loaders download {args.data_root}`"
+        )
+    if args.folds < 2:
+        raise UsageError(f"--folds {args.folds}: cross-validation needs at least 2 folds")
+    if args.fold is not None and args.fold < 1:
+        raise UsageError(f"--fold {args.fold}: folds are numbered from 1")
+    if not 0 < args.validation_fraction < 1:
+        raise UsageError(f"--validation_fraction {args.validation_fraction}: give a share between 0 and 1")
+    if args.emotions:
+        from loaders.emotions import resolve_emotions
+
+        try:
+            resolve_emotions(args.emotions)
+        except ValueError as err:
+            raise UsageError(f"--{err}") from err
+    if extra_args and hasattr(train_fn, "validate_args"):
+        try:
+            train_fn.validate_args(list(extra_args))
+        except ValueError as err:
+            raise UsageError(str(err)) from err
+    output_dir = Path(args.output_dir or os.path.join("benchmarks", "results", args.protocol))
+
+    # ---- folds: from the file names (no audio is read) ----
+    try:
+        meta, scan_notes = load_metadata(corpora, args.data_root, lenient=args.lenient)
+        plan = make_folds(
+            args.protocol,
+            meta,
+            n_folds=args.folds,
+            seed=args.split_seed,
+            validation_fraction=args.validation_fraction,
+            emotions=args.emotions,
+            emobox_validation=args.emobox_validation,
+        )
+    except (FoldError, FileNotFoundError, ValueError) as err:
+        raise UsageError(str(err)) from err
+    numbers = sorted({f.fold for f in plan.folds})
+    if args.fold is not None and args.fold not in numbers:
+        raise UsageError(
+            f"--fold {args.fold}: the {args.protocol} folds of {' '.join(corpora)} are {numbers}"
+        )
+    notes = scan_notes + plan.notes
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_csv_atomic(plan.table(), output_dir / "folds.csv")
+    write_json_atomic(output_dir / "folds.json", {"notes": notes, "folds": [f.to_dict() for f in plan.folds]})
+    for note in notes:
+        logger.info("note: %s", note)
+    for fold in plan.folds:
+        logger.info(
+            "%s %s: %s; test speakers %s; validation: %s%s",
+            args.protocol,
+            fold.run,
+            fold.counts(),
+            " ".join(fold.test_speakers),
+            fold.validation,
+            "" if fold.speaker_independent else " (NOT speaker-independent)",
+        )
+    if args.dry_run:
+        print(f"{len(plan.folds)} folds written to {output_dir / 'folds.csv'} (dry run: nothing trained)")
+        return {"plan": plan}
+
+    # ---- runs: each finished run is kept; only the missing ones train ----
+    runs = plan_runs(args.models, plan, args.fold)
+    try:
+        pending = [run for run in runs if finished_result(run, output_dir, extra_args) is None]
+    except RunError as err:
+        raise UsageError(str(err)) from err
+    if pending and train_fn is train_not_available:
+        raise UsageError(
+            f"{len(pending)} runs to train, but training runs land with the training library (not yet "
+            "here): pass --train_fn module:function, or --dry_run for the folds alone"
+        )
+    runs_path = output_dir / runs_file_name(args.fold)
+    settings = {k: v for k, v in vars(args).items() if k not in ("dry_run",)}
+    try:
+        rows, trained = execute(
+            runs,
+            output_dir,
+            train_fn,
+            load
+            or corpus_loader(
+                args.data_root,
+                lenient=args.lenient,
+                cache_dir=args.dataset_cache_dir,
+                num_proc=args.preprocessing_num_workers,
+            ),
+            extra_args=extra_args,
+            settings=settings,
+            on_finished=lambda done: write_runs(done, runs_path),
+        )
+    except RunError as err:
+        raise UsageError(str(err)) from err
+    frame = write_runs(rows, runs_path)
+    print(f"{trained} runs trained, {len(rows) - trained} already finished; {runs_path}")
+    if args.fold is not None:
+        print(
+            f"Fold {args.fold} done. When every fold is: "
+            f"python run_benchmark.py collect --output_dir {output_dir}"
+        )
+        return {"runs": frame}
+    board = write_reports(output_dir, frame, notes=notes)
+    print(f"Leaderboard: {output_dir / 'leaderboard.md'}")
+    return {"runs": frame, "leaderboard": board}
+
+
+def corpora_under(data_root: str) -> list[str]:
+    """The corpora with a folder under `data_root`."""
+    from loaders.discovery import find_corpus_dir
+    from loaders.registry import CORPUS_NAMES
+
+    found = []
+    for name in CORPUS_NAMES:
+        try:
+            find_corpus_dir(data_root, name, CORPORA[name].KAGGLE_SLUG)
+        except FileNotFoundError:
+            continue
+        found.append(name)
+    if not found:
+        raise UsageError(
+            f"--corpora not given and --data_root {data_root} holds none of {', '.join(CORPUS_NAMES)}: "
+            "name the corpora (e.g. --corpora synthetic for the demo corpus)"
+        )
+    return found
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UsageError as err:
+        print(f"run_benchmark.py: error: {err}", file=sys.stderr)
+        sys.exit(2)
