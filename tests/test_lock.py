@@ -43,7 +43,8 @@ def test_every_declared_requirement_is_locked_within_its_range():
         name = canonicalize_name(req.name)
         assert name in pins, f"{req.name} is in setup.cfg but not in {LOCK.name}: run `make lock`"
         assert req.specifier.contains(pins[name], prereleases=True), (
-            f"{LOCK.name} pins {req.name}=={pins[name]}, outside setup.cfg's '{req.specifier}': run `make lock`"
+            f"{LOCK.name} pins {req.name}=={pins[name]}, outside setup.cfg's '{req.specifier}': "
+            "run `make lock`"
         )
 
 
@@ -70,7 +71,9 @@ def test_lock_covers_every_dependency_of_the_project():
             if (name, wanted_extra) in seen:
                 continue
             seen.add((name, wanted_extra))
-            assert name in pins, f"{req.name} (needed through setup.cfg) is not in {LOCK.name}: run `make lock`"
+            assert name in pins, (
+                f"{req.name} (needed through setup.cfg) is not in {LOCK.name}: run `make lock`"
+            )
             try:
                 dist = metadata.distribution(req.name)
             except metadata.PackageNotFoundError:
