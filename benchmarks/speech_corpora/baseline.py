@@ -93,10 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder")
     args = parser.parse_args(argv)
     r = evaluate(args.corpus, args.folder)
+    chance = 1 / len(r["classes"])
     print(
-        f"{args.corpus} {args.folder}: {r['files']} files ({r['skipped']} skipped), {r['speakers']} speakers, "
-        f"{len(r['classes'])} classes; MFCC-stats + logistic regression accuracy: held-out speakers "
-        f"{r['held_out_speakers']:.3f}, random split {r['random_split']:.3f} (chance {1 / len(r['classes']):.3f})"
+        f"{args.corpus} {args.folder}: {r['files']} files ({r['skipped']} skipped), {r['speakers']} "
+        f"speakers, {len(r['classes'])} classes; MFCC-stats + logistic regression accuracy: held-out "
+        f"speakers {r['held_out_speakers']:.3f}, random split {r['random_split']:.3f} (chance {chance:.3f})"
     )
     return 0
 

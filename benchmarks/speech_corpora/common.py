@@ -22,9 +22,9 @@ from scipy import signal
 EMOTION_EFFECTS: dict[str, dict[str, float]] = {
     "neutral": {},
     "calm": {"pitch": -1.0, "range": 0.8, "rate": 0.9, "gain": -2.0, "tilt": -1.5, "breath": 0.2},
-    "happy": {"pitch": 3.5, "range": 1.7, "rate": 1.08, "gain": 2.5, "tilt": 1.0},
-    "sadness": {"pitch": -2.0, "range": 0.55, "rate": 0.8, "gain": -5.0, "tilt": -4.0, "breath": 0.5},
-    "anger": {"pitch": 2.0, "range": 1.35, "rate": 1.12, "gain": 6.0, "tilt": 5.0},
+    "happy": {"pitch": 4.5, "range": 1.9, "rate": 1.08, "gain": 2.5, "tilt": 2.0},
+    "sadness": {"pitch": -2.0, "range": 0.55, "rate": 0.78, "gain": -5.0, "tilt": -6.0, "breath": 0.5},
+    "anger": {"pitch": 2.0, "range": 1.5, "rate": 1.12, "gain": 7.0, "tilt": 7.0},
     "fear": {
         "pitch": 5.0,
         "range": 1.15,
@@ -91,13 +91,16 @@ class Habits:
     deviations: dict[str, dict[str, float]]
 
 
-def make_habits(rng: np.random.Generator, emotions: list[str]) -> Habits:
-    expressiveness = float(rng.uniform(0.75, 1.25))
+def make_habits(seed: int, speaker: tuple, emotions: list[str]) -> Habits:
+    """The habits of `speaker` (a key such as ("espeak", 3)): each emotion's deviation is drawn on its
+    own, so it does not depend on which other emotions a corpus holds."""
+    expressiveness = float(rng_for(seed, *speaker, "expressiveness").uniform(0.75, 1.25))
     deviations = {}
     for emotion in emotions:
         if emotion == "neutral":
             deviations[emotion] = {}
             continue
+        rng = rng_for(seed, *speaker, "habit", emotion)
         deviations[emotion] = {k: float(rng.normal(0.0, sd)) for k, sd in HABIT_SD.items()}
     return Habits(expressiveness, deviations)
 
@@ -139,7 +142,7 @@ def make_channel(rng: np.random.Generator, rate: int) -> Channel:
     eq = tuple(
         (
             float(np.exp(rng.uniform(np.log(150.0), np.log(0.8 * nyquist)))),
-            float(rng.uniform(-7.0, 7.0)),
+            float(rng.uniform(-5.0, 5.0)),
             float(rng.uniform(0.7, 2.0)),
         )
         for _ in range(3)

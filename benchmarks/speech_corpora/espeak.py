@@ -108,21 +108,24 @@ def private_data_dir(root: Path) -> Path:
     return root
 
 
-def plan(speakers: int, emotions: list[str], seed: int) -> list[dict]:
-    """One job per actor: its voice, channel, habits and the list of its files (name, text, prosody)."""
+def plan(speakers: int, emotions: list[str], seed: int, sentences: list[str] | None = None) -> list[dict]:
+    """One job per actor: its voice, channel, habits and the list of its files (name, text, prosody).
+    `sentences`: statement codes to speak (default both). A file's audio depends only on the seed, its
+    speaker and its name, not on which other files are planned."""
+    statements = {code: STATEMENTS[code] for code in (sentences or STATEMENTS)}
     jobs = []
     for actor in range(1, speakers + 1):
         speaker_rng = common.rng_for(seed, "espeak", actor)
         voice = make_voice(speaker_rng, male=actor % 2 == 1)
         channel = common.make_channel(speaker_rng, RATE)
-        habits = common.make_habits(speaker_rng, emotions)
+        habits = common.make_habits(seed, ("espeak", actor), emotions)
         files = []
         for emotion in emotions:
             code = EMOTION_CODES[emotion]
             for intensity, strength in INTENSITIES.items():
                 if emotion == "neutral" and intensity == "02":
                     continue
-                for statement, text in STATEMENTS.items():
+                for statement, text in statements.items():
                     for repetition in ("01", "02"):
                         name = f"03-01-{code}-{intensity}-{statement}-{repetition}-{actor:02d}"
                         rng = common.rng_for(seed, "espeak", name)

@@ -95,7 +95,9 @@ def make_voice(rng: np.random.Generator, female: bool, index: int) -> Voice:
     )
 
 
-def plan(speakers: int, emotions: list[str], seed: int) -> list[dict]:
+def plan(speakers: int, emotions: list[str], seed: int, sentences: list[str] | None = None) -> list[dict]:
+    """One job per actor; `sentences`: sentence codes to speak (default all twelve)."""
+    chosen = {code: SENTENCES[code] for code in (sentences or SENTENCES)}
     jobs = []
     female_index = 0
     for actor in range(FIRST_ACTOR, FIRST_ACTOR + speakers):
@@ -104,9 +106,9 @@ def plan(speakers: int, emotions: list[str], seed: int) -> list[dict]:
         voice = make_voice(speaker_rng, female, female_index)
         female_index += female
         channel = common.make_channel(speaker_rng, RATE)
-        habits = common.make_habits(speaker_rng, emotions)
+        habits = common.make_habits(seed, ("festival", actor), emotions)
         files = []
-        for sentence, text in SENTENCES.items():
+        for sentence, text in chosen.items():
             for emotion in emotions:
                 code = EMOTION_CODES[emotion]
                 levels = LEVELS if sentence == "IEO" and emotion != "neutral" else {"XX": 1.0}
@@ -159,7 +161,8 @@ def render_speaker(job: dict, out_root: str, seed: int, work_dir: str) -> list[s
         done = subprocess.run([BINARY, "-b", script_path], capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(
-                f"festival failed on actor {job['speaker']} (rc {done.returncode}): {done.stderr.strip()[-500:]}"
+                f"festival failed on actor {job['speaker']} (rc {done.returncode}): "
+                f"{done.stderr.strip()[-500:]}"
             )
         for index, (relpath, _, prosody) in enumerate(job["files"]):
             samples, native = sf.read(os.path.join(tmp, f"{index}.wav"), dtype="float32")

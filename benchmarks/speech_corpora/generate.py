@@ -38,6 +38,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="emotions to speak (default: the four shared by all corpora); espeak takes RAVDESS's eight, "
         "festival CREMA-D's six",
     )
+    parser.add_argument(
+        "--sentences",
+        nargs="+",
+        default=None,
+        help="sentence codes to speak (default all): espeak 01 02 (RAVDESS statements), festival CREMA-D's "
+        "IEO TIE IOM IWW TAI MTI IWL ITH DFA ITS TSI WSI",
+    )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     args = parser.parse_args(argv)
     module = ENGINES[args.engine]
@@ -45,7 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.speakers = 24 if args.engine == "espeak" else 20
     if not 1 <= args.speakers <= module.MAX_SPEAKERS:
         parser.error(
-            f"--speakers {args.speakers}: the {LAYOUT[args.engine]} layout has 1-{module.MAX_SPEAKERS} speakers"
+            f"--speakers {args.speakers}: the {LAYOUT[args.engine]} layout has 1-{module.MAX_SPEAKERS} "
+            "speakers"
         )
     unknown = [e for e in args.emotions if e not in module.EMOTION_CODES]
     if unknown:
@@ -53,6 +61,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"--emotions {' '.join(unknown)}: not in the {LAYOUT[args.engine]} grammar; "
             f"choose from {' '.join(module.EMOTION_CODES)}"
         )
+    codes = espeak.STATEMENTS if args.engine == "espeak" else festival.SENTENCES
+    wrong = [c for c in args.sentences or [] if c not in codes]
+    if wrong:
+        parser.error(f"--sentences {' '.join(wrong)}: unknown sentence code; choose from {' '.join(codes)}")
     if len(set(args.emotions)) != len(args.emotions):
         parser.error(f"--emotions {' '.join(args.emotions)}: an emotion is named twice")
     if args.jobs < 1:
@@ -72,11 +84,13 @@ def generate(
     seed: int = 0,
     emotions: list[str] | None = None,
     jobs: int = 1,
+    sentences: list[str] | None = None,
 ) -> list[str]:
-    """Write the corpus into `out`; returns the paths written (sorted). Same arguments, same files."""
+    """Write the corpus into `out`; returns the paths written (sorted). A file's audio depends only on
+    the seed and its name: a smaller corpus (fewer speakers, emotions, sentences) holds the same files."""
     module = ENGINES[engine]
     emotions = list(DEFAULT_EMOTIONS if emotions is None else emotions)
-    plan = module.plan(speakers, emotions, seed)
+    plan = module.plan(speakers, emotions, seed, sentences)
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     written: list[str] = []
@@ -97,7 +111,9 @@ def generate(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
-    written = generate(args.engine, args.out, args.speakers, args.seed, args.emotions, args.jobs)
+    written = generate(
+        args.engine, args.out, args.speakers, args.seed, args.emotions, args.jobs, args.sentences
+    )
     elapsed = time.perf_counter() - start
     layout = LAYOUT[args.engine]
     print(
