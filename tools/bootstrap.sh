@@ -3,7 +3,8 @@
 #   bash tools/bootstrap.sh train   FFmpeg's shared libraries (torchcodec decodes audio with them), a virtual
 #                                   environment at .venv, and this project (editable) with its dependencies
 #   bash tools/bootstrap.sh test    the same plus the test-only pieces: the [dev,deploy,app,opensmile] extras and
-#                                   Chromium + ChromeDriver for the web demo's browser test
+#                                   Chromium + ChromeDriver for the web demo's browser test, espeak-ng and
+#                                   Festival for the synthesised speech corpora (tools/install_tts.sh)
 # Python packages come at the versions in requirements/constraints.txt (the lock; `make lock` refreshes it).
 # pip runs again only when setup.cfg, pyproject.toml or the lock changed since the last install.
 set -euo pipefail
@@ -28,6 +29,11 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
         echo "bootstrap: no apt-get here; install ${apt_packages[*]} with your package manager" >&2
         exit 1
     fi
+fi
+
+# The tests generate small speech corpora with espeak-ng and Festival (benchmarks/speech_corpora).
+if [ "$profile" = test ]; then
+    bash tools/install_tts.sh >/dev/null
 fi
 
 python=${PYTHON:-python3}
