@@ -309,7 +309,13 @@ def _fit(pipeline: Pipeline, x: np.ndarray, y: np.ndarray) -> bool:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         pipeline.fit(x, y)
-    return not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    converged = True
+    for warning in caught:
+        if issubclass(warning.category, ConvergenceWarning):
+            converged = False
+        else:  # anything else is passed on as it came
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return converged
 
 
 def _uar(predictions: np.ndarray, references: np.ndarray, label_names: Sequence[str]) -> float:
@@ -440,6 +446,8 @@ def train_baseline(
             for corpus in sorted(set(corpora.tolist()))
         }
     chosen = next(row for row in search if row["C"] == chosen_c)
+    if not chosen["converged"]:
+        logger.warning("%s did not converge with the chosen C=%g (see c_search)", classifier, chosen_c)
     result.update(
         chosen_C=chosen_c,
         validation_uar=chosen["uar"],

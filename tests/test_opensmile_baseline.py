@@ -297,3 +297,11 @@ def test_bad_arguments_fail_before_any_extraction(given_features, kwargs, messag
     with pytest.raises(ValueError, match=message):
         ob.train_baseline(splits["train"], splits["validation"], splits["test"], TOY_LABELS, **kwargs)
     assert given_features == []
+
+
+def test_a_fit_that_does_not_converge_is_recorded_not_hidden():
+    splits = feature_splits()
+    x, y = np.asarray(splits["train"]["x"][:]), np.asarray(splits["train"]["label"])
+    assert ob._fit(ob.make_pipeline("svm", 1.0, 0), x, y) is True
+    starved = ob.make_pipeline("svm", 10.0, 0).set_params(classify__max_iter=1)
+    assert ob._fit(starved, x, y) is False
