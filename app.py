@@ -22,7 +22,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from modeling.inference.classify import EmotionClassifier, PredictOptions, predict_files  # noqa: E402
+from inference.classify import EmotionClassifier, PredictOptions, predict_files  # noqa: E402
 
 TIMELINE_COLUMNS = ["start", "end", "emotion", "score"]
 ACCEPTED = "a recording: WAV, FLAC, MP3, OGG/Opus, M4A/AAC, WebM or any format FFmpeg decodes"
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.model:
         parser.error("give a model directory or Hub id (argument or MODEL environment variable)")
-    from modeling.predict import check_model
+    from inference.predict import check_model
 
     if problem := port_problem(args.host, args.port) or check_model(args.model):
         print(problem, file=sys.stderr)

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 import app
-from modeling.inference.classify import EmotionClassifier, PredictOptions
+from inference.classify import EmotionClassifier, PredictOptions
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Prediction on files, folders and long recordings (modeling.predict / modeling.inference)."""
+"""Prediction on files, folders and long recordings (inference.predict and the inference package)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import soundfile as sf
 import soxr
 from conftest import TINY_CNN_LABELS as LABELS
 
+from inference.audio_io import AudioReadError, AudioSource, read_audio
+from inference.classify import EmotionClassifier, PredictOptions, plan_segments, predict_files
+from inference.predict import collect_inputs, main
+from inference.segmentation import VadConfig, fixed_windows
 from modeling import save_for_hub
-from modeling.inference.audio_io import AudioReadError, AudioSource, read_audio
-from modeling.inference.classify import EmotionClassifier, PredictOptions, plan_segments, predict_files
-from modeling.inference.segmentation import VadConfig, fixed_windows
-from modeling.predict import collect_inputs, main
 
 BURSTS = [(5.0, 8.0), (20.0, 21.5), (40.0, 52.0), (90.0, 93.0), (140.0, 146.0)]  # seconds, in a 150 s file
 
@@ -303,8 +303,8 @@ def test_non_finite_samples_are_refused_by_every_read(tmp_path):
 @pytest.fixture
 def no_work(monkeypatch):
     """Fails the test if a model is loaded or a file classified or exported: argument errors come first."""
-    import modeling.inference.onnx_export as onnx_export
-    import modeling.predict as predict
+    import inference.onnx_export as onnx_export
+    import inference.predict as predict
 
     def forbidden(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")

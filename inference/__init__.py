@@ -1,5 +1,5 @@
 """Using a trained classifier: audio reading, segmentation of long recordings, batched prediction,
-streaming with the causal S4, and ONNX export. The command line is `python -m modeling.predict`."""
+streaming with the causal S4, and ONNX export. The command line is `python -m inference.predict`."""
 
 from .audio_io import AudioReadError, AudioSource, read_audio
 from .classify import EmotionClassifier, FileResult, PredictOptions, predict_files
