@@ -1,10 +1,15 @@
-"""Using a trained classifier: audio reading, segmentation of long recordings, batched prediction,
-streaming with the causal S4, and ONNX export. The command line is `python -m inference.predict`."""
+"""Using a trained classifier: the command line ``python -m inference.predict`` and the web demo share it.
+
+``inputs`` (which files), ``audio_io`` (reading them), ``segmentation`` (cutting long recordings),
+``classify`` (batched prediction, top-k), ``outputs`` (records, timeline, table, CSV/JSON),
+``streaming`` (the causal S4, live), ``onnx_export``; ``predict`` is the command line's wiring.
+"""
 
 from .audio_io import AudioReadError, AudioSource, read_audio
-from .classify import EmotionClassifier, FileResult, PredictOptions, predict_files
+from .classify import EmotionClassifier, FileResult, PredictOptions, predict_files, top_labels
+from .inputs import collect_inputs
 from .segmentation import Segment, VadConfig, fixed_windows, segments_from_energy
-from .streaming import StreamingClassifier
+from .streaming import StreamingClassifier, stream_files
 
 __all__ = [
     "AudioReadError",
@@ -15,8 +20,11 @@ __all__ = [
     "Segment",
     "StreamingClassifier",
     "VadConfig",
+    "collect_inputs",
     "fixed_windows",
     "predict_files",
     "read_audio",
     "segments_from_energy",
+    "stream_files",
+    "top_labels",
 ]

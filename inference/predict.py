@@ -16,204 +16,24 @@ Exit status: 0 when every input was classified, 1 when any failed (each failure 
 reason; the other files are still processed), 2 for bad arguments: a missing model, an output file in a
 folder that does not exist or of a format not written, a non-positive size or length. These are one line
 (``error: <what>: <why>; <what to do>``), given before any file is read.
+
+This module is the command line only (argument checks and wiring): ``inputs`` walks the paths,
+``classify`` predicts, ``outputs`` prints and writes the results, ``streaming`` runs ``--stream``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import glob
-import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from inference.audio_io import AUDIO_EXTENSIONS
-from inference.classify import (
-    SEGMENT_MODES,
-    EmotionClassifier,
-    FileResult,
-    PredictOptions,
-    predict_files,
-)
+from inference.classify import SEGMENT_MODES, EmotionClassifier, FileResult, PredictOptions, predict_files
+from inference.inputs import collect_inputs
+from inference.outputs import format_table, format_timeline, write_results, write_timeline
 from inference.segmentation import VadConfig
 
-__all__ = [
-    "EmotionClassifier",
-    "check_model",
-    "FileResult",
-    "PredictOptions",
-    "collect_inputs",
-    "main",
-    "predict_files",
-    "results_to_records",
-    "timeline_records",
-]
-
-# Files a folder walk passes over without comment: OS and editor metadata, never anyone's audio.
-_METADATA_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
-
-
-def _is_metadata(name: str) -> bool:
-    return name.lower() in _METADATA_NAMES or name.startswith("._")
-
-
-def collect_inputs(paths: Iterable[str]) -> list[tuple[str, str | None]]:
-    """Expand files, folders (recursive) and globs into ``(path, skip_reason)`` in a stable order.
-
-    A folder's files without an audio extension come back with a skip reason, so they are reported
-    rather than silently ignored; OS metadata files (``.DS_Store``, ``._*``) are dropped. A path that
-    does not exist and matches no glob comes back as itself, to be reported as failed.
-    """
-    entries: list[tuple[str, str | None]] = []
-    seen: set[str] = set()
-
-    def add(path: str, reason: str | None) -> None:
-        key = os.path.abspath(path)
-        if key not in seen:
-            seen.add(key)
-            entries.append((path, reason))
-
-    def walk(folder: str) -> None:
-        for root, dirs, files in os.walk(folder):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in sorted(files):
-                if _is_metadata(name):
-                    continue
-                path = os.path.join(root, name)
-                if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
-                    add(path, None)
-                else:
-                    add(path, f"not an audio file (extension {os.path.splitext(name)[1] or 'none'!r})")
-
-    for raw in paths:
-        if os.path.isdir(raw):
-            walk(raw)
-        elif os.path.exists(raw):
-            add(raw, None)
-        elif glob.has_magic(raw):
-            matches = sorted(glob.glob(raw, recursive=True))
-            if not matches:
-                add(raw, None)  # fails later with "no such file"
-            for match in matches:
-                walk(match) if os.path.isdir(match) else add(match, None)
-        else:
-            add(raw, None)
-    return entries
-
-
-# -- output ---------------------------------------------------------------------------------------
-
-
-def results_to_records(results: Sequence[FileResult], labels: list[str], top_k: int) -> list[dict]:
-    """One flat dict per file: status, top-k, and the probability of every emotion."""
-    records = []
-    for result in results:
-        record: dict = {
-            "file": result.path,
-            "status": result.status,
-            "error": result.error,
-            "duration": round(result.duration, 3),
-            "segmentation": result.segmentation,
-            "segments": len(result.segments),
-        }
-        ranked = result.top_k(labels, top_k)
-        for rank in range(top_k):
-            label, score = ranked[rank] if rank < len(ranked) else ("", None)
-            record[f"emotion_{rank + 1}"] = label
-            record[f"score_{rank + 1}"] = None if score is None else round(score, 6)
-        for i, label in enumerate(labels):
-            record[f"prob_{label}"] = (
-                None if result.probabilities is None else round(float(result.probabilities[i]), 6)
-            )
-        records.append(record)
-    return records
-
-
-def timeline_records(results: Sequence[FileResult], labels: list[str]) -> list[dict]:
-    """One dict per classified segment: file, start, end, emotion, score and every probability."""
-    rows = []
-    for result in results:
-        for segment in result.segments:
-            emotion, score = segment.emotion(labels)
-            row = {
-                "file": result.path,
-                "start": round(segment.start, 3),
-                "end": round(segment.end, 3),
-                "emotion": emotion,
-                "score": round(score, 6),
-            }
-            row.update(
-                {
-                    f"prob_{label}": round(float(p), 6)
-                    for label, p in zip(labels, segment.probabilities, strict=True)
-                }
-            )
-            rows.append(row)
-    return rows
-
-
-def _write_csv(path: str, rows: list[dict]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        if not rows:
-            return
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def write_results(path: str, results: Sequence[FileResult], labels: list[str], top_k: int) -> None:
-    """``.json``: a list of files, each with its top-k, probabilities and timeline; otherwise CSV rows."""
-    if path.lower().endswith(".json"):
-        payload = []
-        for record, result in zip(results_to_records(results, labels, top_k), results, strict=True):
-            payload.append(
-                {
-                    "file": result.path,
-                    "status": result.status,
-                    "error": result.error,
-                    "duration": record["duration"],
-                    "segmentation": result.segmentation,
-                    "top_k": [{"emotion": e, "score": round(s, 6)} for e, s in result.top_k(labels, top_k)],
-                    "probabilities": None
-                    if result.probabilities is None
-                    else {
-                        label: round(float(p), 6)
-                        for label, p in zip(labels, result.probabilities, strict=True)
-                    },
-                    "timeline": [
-                        {k: row[k] for k in ("start", "end", "emotion", "score")}
-                        for row in timeline_records([result], labels)
-                    ],
-                    "silent_segments": result.silent_segments,
-                }
-            )
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2)
-    else:
-        _write_csv(path, results_to_records(results, labels, top_k))
-
-
-def format_table(results: Sequence[FileResult], labels: list[str], top_k: int) -> str:
-    lines = []
-    width = min(60, max([len(r.path) for r in results] + [4]))
-    for result in results:
-        name = result.path if len(result.path) <= width else "..." + result.path[-(width - 3) :]
-        if result.status != "ok":
-            lines.append(f"{name:<{width}}  {result.status.upper()}: {result.error}")
-            continue
-        ranked = "  ".join(f"{label} {score:.3f}" for label, score in result.top_k(labels, top_k))
-        silent = f", {result.silent_segments} silent left out" if result.silent_segments else ""
-        extra = f"  [{result.duration:.1f} s, {len(result.segments)} segments, {result.segmentation}{silent}]"
-        lines.append(f"{name:<{width}}  {ranked}{extra if result.segmentation != 'whole' else ''}")
-    return "\n".join(lines)
-
-
-def format_timeline(result: FileResult, labels: list[str]) -> str:
-    rows = [f"{result.path}: timeline"]
-    for row in timeline_records([result], labels):
-        rows.append(f"  {row['start']:9.2f} - {row['end']:9.2f} s  {row['emotion']:<10} {row['score']:.3f}")
-    return "\n".join(rows)
+__all__ = ["check_model", "check_output_file", "main", "run_predict"]
 
 
 # -- argument checks, before any work -----------------------------------------------------------------
@@ -352,53 +172,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_stream(classifier: EmotionClassifier, entries, args, options: PredictOptions) -> int:
-    from inference.audio_io import AudioReadError, AudioSource
-    from inference.classify import screen_file
-    from inference.streaming import StreamingClassifier
-
-    try:
-        streamer = StreamingClassifier(classifier.model, classifier.feature_extractor)
-    except (TypeError, ValueError) as error:
-        print(f"error: --stream {args.model}: {error}", file=sys.stderr)
-        return 2
-    classified = failures = skipped = 0
-    for path, skip in entries:
-        if skip:
-            skipped += 1
-            print(f"{path}: SKIPPED: {skip}")
-            continue
-        streamer.reset()
-        chunk = max(1, round(args.chunk_ms / 1000 * streamer.sampling_rate))
-        every = max(1, round(args.print_every * streamer.sampling_rate))
-        try:
-            with AudioSource(path, streamer.sampling_rate) as source:
-                # A first pass refuses what offline prediction refuses (NaN/Inf, silence only, too short)
-                # before any running emotion is printed for the file.
-                screen_file(source, options, classifier.min_samples)
-                fed, next_print = 0, every
-                for block in source.blocks(1.0):
-                    for i in range(0, len(block), chunk):
-                        probabilities = streamer.push(block[i : i + chunk])
-                        fed += len(block[i : i + chunk])
-                        if fed >= next_print and probabilities is not None:
-                            next_print += every
-                            ranked = classifier.top_k(probabilities, args.top_k)
-                            shown = "  ".join(f"{e} {s:.3f}" for e, s in ranked)
-                            print(f"{path}  t={fed / streamer.sampling_rate:7.2f} s  {shown}", flush=True)
-            probabilities = streamer.probabilities()
-            if probabilities is None:
-                raise AudioReadError(f"{path}: too short to produce one frame")
-            shown = "  ".join(f"{e} {s:.3f}" for e, s in classifier.top_k(probabilities, args.top_k))
-            print(f"{path}  final  {shown}")
-            classified += 1
-        except (AudioReadError, OSError, RuntimeError, ValueError) as error:
-            failures += 1
-            print(f"{path}: FAILED: {error}", file=sys.stderr)
-    print(f"{classified} streamed, {failures} failed, {skipped} skipped (not audio)", file=sys.stderr)
-    return 1 if failures else 0
-
-
 def run_predict(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if problem := _argument_problem(args):
@@ -419,7 +192,22 @@ def run_predict(argv: Sequence[str] | None = None) -> int:
         ),
     )
     if args.stream:
-        return _run_stream(classifier, entries, args, options)
+        from inference.streaming import StreamingClassifier, stream_files
+
+        try:
+            streamer = StreamingClassifier(classifier.model, classifier.feature_extractor)
+        except (TypeError, ValueError) as error:
+            print(f"error: --stream {args.model}: {error}", file=sys.stderr)
+            return 2
+        return stream_files(
+            streamer,
+            entries,
+            options,
+            classifier.min_samples,
+            chunk_ms=args.chunk_ms,
+            print_every=args.print_every,
+            top_k=args.top_k,
+        )
     from tqdm.auto import tqdm
 
     results: list[FileResult] = []
@@ -436,7 +224,7 @@ def run_predict(argv: Sequence[str] | None = None) -> int:
     if args.output:
         write_results(args.output, results, classifier.labels, args.top_k)
     if args.timeline:
-        _write_csv(args.timeline, timeline_records(results, classifier.labels))
+        write_timeline(args.timeline, results, classifier.labels)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "skipped")}
     print(
         f"{counts['ok']} classified, {counts['failed']} failed, {counts['skipped']} skipped (not audio)",

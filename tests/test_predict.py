@@ -14,8 +14,17 @@ import soxr
 from conftest import TINY_CNN_LABELS as LABELS
 
 from inference.audio_io import AudioReadError, AudioSource, read_audio
-from inference.classify import EmotionClassifier, PredictOptions, plan_segments, predict_files
-from inference.predict import collect_inputs, main
+from inference.classify import (
+    EmotionClassifier,
+    FileResult,
+    PredictOptions,
+    SegmentPrediction,
+    plan_segments,
+    predict_files,
+    top_labels,
+)
+from inference.inputs import collect_inputs
+from inference.predict import main
 from inference.segmentation import VadConfig, fixed_windows
 from modeling import save_for_hub
 
@@ -195,6 +204,22 @@ def test_batch_size_does_not_change_results(tmp_path, classifier):
     assert [r.path for r in one] == paths == [r.path for r in many]
     for a, b in zip(one, many, strict=True):
         np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
+
+
+def test_one_ranking_for_top_k_and_best_emotion(classifier):
+    """Ties rank by class id everywhere (the first, as argmax): the table, CSV, JSON and timeline agree."""
+    labels = [f"e{i}" for i in range(40)]
+    probabilities = np.full(40, 0.02)
+    probabilities[[7, 30]] = 0.1
+    expected = [("e7", 0.1), ("e30", 0.1), ("e0", 0.02), ("e1", 0.02)]
+    assert top_labels(probabilities, labels, 4) == expected
+    assert top_labels(probabilities, labels, 0) == expected[:1]  # at least one
+    assert len(top_labels(probabilities, labels, 99)) == 40
+    assert FileResult("x.wav", probabilities=probabilities).top_k(labels, 4) == expected
+    assert FileResult("x.wav", status="failed").top_k(labels, 4) == []
+    assert SegmentPrediction(0.0, 1.0, probabilities).emotion(labels) == expected[0]
+    four = np.array([0.1, 0.4, 0.1, 0.4])
+    assert classifier.top_k(four, 3) == [(classifier.labels[i], four[i]) for i in (1, 3, 0)]
 
 
 def test_collect_inputs_walks_folders_and_globs(tmp_path):
