@@ -384,3 +384,11 @@ def test_bad_arguments_are_one_line_before_any_work(tmp_path, cnn_dir, no_work, 
     for name in names:
         assert name.format(**fill) in lines[0]
     assert not (tmp_path / "out.xlsx").exists() and not (tmp_path / "m.onnx").exists()
+
+
+def test_old_command_name_runs_the_same_main():
+    """`python -m modeling.predict` (the README's old command) is an alias, not a second copy."""
+    import inference.predict
+    import modeling.predict
+
+    assert modeling.predict.main is inference.predict.main
