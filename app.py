@@ -22,16 +22,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from modeling.inference.classify import EmotionClassifier, PredictOptions, predict_files  # noqa: E402
+from inference.classify import EmotionClassifier, PredictOptions, predict_files  # noqa: E402
+from inference.outputs import TIMELINE_COLUMNS, timeline_records  # noqa: E402
 
-TIMELINE_COLUMNS = ["start", "end", "emotion", "score"]
 ACCEPTED = "a recording: WAV, FLAC, MP3, OGG/Opus, M4A/AAC, WebM or any format FFmpeg decodes"
 
 
 def analyze(classifier: EmotionClassifier, audio_path: str | None, options: PredictOptions):
     """(label scores, status text, timeline table, probability-over-time frame) for one audio file."""
     empty_plot = pd.DataFrame({"time": [], "probability": [], "emotion": []})
-    empty_table = pd.DataFrame(columns=TIMELINE_COLUMNS)
+    empty_table = pd.DataFrame(columns=list(TIMELINE_COLUMNS))
     if not audio_path:
         return {}, f"Upload or record some audio first ({ACCEPTED}).", empty_table, empty_plot
     name = os.path.basename(audio_path)
@@ -49,22 +49,15 @@ def analyze(classifier: EmotionClassifier, audio_path: str | None, options: Pred
             message += f"\n\nUpload {ACCEPTED}."
         return {}, message, empty_table, empty_plot
     labels = classifier.labels
-    scores = {label: float(p) for label, p in zip(labels, result.probabilities, strict=True)}
-    rows, points = [], []
-    for segment in result.segments:
-        emotion, score = segment.emotion(labels)
-        rows.append(
-            {
-                "start": round(segment.start, 2),
-                "end": round(segment.end, 2),
-                "emotion": emotion,
-                "score": round(score, 3),
-            }
-        )
-        middle = (segment.start + segment.end) / 2
+    scores = dict(result.top_k(labels, len(labels)))
+    # The command line's timeline rows (--timeline, --print_timeline), shown with fewer decimals.
+    rows = timeline_records([result], labels)
+    table = pd.DataFrame(rows, columns=list(TIMELINE_COLUMNS)).round({"start": 2, "end": 2, "score": 3})
+    points = []
+    for row in rows:
+        middle = round((row["start"] + row["end"]) / 2, 2)
         points.extend(
-            {"time": round(middle, 2), "probability": float(p), "emotion": label}
-            for label, p in zip(labels, segment.probabilities, strict=True)
+            {"time": middle, "probability": row[f"prob_{label}"], "emotion": label} for label in labels
         )
     how = {
         "whole": "the whole clip",
@@ -75,7 +68,7 @@ def analyze(classifier: EmotionClassifier, audio_path: str | None, options: Pred
     status = f"{result.duration:.1f} s of audio, {len(result.segments)} segment(s) from {how}."
     if result.silent_segments:
         status += f" {result.silent_segments} silent segment(s) left out."
-    return scores, status, pd.DataFrame(rows, columns=TIMELINE_COLUMNS), pd.DataFrame(points)
+    return scores, status, table, pd.DataFrame(points)
 
 
 def build_app(
@@ -128,7 +121,7 @@ def build_app(
             elem_id="timeline-plot",
         )
         timeline = gr.Dataframe(
-            headers=TIMELINE_COLUMNS, label="Timeline", elem_id="timeline-table", interactive=False
+            headers=list(TIMELINE_COLUMNS), label="Timeline", elem_id="timeline-table", interactive=False
         )
         outputs = [emotions, status, timeline, timeline_plot]
         button.click(run, inputs=audio, outputs=outputs)
@@ -180,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.model:
         parser.error("give a model directory or Hub id (argument or MODEL environment variable)")
-    from modeling.predict import check_model
+    from inference.predict import check_model
 
     if problem := port_problem(args.host, args.port) or check_model(args.model):
         print(problem, file=sys.stderr)

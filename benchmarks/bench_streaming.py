@@ -21,8 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from inference.streaming import StreamingClassifier  # noqa: E402
 from modeling import S4Config, S4ForAudioClassification  # noqa: E402
-from modeling.inference.streaming import StreamingClassifier  # noqa: E402
 
 
 def main() -> None:

@@ -27,8 +27,8 @@ def free_port() -> int:
 def classifier(make_tiny_cnn):
     import torch
 
+    from inference.classify import EmotionClassifier
     from modeling.auto import feature_extractor_for
-    from modeling.inference.classify import EmotionClassifier
 
     torch.manual_seed(0)
     model = make_tiny_cnn()

@@ -9,7 +9,8 @@ import pytest
 import soundfile as sf
 
 import app
-from modeling.inference.classify import EmotionClassifier, PredictOptions
+from inference.classify import EmotionClassifier, PredictOptions, predict_files
+from inference.outputs import timeline_records
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +106,34 @@ def test_the_page_says_what_to_upload_before_any_result(classifier):
     demo = app.build_app(classifier)
     markdown = [c for c in demo.config["components"] if c["props"].get("elem_id") == "status-output"]
     assert len(markdown) == 1 and "WAV, FLAC, MP3" in markdown[0]["props"]["value"]
+
+
+def test_the_page_shows_the_timeline_the_command_line_writes(tmp_path, classifier):
+    """Table, plot and scores on the page are the rows of `--timeline` and the file's top-k, rounded."""
+    rate, rng = 16000, np.random.default_rng(3)
+    audio = np.zeros(6 * rate, dtype=np.float32)
+    for start in (0.5, 4.0):
+        t = np.arange(rate) / rate
+        burst = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.02 * rng.standard_normal(t.size)
+        audio[round(start * rate) : round(start * rate) + rate] = burst
+    path = tmp_path / "two-bursts.wav"
+    sf.write(path, audio, rate)
+    options = PredictOptions()
+    options.vad.max_segment = 2.0
+    scores, status, table, plot = app.analyze(classifier, str(path), options)
+    result = next(predict_files(classifier, [(str(path), None)], options))
+    labels = classifier.labels
+    rows = timeline_records([result], labels)
+    assert len(rows) == 2 and "2 segment(s) from speech segments" in status
+    assert table.to_dict("records") == [
+        {
+            "start": round(r["start"], 2),
+            "end": round(r["end"], 2),
+            "emotion": r["emotion"],
+            "score": round(r["score"], 3),
+        }
+        for r in rows
+    ]
+    assert plot["probability"].tolist() == [r[f"prob_{label}"] for r in rows for label in labels]
+    assert plot["emotion"].tolist() == labels * 2
+    assert scores == dict(result.top_k(labels, len(labels)))

@@ -1,4 +1,4 @@
-"""ONNX export (modeling.inference.onnx_export): onnxruntime agrees with PyTorch at two input lengths."""
+"""ONNX export (inference.onnx_export): onnxruntime agrees with PyTorch at two input lengths."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from inference.predict import main
 from modeling import CNNConfig, CNNForAudioClassification, S4Config, S4ForAudioClassification, save_for_hub
 from modeling.auto import feature_extractor_for
-from modeling.predict import main
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="the [deploy] extra (onnx, onnxruntime, onnxscript)")
 pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript")
@@ -68,7 +68,7 @@ def test_cnn_export_through_the_cli(tmp_path, capsys):
     ids=["s4d-bidirectional", "s4-dplr-causal"],
 )
 def test_s4_export_matches_pytorch(tmp_path, overrides):
-    from modeling.inference.onnx_export import export_onnx
+    from inference.onnx_export import export_onnx
 
     torch.manual_seed(0)
     model = S4ForAudioClassification(

@@ -1,4 +1,4 @@
-"""Prediction on files, folders and long recordings (modeling.predict / modeling.inference)."""
+"""Prediction on files, folders and long recordings (inference.predict and the inference package)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,20 @@ import soundfile as sf
 import soxr
 from conftest import TINY_CNN_LABELS as LABELS
 
+from inference.audio_io import AudioReadError, AudioSource, read_audio
+from inference.classify import (
+    EmotionClassifier,
+    FileResult,
+    PredictOptions,
+    SegmentPrediction,
+    plan_segments,
+    predict_files,
+    top_labels,
+)
+from inference.inputs import collect_inputs
+from inference.predict import main
+from inference.segmentation import VadConfig, fixed_windows
 from modeling import save_for_hub
-from modeling.inference.audio_io import AudioReadError, AudioSource, read_audio
-from modeling.inference.classify import EmotionClassifier, PredictOptions, plan_segments, predict_files
-from modeling.inference.segmentation import VadConfig, fixed_windows
-from modeling.predict import collect_inputs, main
 
 BURSTS = [(5.0, 8.0), (20.0, 21.5), (40.0, 52.0), (90.0, 93.0), (140.0, 146.0)]  # seconds, in a 150 s file
 
@@ -197,6 +206,22 @@ def test_batch_size_does_not_change_results(tmp_path, classifier):
         np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
 
 
+def test_one_ranking_for_top_k_and_best_emotion(classifier):
+    """Ties rank by class id everywhere (the first, as argmax): the table, CSV, JSON and timeline agree."""
+    labels = [f"e{i}" for i in range(40)]
+    probabilities = np.full(40, 0.02)
+    probabilities[[7, 30]] = 0.1
+    expected = [("e7", 0.1), ("e30", 0.1), ("e0", 0.02), ("e1", 0.02)]
+    assert top_labels(probabilities, labels, 4) == expected
+    assert top_labels(probabilities, labels, 0) == expected[:1]  # at least one
+    assert len(top_labels(probabilities, labels, 99)) == 40
+    assert FileResult("x.wav", probabilities=probabilities).top_k(labels, 4) == expected
+    assert FileResult("x.wav", status="failed").top_k(labels, 4) == []
+    assert SegmentPrediction(0.0, 1.0, probabilities).emotion(labels) == expected[0]
+    four = np.array([0.1, 0.4, 0.1, 0.4])
+    assert classifier.top_k(four, 3) == [(classifier.labels[i], four[i]) for i in (1, 3, 0)]
+
+
 def test_collect_inputs_walks_folders_and_globs(tmp_path):
     (tmp_path / "sub").mkdir()
     a = write_clip(tmp_path / "a.wav")
@@ -303,8 +328,8 @@ def test_non_finite_samples_are_refused_by_every_read(tmp_path):
 @pytest.fixture
 def no_work(monkeypatch):
     """Fails the test if a model is loaded or a file classified or exported: argument errors come first."""
-    import modeling.inference.onnx_export as onnx_export
-    import modeling.predict as predict
+    import inference.onnx_export as onnx_export
+    import inference.predict as predict
 
     def forbidden(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")
@@ -359,3 +384,11 @@ def test_bad_arguments_are_one_line_before_any_work(tmp_path, cnn_dir, no_work, 
     for name in names:
         assert name.format(**fill) in lines[0]
     assert not (tmp_path / "out.xlsx").exists() and not (tmp_path / "m.onnx").exists()
+
+
+def test_old_command_name_runs_the_same_main():
+    """`python -m modeling.predict` (the README's old command) is an alias, not a second copy."""
+    import inference.predict
+    import modeling.predict
+
+    assert modeling.predict.main is inference.predict.main

@@ -1,4 +1,4 @@
-"""Streaming the causal S4 model in its recurrent form (modeling.inference.streaming)."""
+"""Streaming the causal S4 model in its recurrent form (inference.streaming)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import pytest
 import soundfile as sf
 import torch
 
+from inference.predict import main
+from inference.streaming import StreamingClassifier
 from modeling import CNNConfig, CNNForAudioClassification, S4Config, S4ForAudioClassification, save_for_hub
 from modeling.auto import feature_extractor_for
-from modeling.inference.streaming import StreamingClassifier
-from modeling.predict import main
 
 LABELS = ["neutral", "angry", "happy", "sad"]
 

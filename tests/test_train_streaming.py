@@ -31,7 +31,7 @@ def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
 def test_streaming_s4_trains_and_streams_the_offline_logits(tmp_path):
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-    from modeling.inference.streaming import StreamingClassifier
+    from inference.streaming import StreamingClassifier
 
     data_root = tmp_path / "data"
     build_download("emodb", data_root, per_emotion=6, seconds=0.6, quirks=False)

@@ -23,6 +23,16 @@ from .segmentation import FrameEnergy, Segment, VadConfig, fixed_windows, is_sil
 SEGMENT_MODES = ("auto", "vad", "fixed", "none")
 
 
+def top_labels(probabilities: np.ndarray, labels: list[str], k: int) -> list[tuple[str, float]]:
+    """The ``k`` (at least 1) most probable ``(label, probability)``, best first.
+
+    The one ranking behind every top-k and best-emotion in prediction, the streaming loop and the demo.
+    A stable sort, so ties go to the lower class id, as ``argmax`` would.
+    """
+    order = np.argsort(-np.asarray(probabilities), kind="stable")[: max(1, k)]
+    return [(labels[i], float(probabilities[i])) for i in order]
+
+
 def load_model(name_or_path: str, device: str | torch.device = "cpu", trust_remote_code: bool = False):
     """(model, feature_extractor) from a local directory or a Hub id, in eval mode on ``device``."""
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
@@ -77,8 +87,7 @@ class EmotionClassifier:
         return torch.softmax(logits, dim=-1).numpy()
 
     def top_k(self, probabilities: np.ndarray, k: int) -> list[tuple[str, float]]:
-        order = np.argsort(-probabilities)[: max(1, k)]
-        return [(self.labels[i], float(probabilities[i])) for i in order]
+        return top_labels(probabilities, self.labels, k)
 
 
 @dataclass
@@ -88,8 +97,7 @@ class SegmentPrediction:
     probabilities: np.ndarray
 
     def emotion(self, labels: list[str]) -> tuple[str, float]:
-        best = int(np.argmax(self.probabilities))
-        return labels[best], float(self.probabilities[best])
+        return top_labels(self.probabilities, labels, 1)[0]
 
 
 @dataclass
@@ -120,10 +128,7 @@ class FileResult:
         self.probabilities = (weights[:, None] * stacked).sum(0) / weights.sum()
 
     def top_k(self, labels: list[str], k: int) -> list[tuple[str, float]]:
-        if self.probabilities is None:
-            return []
-        order = np.argsort(-self.probabilities)[: max(1, k)]
-        return [(labels[i], float(self.probabilities[i])) for i in order]
+        return [] if self.probabilities is None else top_labels(self.probabilities, labels, k)
 
 
 @dataclass

@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no_verify", action="store_true", help="skip the onnxruntime comparison")
     parser.add_argument("--trust_remote_code", action="store_true")
     args = parser.parse_args(argv)
-    from modeling.inference.classify import load_model
+    from inference.classify import load_model
 
     model, feature_extractor = load_model(args.model, "cpu", args.trust_remote_code)
     export_onnx(model, feature_extractor, args.output, opset=args.opset)

@@ -12,14 +12,22 @@ whole clip) cannot be applied to a stream whose end is unknown, so streamed audi
 for streaming should be saved with ``do_normalize=False``; otherwise a warning says that streamed and
 offline predictions differ (slightly, for the mel front-end, whose causal normalisation removes most of a
 gain change).
+
+:func:`stream_files` is the loop behind ``python -m inference.predict MODEL FILE... --stream``.
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 import torch
+
+from .audio_io import AudioReadError, AudioSource
+from .classify import PredictOptions, screen_file, top_labels
+from .outputs import format_ranked
 
 
 class StreamingClassifier:
@@ -78,7 +86,54 @@ class StreamingClassifier:
 
     def top(self) -> tuple[str, float] | None:
         probabilities = self.probabilities()
-        if probabilities is None:
-            return None
-        best = int(np.argmax(probabilities))
-        return self.labels[best], float(probabilities[best])
+        return None if probabilities is None else top_labels(probabilities, self.labels, 1)[0]
+
+
+def stream_files(
+    streamer: StreamingClassifier,
+    entries: Iterable[tuple[str, str | None]],
+    options: PredictOptions,
+    min_samples: int,
+    *,
+    chunk_ms: float = 20.0,
+    print_every: float = 0.5,
+    top_k: int = 3,
+) -> int:
+    """Feed each ``(path, skip_reason)`` to ``streamer`` in ``chunk_ms`` chunks, printing the running top-k
+    every ``print_every`` seconds of audio and a final line; returns 1 if any file failed, else 0.
+
+    Failures and the closing count go to stderr, one line each; the other files still stream.
+    """
+    classified = failures = skipped = 0
+    for path, skip in entries:
+        if skip:
+            skipped += 1
+            print(f"{path}: SKIPPED: {skip}")
+            continue
+        streamer.reset()
+        chunk = max(1, round(chunk_ms / 1000 * streamer.sampling_rate))
+        every = max(1, round(print_every * streamer.sampling_rate))
+        try:
+            with AudioSource(path, streamer.sampling_rate) as source:
+                # A first pass refuses what offline prediction refuses (NaN/Inf, silence only, too short)
+                # before any running emotion is printed for the file.
+                screen_file(source, options, min_samples)
+                fed, next_print = 0, every
+                for block in source.blocks(1.0):
+                    for i in range(0, len(block), chunk):
+                        probabilities = streamer.push(block[i : i + chunk])
+                        fed += len(block[i : i + chunk])
+                        if fed >= next_print and probabilities is not None:
+                            next_print += every
+                            shown = format_ranked(top_labels(probabilities, streamer.labels, top_k))
+                            print(f"{path}  t={fed / streamer.sampling_rate:7.2f} s  {shown}", flush=True)
+            probabilities = streamer.probabilities()
+            if probabilities is None:
+                raise AudioReadError(f"{path}: too short to produce one frame")
+            print(f"{path}  final  {format_ranked(top_labels(probabilities, streamer.labels, top_k))}")
+            classified += 1
+        except (AudioReadError, OSError, RuntimeError, ValueError) as error:
+            failures += 1
+            print(f"{path}: FAILED: {error}", file=sys.stderr)
+    print(f"{classified} streamed, {failures} failed, {skipped} skipped (not audio)", file=sys.stderr)
+    return 1 if failures else 0
