@@ -141,14 +141,15 @@ def _prepare_corpora(args: argparse.Namespace) -> int:
         prepare_builder(builder, num_proc=args.num_proc)
         seconds = time.perf_counter() - start
         split = builder.info.splits["train"]
-        missing = builder.missing_files() if split.num_examples < len(builder.scan.files) else []
         print(
             f"{name}: {split.num_examples} files at {args.sampling_rate} Hz in {seconds:.1f} s "
             f"({split.num_bytes / 1e6:.0f} MB) -> {builder.cache_dir}"
         )
         if builder.cache_rebuilt:
             print(f"  damaged cache rebuilt: {builder.cache_rebuilt}")
-        print("\n".join(skip_report(builder.scan, missing)))
+        if builder.scan is not None:  # a generated corpus has no files to skip
+            missing = builder.missing_files() if split.num_examples < len(builder.scan.files) else []
+            print("\n".join(skip_report(builder.scan, missing)))
     return 0
 
 
