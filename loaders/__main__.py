@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -13,11 +12,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .discovery import find_corpus_dir
-from .registry import CORPUS_NAMES, get_builder_class, validate_corpus_names
+from . import download, hub
+from .registry import CORPUS_NAMES, corpora_present, find_corpus_dir, get_builder_class, validate_corpus_names
+from .schema import SAMPLING_RATE
 
-# Subcommands other modules add through `register_cli(subparsers)`, when they are present.
-PLUGIN_MODULES = ("download", "hub")
+# Modules that add their subcommand through `register_cli(subparsers)`.
+PLUGIN_MODULES = (download, hub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,15 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_stats(subparsers)
     _add_prepare(subparsers)
-    for module_name in PLUGIN_MODULES:
-        try:
-            module = importlib.import_module(f".{module_name}", __package__)
-        except ModuleNotFoundError as err:
-            if err.name != f"{__package__}.{module_name}":
-                raise
-            continue
-        if hasattr(module, "register_cli"):
-            module.register_cli(subparsers)
+    for module in PLUGIN_MODULES:
+        module.register_cli(subparsers)
     return parser
 
 
@@ -56,7 +49,9 @@ def _add_prepare(subparsers) -> None:
         "--num_proc", type=_positive_int, default=None, help="worker processes (default: all cores)"
     )
     parser.add_argument("--cache_dir", type=Path, default=None, help="default: the datasets cache")
-    parser.add_argument("--sampling_rate", type=_positive_int, default=16000, help="Hz (default: 16000)")
+    parser.add_argument(
+        "--sampling_rate", type=_positive_int, default=SAMPLING_RATE, help=f"Hz (default: {SAMPLING_RATE})"
+    )
     parser.add_argument("--lenient", action="store_true", help="skip (and list) unknown codes, broken audio")
     parser.set_defaults(func=_prepare)
 
@@ -117,7 +112,7 @@ def _prepare_corpora(args: argparse.Namespace) -> int:
     from .loading import check_before_preparing, prepare_builder, skip_report
     from .registry import make_builder
 
-    names = validate_corpus_names(args.corpora) if args.corpora else _present_corpora(args.data_root)
+    names = validate_corpus_names(args.corpora) if args.corpora else corpora_present(args.data_root)
     if not names:
         print(
             f"no corpus found under {args.data_root}; download with "
@@ -129,7 +124,8 @@ def _prepare_corpora(args: argparse.Namespace) -> int:
     # loop or a broken file of the last corpus fails at once, not after the first ones took an hour.
     builders = []
     for name in names:
-        corpus_dir = find_corpus_dir(args.data_root, name, get_builder_class(name).KAGGLE_SLUG)
+        needs_folder = get_builder_class(name).NEEDS_DATA_DIR
+        corpus_dir = find_corpus_dir(args.data_root, name) if needs_folder else None
         builder = make_builder(
             name,
             corpus_dir,
@@ -145,26 +141,16 @@ def _prepare_corpora(args: argparse.Namespace) -> int:
         prepare_builder(builder, num_proc=args.num_proc)
         seconds = time.perf_counter() - start
         split = builder.info.splits["train"]
-        missing = builder.missing_files() if split.num_examples < len(builder.scan.files) else []
         print(
             f"{name}: {split.num_examples} files at {args.sampling_rate} Hz in {seconds:.1f} s "
             f"({split.num_bytes / 1e6:.0f} MB) -> {builder.cache_dir}"
         )
         if builder.cache_rebuilt:
             print(f"  damaged cache rebuilt: {builder.cache_rebuilt}")
-        print("\n".join(skip_report(builder.scan, missing)))
+        if builder.scan is not None:  # a generated corpus has no files to skip
+            missing = builder.missing_files() if split.num_examples < len(builder.scan.files) else []
+            print("\n".join(skip_report(builder.scan, missing)))
     return 0
-
-
-def _present_corpora(data_root: Path) -> list[str]:
-    present = []
-    for name in CORPUS_NAMES:
-        try:
-            find_corpus_dir(data_root, name, get_builder_class(name).KAGGLE_SLUG)
-        except FileNotFoundError:
-            continue
-        present.append(name)
-    return present
 
 
 def main(argv: Sequence[str] | None = None) -> int:

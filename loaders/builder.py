@@ -32,7 +32,7 @@ import soxr
 from datasets.fingerprint import Hasher
 
 from .discovery import WRAPPER_FOLDERS, CorpusFile, CorpusNotFoundError, FileInfo, ScanResult, scan_folder
-from .schema import TARGET_SAMPLING_RATE, corpus_features
+from .schema import SAMPLING_RATE, corpus_features
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class EmotionCorpusConfig(datasets.BuilderConfig):
             raising an error.
     """
 
-    sampling_rate: int | None = TARGET_SAMPLING_RATE
+    sampling_rate: int | None = SAMPLING_RATE
     lenient: bool = False
 
     def __post_init__(self):
@@ -164,11 +164,35 @@ class EmotionCorpusBuilder(datasets.GeneratorBasedBuilder):
         raise NotImplementedError
 
     @classmethod
+    def folder_names(cls) -> tuple[str, ...]:
+        """Names the corpus folder goes by under a data root: `<NAME>`, then the original project's
+        `<last part of the Kaggle slug>` (corpora with a download only)."""
+        slug_tail = cls.KAGGLE_SLUG.rsplit("/", 1)[-1]
+        return (cls.NAME, slug_tail) if slug_tail else (cls.NAME,)
+
+    @classmethod
     def scan_corpus(cls, corpus_dir: str | os.PathLike, lenient: bool = False) -> ScanResult:
-        wrappers = WRAPPER_FOLDERS | {cls.NAME, cls.KAGGLE_SLUG.rsplit("/", 1)[-1].lower()}
+        """The files of this corpus in `corpus_dir` (see `loaders.discovery.scan_folder`)."""
+        # A download tool may repeat the corpus folder inside itself (`emodb/emodb/wav/...`).
+        wrappers = WRAPPER_FOLDERS | {folder.lower() for folder in cls.folder_names()}
         return scan_folder(
             cls.NAME, corpus_dir, cls.parse_file, wrappers=frozenset(wrappers), lenient=lenient
         )
+
+    @classmethod
+    def legacy_columns(cls, corpus_file: CorpusFile) -> dict[str, int | str]:
+        """The original project's (EC523-SER `get_dataset_info`) `speaker_n`, `intensity` and `version` of
+        one file, by its per-corpus rules; `loaders.legacy` adds them to its rows.
+
+        Here the rules most corpora shared: `speaker_n` the number in the speaker code, `intensity` as the
+        schema has it or "NA", no `version` ("NA"). A corpus whose original rules differ overrides this."""
+        info = corpus_file.info
+        digits = re.sub(r"\D", "", info.speaker)
+        return {
+            "speaker_n": int(digits) if digits else info.speaker,
+            "intensity": info.intensity or "NA",
+            "version": "NA",
+        }
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(

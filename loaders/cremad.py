@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from .builder import EmotionCorpusBuilder
-from .discovery import FileInfo, UnknownCodeError, file_stem, lookup_code
+from .discovery import CorpusFile, FileInfo, UnknownCodeError, file_stem, lookup_code
 
 ACTORS = range(1001, 1092)
 FEMALE_ACTORS = frozenset(
@@ -80,3 +80,8 @@ class CremaD(EmotionCorpusBuilder):
             text=match["sentence"],
             intensity=intensity,
         )
+
+    @classmethod
+    def legacy_columns(cls, corpus_file: CorpusFile) -> dict[str, int | str]:
+        # The original called the unspecified level ("XX") "unknown", where other corpora have "NA".
+        return {**super().legacy_columns(corpus_file), "intensity": corpus_file.info.intensity or "unknown"}

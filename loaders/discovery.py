@@ -2,8 +2,9 @@
 
 Real downloads carry more than the corpus: OS metadata (`__MACOSX/`, `._x.wav`, `.DS_Store`), readmes and
 licences, empty folders, extra folder levels added by the download tool (`<slug>/`, `versions/1/`) and whole
-duplicate trees (RAVDESS, TESS, SAVEE). `scan_corpus` keeps each recording once, skips the rest with a reason,
-and never decodes audio. The file-name grammar of each corpus lives in its builder's `parse_file`.
+duplicate trees (RAVDESS, TESS, SAVEE). `scan_folder` keeps each recording once, skips the rest with a reason,
+and never decodes audio. It knows no corpus: the file-name grammar comes in as `parse_file` (each corpus's
+lives in its builder), and `loaders.registry` is where a corpus name becomes a folder and a scan.
 """
 
 from __future__ import annotations
@@ -108,35 +109,6 @@ def is_lfs_pointer(path: str | os.PathLike, size: int | None = None) -> bool:
         return f.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX
 
 
-def find_corpus_dir(data_root: str | os.PathLike, name: str, kaggle_slug: str = "") -> Path:
-    """The folder of corpus `name` under `data_root`: `<data_root>/<name>`, or the original project's
-    `<data_root>/<last part of the Kaggle slug>`."""
-    root = Path(data_root)
-    candidates = [root / name]
-    if kaggle_slug:
-        candidates.append(root / kaggle_slug.rsplit("/", 1)[-1])
-    for folder in candidates:
-        if folder.is_dir():
-            return folder
-    raise CorpusNotFoundError(
-        f"corpus {name!r}: no folder {candidates[0]}"
-        + (f" (nor {candidates[1]})" if len(candidates) > 1 else "")
-        + f". Download it with `python -m loaders download {root} --corpora {name}`."
-    )
-
-
-def scan_corpus(name: str, corpus_dir: str | os.PathLike, lenient: bool = False) -> ScanResult:
-    """Find the files of corpus `name` (a key of `loaders.registry.CORPORA`) in `corpus_dir`.
-
-    Raises `CorpusNotFoundError` if the folder is missing, `GitLfsPointerError` on a git-lfs stub (always),
-    `UnknownCodeError` on a name that fits the grammar with an unknown code (with `lenient`: skipped and
-    reported instead).
-    """
-    from .registry import get_builder_class
-
-    return get_builder_class(name).scan_corpus(corpus_dir, lenient=lenient)
-
-
 def scan_folder(
     name: str,
     corpus_dir: str | os.PathLike,
@@ -144,7 +116,12 @@ def scan_folder(
     wrappers: frozenset[str] = WRAPPER_FOLDERS,
     lenient: bool = False,
 ) -> ScanResult:
-    """`scan_corpus` with the grammar passed in: walk, classify, parse, de-duplicate."""
+    """Walk `corpus_dir`, classify every file, parse the corpus files with `parse_file`, de-duplicate.
+
+    Raises `CorpusNotFoundError` if the folder is missing, `GitLfsPointerError` on a git-lfs stub (always),
+    `UnknownCodeError` on a name that fits the grammar with an unknown code (with `lenient`: skipped and
+    reported instead). `name` is the corpus's, for messages and `ScanResult.corpus`.
+    """
     corpus_dir = Path(corpus_dir)
     if not corpus_dir.is_dir():
         raise CorpusNotFoundError(

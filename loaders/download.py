@@ -32,8 +32,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .discovery import CorpusNotFoundError, GitLfsPointerError, find_corpus_dir, scan_corpus
-from .registry import CORPORA
+from .discovery import CorpusNotFoundError, GitLfsPointerError
+from .registry import CORPORA, CORPUS_NAMES, find_corpus_dir, scan_corpus, validate_corpus_names
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def download_corpora(
     report: dict[str, dict] = {}
     for name in names:
         builder = CORPORA[name]
-        if not getattr(builder, "KAGGLE_SLUG", None):
+        if not builder.KAGGLE_SLUG:
             logger.info("%s is generated on the fly: no download needed", name)
             report[name] = {"status": "generated", "path": None, "files": 0}
             continue
@@ -125,10 +125,8 @@ def _choose_corpora(corpora: Sequence[str] | None, source: str) -> list[str]:
     if corpora is None:
         if source == "git":
             return list(GIT_SOURCES)
-        return [name for name, builder in CORPORA.items() if getattr(builder, "KAGGLE_SLUG", None)]
-    unknown = [name for name in corpora if name not in CORPORA]
-    if unknown:
-        raise ValueError(f"unknown corpus name(s) {unknown}; choose from {sorted(CORPORA)}")
+        return list(CORPUS_NAMES)
+    validate_corpus_names(list(corpora))
     if source == "git":
         no_git = [name for name in corpora if name not in GIT_SOURCES]
         if no_git:
@@ -141,7 +139,7 @@ def _choose_corpora(corpora: Sequence[str] | None, source: str) -> list[str]:
 def _existing_folder(root: Path, name: str) -> Path | None:
     """`<root>/<name>`, or the original project's folder named after the Kaggle slug; None if neither."""
     try:
-        return find_corpus_dir(root, name, CORPORA[name].KAGGLE_SLUG)
+        return find_corpus_dir(root, name)
     except CorpusNotFoundError:
         return None
 
@@ -347,7 +345,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("data_root", type=Path, help="folder that gets one subfolder per corpus")
-    parser.add_argument("--corpora", nargs="+", metavar="NAME", help=f"default: all of {sorted(CORPORA)}")
+    parser.add_argument("--corpora", nargs="+", metavar="NAME", help=f"default: all of {list(CORPUS_NAMES)}")
     parser.add_argument(
         "--source", choices=SOURCES, default="kaggle", help="git: CREMA-D from its git-lfs repository"
     )

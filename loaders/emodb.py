@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from .builder import EmotionCorpusBuilder
-from .discovery import FileInfo, UnknownCodeError, file_stem, lookup_code
+from .discovery import CorpusFile, FileInfo, UnknownCodeError, file_stem, lookup_code
 
 SPEAKER_GENDER = {
     "03": "male", "08": "female", "09": "female", "10": "male", "11": "male",
@@ -68,3 +68,8 @@ class EmoDB(EmotionCorpusBuilder):
             utterance=file_stem(relpath),
             text=match["text"],
         )
+
+    @classmethod
+    def legacy_columns(cls, corpus_file: CorpusFile) -> dict[str, int | str]:
+        # `version`: the take letter at the end of the name (`03a01Wa` -> "a").
+        return {**super().legacy_columns(corpus_file), "version": file_stem(corpus_file.file)[6]}

@@ -29,7 +29,7 @@ from pathlib import Path
 import datasets
 from datasets.table import embed_table_storage
 
-from .registry import CORPORA, CORPUS_NAMES, get_builder_class, validate_corpus_names
+from .registry import CORPORA, corpora_present, get_builder_class, validate_corpus_names
 from .schema import TARGET_SAMPLING_RATE
 
 logger = logging.getLogger(__name__)
@@ -123,15 +123,7 @@ def choose_corpora(
         names = validate_corpus_names(list(corpora))
         check_licences(names, allow_restricted=allow_restricted)
         return names
-    from .discovery import CorpusNotFoundError, find_corpus_dir
-
-    found = []
-    for name in CORPUS_NAMES:
-        try:
-            find_corpus_dir(data_root, name, CORPORA[name].KAGGLE_SLUG)
-        except CorpusNotFoundError:
-            continue
-        found.append(name)
+    found = corpora_present(data_root)
     restricted = [n for n in found if not CORPORA[n].REDISTRIBUTABLE]
     if restricted and not allow_restricted:
         logger.warning(

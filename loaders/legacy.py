@@ -32,10 +32,8 @@ What is kept from the original, and what changed on purpose:
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Sequence
-from pathlib import PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -43,9 +41,11 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
+from . import download
 from .builder import BrokenAudioError, check_finite, read_header, resample
-from .discovery import CorpusNotFoundError, find_corpus_dir
-from .registry import CORPUS_NAMES, get_builder_class
+from .discovery import CorpusNotFoundError
+from .loading import skip_report
+from .registry import CORPUS_NAMES, find_corpus_dir, get_builder_class, locate_corpora, scan_corpus
 
 # The original's class ids (its `EMOTIONS` dict); the order differs from `loaders.emotions.EMOTIONS`.
 LEGACY_EMOTIONS: dict[str, int] = {
@@ -75,9 +75,6 @@ SCHEMA_COLUMNS: tuple[str, ...] = ("corpus", "speaker", "gender", "text", "file"
 COLUMNS: tuple[str, ...] = LEGACY_COLUMNS + SCHEMA_COLUMNS
 
 _LANGUAGE_NAMES = {"de": "german", "en": "english", "fa": "persian"}
-_SAVEE_SPEAKER_NUMBERS = {"DC": 1, "JE": 2, "JK": 3, "KL": 4}
-_TESS_SPEAKER_NUMBERS = {"OAF": 1, "YAF": 2}
-_RAVDESS_CHANNELS = {"01": "speech", "02": "song"}
 
 
 def emo2onehot(emotion: str) -> torch.Tensor:
@@ -101,10 +98,8 @@ def download_datasets(pdir: str | os.PathLike, dname: str | Sequence[str] | None
 
     Delegates to `loaders.download.download_corpora`; corpora already complete are skipped, as before.
     """
-    from .download import download_corpora
-
     corpora = None if dname is None else _names(dname)
-    download_corpora(pdir, corpora)
+    download.download_corpora(pdir, corpora)
 
 
 def get_dataset_info(
@@ -139,14 +134,8 @@ def get_dataset_info(
 
 def _present(pdir: str | os.PathLike, names: list[str]) -> list[str]:
     """The corpora of `names` found under `pdir`; a warning names the others, an error if none is found."""
-    present, missing = [], []
-    for name in names:
-        try:
-            find_corpus_dir(pdir, name, get_builder_class(name).KAGGLE_SLUG)
-        except CorpusNotFoundError:
-            missing.append(name)
-        else:
-            present.append(name)
+    found, not_found = locate_corpora(pdir, names)
+    present, missing = list(found), list(not_found)
     if not present:
         raise CorpusNotFoundError(
             f"{pdir}: none of the corpora {names} is there; download them with "
@@ -171,11 +160,9 @@ def _names(dname: str | Sequence[str]) -> list[str]:
 
 
 def _corpus_rows(pdir: str | os.PathLike, name: str, lenient: bool, skipped: list) -> list[dict]:
-    from .loading import skip_report
-
     builder_class = get_builder_class(name)
     try:
-        corpus_dir = find_corpus_dir(pdir, name, builder_class.KAGGLE_SLUG)
+        corpus_dir = find_corpus_dir(pdir, name)
     except CorpusNotFoundError as err:
         how = (
             "write it with `loaders.synthetic.write_synthetic_corpus(pdir)`"
@@ -183,7 +170,7 @@ def _corpus_rows(pdir: str | os.PathLike, name: str, lenient: bool, skipped: lis
             else f"download it with `download_datasets({str(pdir)!r}, dname={name!r})`"
         )
         raise CorpusNotFoundError(f"{err} From the original API: {how}.") from None
-    scan = builder_class.scan_corpus(corpus_dir, lenient=lenient)
+    scan = scan_corpus(name, corpus_dir, lenient=lenient)
     language = _LANGUAGE_NAMES.get(builder_class.LANGUAGE, builder_class.LANGUAGE)
     rows, undecodable = [], []
     for corpus_file in scan.files:
@@ -199,10 +186,8 @@ def _corpus_rows(pdir: str | os.PathLike, name: str, lenient: bool, skipped: lis
         rows.append(
             {
                 "filename": os.path.abspath(corpus_file.path),
-                "speaker_n": _speaker_number(name, info.speaker),
-                "intensity": _legacy_intensity(name, info.intensity),
+                **builder_class.legacy_columns(corpus_file),  # speaker_n, intensity, version
                 "emotion": info.emotion,
-                "version": _version(name, corpus_file.file),
                 "language": language,
                 "database": name,
                 "corpus": name,
@@ -220,51 +205,6 @@ def _corpus_rows(pdir: str | os.PathLike, name: str, lenient: bool, skipped: lis
         report = "\n".join([f"{name}: {len(rows)} files", *skip_report(scan, undecodable)])
         warnings.warn(f"get_dataset_info (lenient): skipped files\n{report}", stacklevel=4)
     return rows
-
-
-def _speaker_number(corpus: str, code: str) -> int | str:
-    """The original's `speaker_n`: the number in the file name; SAVEE / TESS speakers numbered from 1;
-    ShEMO the two digits as a string (the original did not convert them)."""
-    if corpus == "savee":
-        return _SAVEE_SPEAKER_NUMBERS.get(code, code)
-    if corpus == "tess":
-        return _TESS_SPEAKER_NUMBERS.get(code, code)
-    if corpus == "shemo":
-        return code[1:3]
-    digits = re.sub(r"\D", "", code)
-    return int(digits) if digits else code
-
-
-def _legacy_intensity(corpus: str, intensity: str) -> str:
-    if intensity:
-        return intensity
-    return "unknown" if corpus == "cremad" else "NA"  # CREMA-D's "XX" level was "unknown", others "NA"
-
-
-def _version(corpus: str, file: str) -> str | int:
-    """The original's `version` column, from the file name ("NA" where the corpus has none)."""
-    stem = PurePosixPath(file).stem
-    if corpus == "emodb" and len(stem) >= 7:
-        return stem[6]
-    if corpus == "ravdess":
-        parts = stem.split("-")
-        if len(parts) == 7 and parts[1] in _RAVDESS_CHANNELS:
-            return f"{_RAVDESS_CHANNELS[parts[1]]}_{parts[5]}"
-    if corpus == "savee":
-        match = re.search(r"[a-z]+(\d+)$", stem)
-        if match:
-            return match[1]
-    if corpus == "tess":
-        parts = stem.lower().split("_")
-        if len(parts) == 3:
-            return parts[1]
-    if corpus == "shemo" and stem[4:6].isdigit():
-        return int(stem[4:6])
-    if corpus == "synthetic":
-        match = re.search(r"_r(\d+)$", stem)
-        if match:
-            return match[1]
-    return "NA"
 
 
 class SpeechEmotionDataset(Dataset):

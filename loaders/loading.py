@@ -18,10 +18,10 @@ import pyarrow as pa
 from datasets.naming import filenames_for_dataset_split
 
 from .builder import EmotionCorpusBuilder, NoSpaceError, is_no_space, no_space_message
-from .discovery import ScanResult, find_corpus_dir
+from .discovery import ScanResult
 from .emotions import resolve_emotions
-from .registry import get_builder_class, make_builder, validate_corpus_names
-from .schema import TARGET_SAMPLING_RATE
+from .registry import find_corpus_dir, get_builder_class, make_builder, validate_corpus_names
+from .schema import SAMPLING_RATE
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def prepare_corpus(
     name: str,
     data_dir: str | os.PathLike | None,
     *,
-    sampling_rate: int | None = TARGET_SAMPLING_RATE,
+    sampling_rate: int | None = SAMPLING_RATE,
     lenient: bool = False,
     cache_dir: str | os.PathLike | None = None,
     num_proc: int | None = None,
@@ -127,7 +127,7 @@ def load_corpus(
     name: str,
     data_dir: str | os.PathLike | None,
     *,
-    sampling_rate: int | None = TARGET_SAMPLING_RATE,
+    sampling_rate: int | None = SAMPLING_RATE,
     lenient: bool = False,
     cache_dir: str | os.PathLike | None = None,
     num_proc: int | None = None,
@@ -153,7 +153,7 @@ def load_corpora(
     *,
     emotions: Sequence[str] | None = None,
     merge: Mapping[str, str] | None = None,
-    sampling_rate: int | None = TARGET_SAMPLING_RATE,
+    sampling_rate: int | None = SAMPLING_RATE,
     split: str | None = "random",
     test_corpora: Sequence[str] | None = None,
     seed: int = 42,
@@ -172,10 +172,12 @@ def load_corpora(
     class_names, mapping = resolve_emotions(emotions, merge)
     if any(get_builder_class(n).NEEDS_DATA_DIR for n in names):
         _check_data_root(data_root)
+    # Every folder is looked up before any corpus is prepared: a missing last corpus fails at once.
+    folders = {name: _corpus_dir(name, data_root) for name in names}
     loaded = {
         name: load_corpus(
             name,
-            _corpus_dir(name, data_root),
+            folders[name],
             sampling_rate=sampling_rate,
             lenient=lenient,
             cache_dir=cache_dir,
@@ -214,10 +216,11 @@ def select_emotions(
 
 
 def _corpus_dir(name: str, data_root: str | os.PathLike | None) -> str | None:
-    builder_class = get_builder_class(name)
-    if not builder_class.NEEDS_DATA_DIR:
+    """The folder of `name` under `data_root` (an error saying how to download it if absent); None for a
+    generated corpus. `make_builder` takes the folder found here as it is, without a second lookup."""
+    if not get_builder_class(name).NEEDS_DATA_DIR:
         return None
-    return str(find_corpus_dir(data_root, name, builder_class.KAGGLE_SLUG))
+    return str(find_corpus_dir(data_root, name))
 
 
 def _check_data_root(data_root: str | os.PathLike | None) -> None:

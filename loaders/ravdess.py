@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from .builder import EmotionCorpusBuilder
-from .discovery import FileInfo, UnknownCodeError, file_stem, lookup_code
+from .discovery import CorpusFile, FileInfo, UnknownCodeError, file_stem, lookup_code
 
 EMOTIONS = {
     "01": "neutral",
@@ -26,6 +26,8 @@ EMOTIONS = {
 INTENSITIES = {"01": "normal", "02": "strong"}
 STATEMENTS = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
 REPETITIONS = frozenset({"01", "02"})
+# The original's words for the vocal channel, in its `version` column.
+CHANNEL_NAMES = {"01": "speech", "02": "song"}
 
 NAME_PATTERN = re.compile(
     r"(?P<modality>\d\d)-(?P<channel>\d\d)-(?P<emotion>\d\d)-(?P<intensity>\d\d)"
@@ -77,3 +79,10 @@ class Ravdess(EmotionCorpusBuilder):
             text=text,
             intensity=intensity,
         )
+
+    @classmethod
+    def legacy_columns(cls, corpus_file: CorpusFile) -> dict[str, int | str]:
+        # `version`: vocal channel and repetition, `speech_01`.
+        fields = file_stem(corpus_file.file).split("-")
+        version = f"{CHANNEL_NAMES[fields[1]]}_{fields[5]}"
+        return {**super().legacy_columns(corpus_file), "version": version}

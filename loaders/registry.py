@@ -1,17 +1,25 @@
-"""`CORPORA`: corpus name -> builder class, and the one place that turns a name into a builder."""
+"""The corpus API: which corpora there are, where each one's folder is, which are present, and their scans.
+
+Every caller looks corpora up here: `CORPORA` (name -> builder class), `validate_corpus_names`,
+`find_corpus_dir(data_root, name)` (the Kaggle slug's folder name is handled inside), `locate_corpora` /
+`corpora_present` (which corpora a data root holds), `scan_corpus` and `make_builder`. A corpus's grammar
+and folder names live in its builder module; `loaders.discovery` only walks folders.
+"""
 
 from __future__ import annotations
 
-import importlib
 import os
+from collections.abc import Sequence
+from pathlib import Path
 
 from .builder import EmotionCorpusBuilder
 from .cremad import CremaD
-from .discovery import find_corpus_dir
+from .discovery import CorpusNotFoundError, ScanResult
 from .emodb import EmoDB
 from .ravdess import Ravdess
 from .savee import Savee
 from .shemo import Shemo
+from .synthetic import Synthetic
 from .tess import Tess
 
 # The six downloadable corpora, in the order tables list them.
@@ -24,22 +32,9 @@ CORPORA: dict[str, type[EmotionCorpusBuilder]] = {
     "savee": Savee,
     "shemo": Shemo,
     "tess": Tess,
+    # Generated on the fly: no download, no folder (but `write_synthetic_corpus` can write one).
+    "synthetic": Synthetic,
 }
-
-
-def _register_synthetic() -> None:
-    """Add the generated demo corpus when its module is present (it needs no download)."""
-    try:
-        module = importlib.import_module(".synthetic", __package__)
-    except ModuleNotFoundError as err:
-        if err.name != f"{__package__}.synthetic":
-            raise
-        return
-    if hasattr(module, "Synthetic"):
-        CORPORA["synthetic"] = module.Synthetic
-
-
-_register_synthetic()
 
 
 def get_builder_class(name: str) -> type[EmotionCorpusBuilder]:
@@ -50,7 +45,8 @@ def get_builder_class(name: str) -> type[EmotionCorpusBuilder]:
         raise ValueError(f"unknown corpus {name!r}; valid corpora: {', '.join(CORPORA)}") from None
 
 
-def validate_corpus_names(names: list[str] | tuple[str, ...]) -> list[str]:
+def validate_corpus_names(names: Sequence[str]) -> list[str]:
+    """`names` as a list, or a ValueError naming the unknown ones (or asking for one) and the valid ones."""
     unknown = [n for n in names if n not in CORPORA]
     if unknown:
         raise ValueError(f"unknown corpus name(s) {unknown}; valid corpora: {', '.join(CORPORA)}")
@@ -59,15 +55,79 @@ def validate_corpus_names(names: list[str] | tuple[str, ...]) -> list[str]:
     return list(names)
 
 
+def find_corpus_dir(data_root: str | os.PathLike, name: str) -> Path:
+    """The folder of corpus `name` under `data_root`: `<data_root>/<name>`, or the original project's
+    `<data_root>/<last part of the Kaggle slug>`; a non-empty one wins over an empty one.
+
+    `CorpusNotFoundError` (saying how to download it) when there is neither; ValueError for an unknown name.
+    """
+    root = Path(data_root)
+    candidates = [root / folder for folder in get_builder_class(name).folder_names()]
+    existing = [folder for folder in candidates if folder.is_dir()]
+    for folder in existing:
+        if _non_empty(folder):
+            return folder
+    if existing:
+        return existing[0]
+    raise CorpusNotFoundError(
+        f"corpus {name!r}: no folder {candidates[0]}"
+        + "".join(f" (nor {folder})" for folder in candidates[1:])
+        + f". Download it with `python -m loaders download {root} --corpora {name}`."
+    )
+
+
+def locate_corpora(
+    data_root: str | os.PathLike, names: Sequence[str] = CORPUS_NAMES
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """(found, missing): the corpora of `names` with a non-empty folder under `data_root` (name -> folder),
+    and why each other one is missing (name -> message). An empty folder is a corpus not downloaded."""
+    found, missing = {}, {}
+    for name in validate_corpus_names(list(names)):
+        try:
+            folder = find_corpus_dir(data_root, name)
+        except CorpusNotFoundError as err:
+            missing[name] = str(err)
+            continue
+        if _non_empty(folder):
+            found[name] = folder
+        else:
+            missing[name] = (
+                f"corpus {name!r}: the folder {folder} is empty. Download it with "
+                f"`python -m loaders download {data_root} --corpora {name}`."
+            )
+    return found, missing
+
+
+def corpora_present(data_root: str | os.PathLike, names: Sequence[str] = CORPUS_NAMES) -> list[str]:
+    """The corpora of `names` (default: the six downloadable ones) with a non-empty folder under
+    `data_root`, in the order of `names`."""
+    return list(locate_corpora(data_root, names)[0])
+
+
+def scan_corpus(name: str, corpus_dir: str | os.PathLike, lenient: bool = False) -> ScanResult:
+    """Find the files of corpus `name` in its folder `corpus_dir` (never decodes audio).
+
+    Raises `CorpusNotFoundError` if the folder is missing, `GitLfsPointerError` on a git-lfs stub (always),
+    `UnknownCodeError` on a name that fits the grammar with an unknown code (with `lenient`: skipped and
+    reported instead).
+    """
+    return get_builder_class(name).scan_corpus(corpus_dir, lenient=lenient)
+
+
 def resolve_corpus_dir(name: str, data_dir: str | os.PathLike) -> str:
-    """The corpus folder for `name` given either the corpus folder itself or a data root holding
-    `<name>/` (or the original project's `<Kaggle slug>/`)."""
-    builder_class = get_builder_class(name)
+    """The corpus folder for `name` given either the corpus folder itself or a data root holding it.
+
+    A folder bearing one of the corpus folder's names (`<name>`, or the Kaggle slug's last part) is taken
+    as it without looking inside, so a folder found by `find_corpus_dir` is not looked up a second time.
+    Any other folder is searched for the corpus, and taken as the corpus folder itself when that fails."""
+    folder = Path(data_dir)
+    if folder.name in get_builder_class(name).folder_names() and folder.is_dir():
+        return str(folder)
     try:
-        return str(find_corpus_dir(data_dir, name, builder_class.KAGGLE_SLUG))
-    except FileNotFoundError:
-        if os.path.isdir(data_dir):
-            return str(data_dir)
+        return str(find_corpus_dir(folder, name))
+    except CorpusNotFoundError:
+        if folder.is_dir():
+            return str(folder)
         raise
 
 
@@ -83,3 +143,8 @@ def make_builder(name: str, data_dir: str | os.PathLike | None = None, **config)
             f"`python -m loaders download DATA_ROOT --corpora {name}`"
         )
     return builder_class(data_dir=resolve_corpus_dir(name, data_dir), **config)
+
+
+def _non_empty(folder: Path) -> bool:
+    with os.scandir(folder) as entries:
+        return any(True for _ in entries)

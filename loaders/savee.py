@@ -13,7 +13,7 @@ import re
 from pathlib import PurePosixPath
 
 from .builder import EmotionCorpusBuilder
-from .discovery import FileInfo, UnknownCodeError, lookup_code
+from .discovery import CorpusFile, FileInfo, UnknownCodeError, lookup_code
 
 SPEAKERS = frozenset({"DC", "JE", "JK", "KL"})
 EMOTIONS = {
@@ -26,6 +26,8 @@ EMOTIONS = {
     "n": "neutral",
 }
 SENTENCES_PER_EMOTION = {"n": 30}  # others: 15
+# The original numbered the speakers in this order (its `speaker_n`).
+SPEAKER_NUMBERS = {"DC": 1, "JE": 2, "JK": 3, "KL": 4}
 
 FOLDER_NAME = re.compile(r"(?P<code>[a-z]{1,2})(?P<number>\d\d)")  # AudioData/DC/sa01.wav
 FLAT_NAME = re.compile(r"(?P<speaker>[A-Z]{2})_(?P<code>[a-z]{1,2})(?P<number>\d\d)")  # ALL/DC_sa01.wav
@@ -70,3 +72,13 @@ class Savee(EmotionCorpusBuilder):
         return FileInfo(
             emotion=emotion, speaker=speaker, gender="male", utterance=f"{speaker}_{sentence}", text=sentence
         )
+
+    @classmethod
+    def legacy_columns(cls, corpus_file: CorpusFile) -> dict[str, int | str]:
+        # `version`: the sentence number, as the name writes it (`sa01` -> "01").
+        info = corpus_file.info
+        return {
+            **super().legacy_columns(corpus_file),
+            "speaker_n": SPEAKER_NUMBERS[info.speaker],
+            "version": info.text[-2:],
+        }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from .builder import EmotionCorpusBuilder
-from .discovery import FileInfo, file_stem, lookup_code
+from .discovery import CorpusFile, FileInfo, file_stem, lookup_code
 
 GENDERS = {"F": "female", "M": "male"}
 EMOTIONS = {"A": "anger", "H": "happy", "N": "neutral", "S": "sadness", "W": "surprise", "F": "fear"}
@@ -46,3 +46,10 @@ class Shemo(EmotionCorpusBuilder):
         gender = lookup_code(GENDERS, match["gender"], relpath, "gender letter (position 1)")
         emotion = lookup_code(EMOTIONS, match["emotion"], relpath, "emotion letter (position 4)")
         return FileInfo(emotion=emotion, speaker=stem[:3], gender=gender, utterance=stem)
+
+    @classmethod
+    def legacy_columns(cls, corpus_file: CorpusFile) -> dict[str, int | str]:
+        # The original kept the speaker number as the string it cut from the name (`F01` -> "01");
+        # `version` is the utterance number (`F01A07` -> 7).
+        stem = file_stem(corpus_file.file)
+        return {**super().legacy_columns(corpus_file), "speaker_n": stem[1:3], "version": int(stem[4:6])}

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 
 import soundfile as sf
 
-from .discovery import CorpusNotFoundError, find_corpus_dir
 from .emotions import EMOTIONS
-from .registry import CORPUS_NAMES, get_builder_class, validate_corpus_names
+from .registry import find_corpus_dir, get_builder_class, locate_corpora, scan_corpus, validate_corpus_names
 
 
 @dataclass
@@ -70,12 +69,11 @@ def corpus_stats(name: str, corpus_dir: str | os.PathLike, lenient: bool = False
 
     An unreadable header is an error naming the file; with `lenient` the file is skipped and reported.
     """
-    builder_class = get_builder_class(name)
-    scan = builder_class.scan_corpus(corpus_dir, lenient=lenient)
+    scan = scan_corpus(name, corpus_dir, lenient=lenient)
     stats = CorpusStats(
         corpus=name,
         folder=str(corpus_dir),
-        expected_files=builder_class.EXPECTED_FILES,
+        expected_files=get_builder_class(name).EXPECTED_FILES,
         duplicates=scan.duplicates,
         skipped=list(scan.skipped),
     )
@@ -105,23 +103,16 @@ def collect_stats(
     data_root: str | os.PathLike, corpora: Sequence[str] | None = None, lenient: bool = False
 ) -> DataRootStats:
     """Stats of every corpus found under `data_root`. Corpora named in `corpora` must be present; without
-    `corpora`, the six downloadable ones are looked for and the absent ones listed as missing."""
+    `corpora`, the six downloadable ones are looked for and the absent (or empty) ones listed as missing.
+    Generated corpora have no folder to count and are left out."""
     if not os.path.isdir(data_root):
         raise FileNotFoundError(f"data root {data_root} is not a folder")
-    names = validate_corpus_names(list(corpora)) if corpora else list(CORPUS_NAMES)
-    found, missing = {}, {}
-    for name in names:
-        builder_class = get_builder_class(name)
-        if not builder_class.NEEDS_DATA_DIR:
-            continue
-        try:
-            corpus_dir = find_corpus_dir(data_root, name, builder_class.KAGGLE_SLUG)
-        except CorpusNotFoundError as err:
-            if corpora:
-                raise
-            missing[name] = str(err)
-            continue
-        found[name] = corpus_stats(name, corpus_dir, lenient=lenient)
+    if corpora:
+        names = [n for n in validate_corpus_names(list(corpora)) if get_builder_class(n).NEEDS_DATA_DIR]
+        folders, missing = {name: find_corpus_dir(data_root, name) for name in names}, {}
+    else:
+        folders, missing = locate_corpora(data_root)
+    found = {name: corpus_stats(name, folder, lenient=lenient) for name, folder in folders.items()}
     return DataRootStats(found, missing)
 
 

@@ -41,7 +41,7 @@ import re
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import datasets
 import numpy as np
@@ -54,11 +54,13 @@ from numpy.fft import irfft, rfft, rfftfreq
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .builder import EmotionCorpusBuilder, EmotionCorpusConfig, encode_wav, resample
-from .discovery import FileInfo, UnknownCodeError, lookup_code
+from .discovery import CorpusFile, FileInfo, UnknownCodeError, lookup_code
 from .emotions import DEFAULT_EMOTIONS, EMOTIONS
-from .schema import TARGET_SAMPLING_RATE
+from .schema import SAMPLING_RATE
 
-SAMPLE_RATE = TARGET_SAMPLING_RATE
+# Old name of the rendering rate, an alias kept only because benchmarks outside loaders import it
+# (bench_opensmile.py); use loaders.schema.SAMPLING_RATE.
+SAMPLE_RATE = SAMPLING_RATE
 CORPUS = "synthetic"
 LANGUAGE = "en"
 
@@ -344,8 +346,8 @@ def _render(
         if i == sentence.phrase_break:
             t += profile.pause * rng.uniform(0.8, 1.2)
     total = t + trail
-    n_samples = int(round(total * SAMPLE_RATE))
-    times = np.arange(n_samples) / SAMPLE_RATE
+    n_samples = int(round(total * SAMPLING_RATE))
+    times = np.arange(n_samples) / SAMPLING_RATE
     n_syl = len(segments)
 
     # --- control tracks as breakpoints, interpolated to samples / frames ---
@@ -403,14 +405,14 @@ def _render(
     noise_env = np.interp(times, noise_t, noise_a)
 
     # --- glottal source: cycle boundaries with jitter, per-cycle shimmer, flow derivative per phase ---
-    cycles_done = np.concatenate([[0.0], np.cumsum(f0) / SAMPLE_RATE])  # F0 integrated over time
+    cycles_done = np.concatenate([[0.0], np.cumsum(f0) / SAMPLING_RATE])  # F0 integrated over time
     n_cycles = int(cycles_done[-1]) + 2
     boundaries = np.interp(
-        np.arange(n_cycles), cycles_done, np.arange(n_samples + 1) / SAMPLE_RATE, right=total + 1.0 / f0[-1]
+        np.arange(n_cycles), cycles_done, np.arange(n_samples + 1) / SAMPLING_RATE, right=total + 1.0 / f0[-1]
     )
     periods = np.diff(boundaries) * np.exp(rng.normal(0, profile.jitter, n_cycles - 1))
     starts = np.concatenate([[0.0], np.cumsum(periods)])
-    starts[-1] = max(starts[-1], total + 1.0 / SAMPLE_RATE)  # the last cycle covers the end
+    starts[-1] = max(starts[-1], total + 1.0 / SAMPLING_RATE)  # the last cycle covers the end
     index = np.clip(np.searchsorted(starts, times, side="right") - 1, 0, len(starts) - 2)
     phase = (times - starts[index]) / (starts[index + 1] - starts[index])
     shimmer = np.exp(rng.normal(0, profile.shimmer, len(starts)))[index]
@@ -434,8 +436,8 @@ def _render(
     # --- filter in the STFT domain: formants glide frame by frame, fricatives are shaped noise ---
     frames_voiced = _stft(voiced_source)
     frames_noise = _stft(noise_source)
-    frame_times = np.arange(frames_voiced.shape[0]) * _HOP / SAMPLE_RATE  # frame centres
-    freqs = rfftfreq(_N_FFT, 1 / SAMPLE_RATE)
+    frame_times = np.arange(frames_voiced.shape[0]) * _HOP / SAMPLING_RATE  # frame centres
+    freqs = rfftfreq(_N_FFT, 1 / SAMPLING_RATE)
     targets = np.asarray(formant_v) * voice.formant_scale
     targets[:, :2] *= profile.formant_shift
     formants = np.stack(
@@ -624,10 +626,10 @@ class Synthetic(EmotionCorpusBuilder):
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"plan": self.plan()})]
 
     def _generate_examples(self, plan: list[PlannedUtterance]) -> Iterator[tuple[str, dict]]:
-        rate = self.config.sampling_rate or SAMPLE_RATE
+        rate = self.config.sampling_rate or SAMPLING_RATE
         for utterance in plan:
             samples = utterance.render()
-            wav = encode_wav(resample(samples, SAMPLE_RATE, rate), rate)
+            wav = encode_wav(resample(samples, SAMPLING_RATE, rate), rate)
             # A path that exists from the working directory would be stored as a reference: bytes only then.
             audio = wav if os.path.isfile(utterance.file) else {"bytes": wav, "path": utterance.file}
             yield (
@@ -643,7 +645,7 @@ class Synthetic(EmotionCorpusBuilder):
                     "text": sentence_code(utterance.sentence),
                     "intensity": "",
                     "file": utterance.file,
-                    "duration": len(samples) / SAMPLE_RATE,
+                    "duration": len(samples) / SAMPLING_RATE,
                 },
             )
 
@@ -666,6 +668,12 @@ class Synthetic(EmotionCorpusBuilder):
             text=match["text"],
         )
 
+    @classmethod
+    def legacy_columns(cls, corpus_file: CorpusFile) -> dict[str, int | str]:
+        # `version`: the repetition (`F01/anger_s03_r1.wav` -> "1"), as the other corpora's take numbers.
+        repetition = re.search(r"_r(\d+)$", PurePosixPath(corpus_file.file).stem)
+        return {**super().legacy_columns(corpus_file), "version": repetition[1] if repetition else "NA"}
+
 
 def write_synthetic_corpus(
     data_root: str | os.PathLike,
@@ -685,5 +693,5 @@ def write_synthetic_corpus(
     for utterance in corpus_plan(num_speakers, utterances, sentences, emotions, seed):
         path = corpus_dir / utterance.file
         path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, utterance.render(), SAMPLE_RATE, subtype="PCM_16")
+        sf.write(path, utterance.render(), SAMPLING_RATE, subtype="PCM_16")
     return corpus_dir

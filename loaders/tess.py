@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from .builder import EmotionCorpusBuilder
-from .discovery import FileInfo, file_stem, lookup_code
+from .discovery import CorpusFile, FileInfo, file_stem, lookup_code
 
 SPEAKERS = {"OAF": "OAF", "YAF": "YAF", "OA": "OAF"}  # "OA" is the misnamed OA_bite_neutral.wav
 EMOTIONS = {
@@ -25,6 +25,8 @@ EMOTIONS = {
     "ps": "surprise",  # pleasant surprise
     "sad": "sadness",
 }
+# The original numbered the two speakers (its `speaker_n`).
+SPEAKER_NUMBERS = {"OAF": 1, "YAF": 2}
 
 NAME_PATTERN = re.compile(r"(?P<speaker>[A-Z]{2,3})_(?P<word>[A-Za-z]+)_(?P<emotion>[A-Za-z]+)")
 
@@ -61,3 +63,13 @@ class Tess(EmotionCorpusBuilder):
             utterance=f"{speaker}_{word}_{match['emotion'].lower()}",
             text=word,
         )
+
+    @classmethod
+    def legacy_columns(cls, corpus_file: CorpusFile) -> dict[str, int | str]:
+        # `version`: the spoken word.
+        info = corpus_file.info
+        return {
+            **super().legacy_columns(corpus_file),
+            "speaker_n": SPEAKER_NUMBERS[info.speaker],
+            "version": info.text,
+        }

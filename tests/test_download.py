@@ -241,8 +241,10 @@ def test_bad_arguments():
         download_corpora("x", ["emodb"], source="http")
     with pytest.raises(ValueError, match=r"--source git serves only \['cremad'\], not \['emodb'\]"):
         download_corpora("x", ["emodb"], source="git")
-    with pytest.raises(ValueError, match="iemocap"):
+    with pytest.raises(ValueError, match="iemocap.*valid corpora: cremad, emodb"):
         download_corpora("x", ["iemocap"])
+    with pytest.raises(ValueError, match="choose at least one corpus"):  # not a silent no-op
+        download_corpora("x", [])
 
 
 def test_synthetic_corpus_needs_no_download(tmp_path):

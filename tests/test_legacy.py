@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+from pathlib import PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -14,8 +16,8 @@ from torch.utils.data import DataLoader
 
 import loaders
 import loaders.download
-from loaders.discovery import CorpusNotFoundError
-from loaders.fixtures import build_download
+from loaders.discovery import CorpusFile, CorpusNotFoundError
+from loaders.fixtures import _savee_flat_path, build_download, read_manifest
 from loaders.legacy import (
     COLUMNS,
     LEGACY_EMOTIONS,
@@ -24,7 +26,7 @@ from loaders.legacy import (
     get_dataset_info,
     pad_collate,
 )
-from loaders.registry import CORPUS_NAMES
+from loaders.registry import CORPORA, CORPUS_NAMES
 from loaders.synthetic import write_synthetic_corpus
 
 SECONDS = 0.05  # every fixture file; 48 kHz RAVDESS -> 2400 samples natively, 800 at 16 kHz
@@ -118,6 +120,51 @@ def test_dataframe_values_follow_the_original(info):
     assert (tess["speaker_n"], tess["version"], tess["speaker"]) == (1, "back", "tess/OAF")
     shemo = row_of(info, "shemo", "anger")
     assert (shemo["speaker_n"], shemo["version"], shemo["language"]) == ("01", 1, "persian")
+
+
+def _original_columns(corpus: str, speaker: str, intensity: str, file: str) -> dict:
+    """The original `get_dataset_info`'s per-corpus rules, as `loaders.legacy` wrote them before they moved
+    to the corpus modules (`legacy_columns`): the reference the corpus modules are held to."""
+    stem = PurePosixPath(file).stem
+    if corpus == "savee":
+        speaker_n = {"DC": 1, "JE": 2, "JK": 3, "KL": 4}[speaker]
+    elif corpus == "tess":
+        speaker_n = {"OAF": 1, "YAF": 2}[speaker]
+    elif corpus == "shemo":
+        speaker_n = speaker[1:3]
+    else:
+        speaker_n = int(re.sub(r"\D", "", speaker))
+    version = "NA"
+    if corpus == "emodb":
+        version = stem[6]
+    elif corpus == "ravdess":
+        parts = stem.split("-")
+        version = f"{ {'01': 'speech', '02': 'song'}[parts[1]] }_{parts[5]}"
+    elif corpus == "savee":
+        version = re.search(r"[a-z]+(\d+)$", stem)[1]
+    elif corpus == "tess":
+        version = stem.lower().split("_")[1]
+    elif corpus == "shemo":
+        version = int(stem[4:6])
+    elif corpus == "synthetic":
+        version = re.search(r"_r(\d+)$", stem)[1]
+    return {
+        "speaker_n": speaker_n,
+        "intensity": intensity or ("unknown" if corpus == "cremad" else "NA"),
+        "version": version,
+    }
+
+
+def test_every_real_file_name_gets_the_original_columns():
+    """All 15,697 real names (both SAVEE layouts, TESS's misnamed OA_ file) and synthetic ones."""
+    files = [(row["corpus"], row["path"]) for row in read_manifest()]
+    files += [("savee", _savee_flat_path(path)) for corpus, path in files if corpus == "savee"]
+    files += [("synthetic", "F01/anger_s03_r1.wav"), ("synthetic", "M02/sadness_s11_r12.wav")]
+    for corpus, path in files:
+        builder_class = CORPORA[corpus]
+        info = builder_class.parse_file(path)
+        expected = _original_columns(corpus, info.speaker, info.intensity, path)
+        assert builder_class.legacy_columns(CorpusFile(path, path, info)) == expected, (corpus, path)
 
 
 def test_dname_may_be_a_name_a_list_or_none(data_root, info, tmp_path):

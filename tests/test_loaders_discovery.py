@@ -9,15 +9,17 @@ from collections import Counter
 import pytest
 
 from loaders import fixtures
-from loaders.discovery import (
-    CorpusNotFoundError,
-    GitLfsPointerError,
-    UnknownCodeError,
+from loaders.discovery import CorpusNotFoundError, GitLfsPointerError, UnknownCodeError, strip_wrappers
+from loaders.registry import (
+    CORPORA,
+    CORPUS_NAMES,
+    corpora_present,
     find_corpus_dir,
+    get_builder_class,
+    locate_corpora,
+    resolve_corpus_dir,
     scan_corpus,
-    strip_wrappers,
 )
-from loaders.registry import CORPORA, CORPUS_NAMES, get_builder_class
 
 MANIFEST = fixtures.read_manifest()
 
@@ -217,15 +219,56 @@ def test_stray_wav_outside_the_grammar_is_skipped_with_a_reason(tmp_path):
 
 def test_missing_corpus_folder_says_how_to_download(tmp_path):
     with pytest.raises(CorpusNotFoundError, match="python -m loaders download .* --corpora ravdess"):
-        find_corpus_dir(tmp_path, "ravdess", get_builder_class("ravdess").KAGGLE_SLUG)
+        find_corpus_dir(tmp_path, "ravdess")
     with pytest.raises(CorpusNotFoundError, match="--corpora ravdess"):
         scan_corpus("ravdess", tmp_path / "ravdess")
 
 
 def test_original_project_folder_named_after_the_kaggle_slug_is_found(tmp_path):
     (tmp_path / "ravdess-emotional-speech-audio").mkdir()
-    found = find_corpus_dir(tmp_path, "ravdess", get_builder_class("ravdess").KAGGLE_SLUG)
+    found = find_corpus_dir(tmp_path, "ravdess")
     assert found == tmp_path / "ravdess-emotional-speech-audio"
+
+
+def test_a_full_folder_wins_over_an_empty_one(tmp_path):
+    """An empty `<root>/emodb` left by a failed download does not hide the original project's full folder."""
+    (tmp_path / "emodb").mkdir()
+    full = tmp_path / "berlin-database-of-emotional-speech-emodb"
+    (full / "wav").mkdir(parents=True)
+    assert find_corpus_dir(tmp_path, "emodb") == full
+    (tmp_path / "tess").mkdir()
+    assert find_corpus_dir(tmp_path, "tess") == tmp_path / "tess"  # named: found, the scan says it is empty
+
+
+def test_corpora_present_lists_non_empty_folders_under_either_name_in_table_order(tmp_path):
+    for folder in ("tess", "ravdess-emotional-speech-audio", "emodb", "savee"):
+        (tmp_path / folder).mkdir()
+        if folder != "savee":
+            (tmp_path / folder / "x").touch()
+    (tmp_path / "synthetic").mkdir()  # generated: never "present" as a download
+    (tmp_path / "synthetic" / "x").touch()
+    assert corpora_present(tmp_path) == ["emodb", "ravdess", "tess"]
+    found, missing = locate_corpora(tmp_path)
+    assert found == {name: find_corpus_dir(tmp_path, name) for name in ("emodb", "ravdess", "tess")}
+    assert set(missing) == {"cremad", "savee", "shemo"}
+    assert "savee" in missing["savee"] and "is empty" in missing["savee"]
+    assert "--corpora cremad" in missing["cremad"]
+    assert corpora_present(tmp_path / "nosuch") == []
+    with pytest.raises(ValueError, match="valid corpora"):
+        corpora_present(tmp_path, ["emodb", "iemocap"])
+
+
+def test_a_corpus_folder_is_taken_as_it_is_and_a_data_root_searched(tmp_path):
+    corpus_dir = fixtures.build_download("emodb", tmp_path, per_emotion=1, quirks=False)
+    # A download tool may repeat the corpus folder inside itself: the folder given is the corpus folder.
+    (corpus_dir / "emodb").mkdir()
+    assert resolve_corpus_dir("emodb", corpus_dir) == str(corpus_dir)
+    assert resolve_corpus_dir("emodb", tmp_path) == str(corpus_dir)
+    elsewhere = tmp_path / "my copy"
+    shutil.copytree(corpus_dir / "wav", elsewhere / "wav")
+    assert resolve_corpus_dir("emodb", elsewhere) == str(elsewhere)
+    with pytest.raises(CorpusNotFoundError, match="--corpora emodb"):
+        resolve_corpus_dir("emodb", tmp_path / "nosuch")
 
 
 def test_unknown_corpus_name_lists_the_valid_ones():

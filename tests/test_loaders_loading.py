@@ -11,6 +11,7 @@ import pytest
 from loaders import builder as builder_module
 from loaders import fixtures
 from loaders.builder import BrokenAudioError, encode_wav
+from loaders.discovery import CorpusNotFoundError
 from loaders.emodb import EmoDB
 from loaders.emotions import EMOTIONS
 from loaders.loading import load_corpora, load_corpus
@@ -260,6 +261,13 @@ def test_load_corpora_errors(data_root, tmp_path):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="is empty"):
         load_corpora(["emodb"], empty, split=None)
+
+
+def test_load_corpora_finds_every_folder_before_preparing_any(data_root, tmp_path):
+    """A missing last corpus is an error at once, not after the first ones were prepared."""
+    with pytest.raises(CorpusNotFoundError, match="no folder .*tess.*--corpora tess"):
+        load_corpora(["emodb", "tess"], data_root, split=None, cache_dir=tmp_path / "cache", num_proc=1)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.arrow"))
     with pytest.raises(FileNotFoundError, match="--corpora tess"):
         load_corpora(["tess"], data_root, split=None)
 

@@ -116,6 +116,10 @@ def test_stats_hours_and_missing_corpora(tmp_path):
     assert stats.corpora["emodb"].seconds / 3600 == pytest.approx(0.4131, abs=1e-3)  # 25 min
     assert set(stats.missing) == {"cremad", "ravdess", "savee", "shemo", "tess"}
     assert "download" in stats.missing["cremad"]
+    (tmp_path / "tess").mkdir()  # an empty folder (a download that failed) is a corpus not there
+    stats = collect_stats(tmp_path)
+    assert list(stats.corpora) == ["emodb"] and "tess" in stats.missing
+    assert "is empty" in stats.missing["tess"] and "--corpora tess" in stats.missing["tess"]
 
 
 def test_stats_broken_audio_is_an_error_or_skipped_when_lenient(tmp_path, capsys):

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from loaders.discovery import UnknownCodeError, scan_corpus
+from loaders.discovery import UnknownCodeError
 from loaders.emotions import DEFAULT_EMOTIONS, EMOTIONS
-from loaders.registry import CORPORA, make_builder
-from loaders.schema import corpus_features
+from loaders.registry import CORPORA, make_builder, scan_corpus
+from loaders.schema import SAMPLING_RATE, corpus_features
 from loaders.synthetic import (
-    SAMPLE_RATE,
     SPEAKERS,
     Synthetic,
     corpus_plan,
@@ -39,13 +38,13 @@ def summary_features(x: np.ndarray) -> np.ndarray:
     active = energy > energy.max() - 6.0
     zcr = np.mean(np.abs(np.diff(np.sign(frames), axis=1)) > 0, axis=1)
     spectrum = np.abs(np.fft.rfft(frames * np.hanning(frames.shape[1]), axis=1))
-    freqs = np.fft.rfftfreq(frames.shape[1], 1 / SAMPLE_RATE)
+    freqs = np.fft.rfftfreq(frames.shape[1], 1 / SAMPLING_RATE)
     centroid = (spectrum * freqs).sum(1) / (spectrum.sum(1) + 1e-10)
     f0, voiced = autocorrelation_f0(frames[active])
     log_f0 = np.log(f0[voiced]) if voiced.any() else np.array([np.log(100.0)])
     smooth = np.convolve(energy, np.ones(5) / 5, mode="same")
     peaks = (smooth[1:-1] > smooth[:-2]) & (smooth[1:-1] >= smooth[2:]) & (smooth[1:-1] > smooth.max() - 4)
-    peak_rate = peaks.sum() / (active.sum() * 160 / SAMPLE_RATE)
+    peak_rate = peaks.sum() / (active.sum() * 160 / SAMPLING_RATE)
     return np.array(
         [
             energy[active].mean(),
@@ -64,11 +63,11 @@ def autocorrelation_f0(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame F0 (Hz) from the autocorrelation peak in 60-400 Hz, and whether the frame is voiced."""
     centred = frames - frames.mean(1, keepdims=True)
     power = np.abs(np.fft.rfft(centred, n=1024, axis=1)) ** 2
-    autocorr = np.fft.irfft(power, axis=1)[:, : SAMPLE_RATE // 60 + 1]
-    shortest = SAMPLE_RATE // 400
+    autocorr = np.fft.irfft(power, axis=1)[:, : SAMPLING_RATE // 60 + 1]
+    shortest = SAMPLING_RATE // 400
     lag = shortest + np.argmax(autocorr[:, shortest:], axis=1)
     strength = autocorr[np.arange(len(lag)), lag] / (autocorr[:, 0] + 1e-10)
-    return SAMPLE_RATE / lag, strength > 0.4
+    return SAMPLING_RATE / lag, strength > 0.4
 
 
 def logistic_regression(train_x, train_y, test_x, n_classes, steps=500, lr=0.5, l2=1e-3) -> np.ndarray:
@@ -145,7 +144,7 @@ def test_every_emotion_renders_speech_like_audio(emotion):
     for speaker in ("F02", "M04"):
         audio = render_utterance(speaker, emotion, 5, seed=2)
         assert audio.dtype == np.float32 and audio.ndim == 1
-        assert 1.2 <= len(audio) / SAMPLE_RATE <= 3.8
+        assert 1.2 <= len(audio) / SAMPLING_RATE <= 3.8
         assert 0.01 < np.abs(audio).max() < 1.0
         frames = frame_signal(audio)
         level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
@@ -162,7 +161,7 @@ def mean_cues(speaker: str, emotion: str, sentences: int = 4) -> dict[str, float
         energy = np.mean(frames**2, axis=1)
         active = energy > energy.max() * 10 ** (-2.6)
         f0, voiced = autocorrelation_f0(frames[active])
-        rows.append((10 * np.log10(energy[active].mean()), np.median(f0[voiced]), len(audio) / SAMPLE_RATE))
+        rows.append((10 * np.log10(energy[active].mean()), np.median(f0[voiced]), len(audio) / SAMPLING_RATE))
     level, f0, seconds = np.mean(rows, axis=0)
     return {"level": level, "f0": f0, "seconds": seconds}
 
@@ -233,7 +232,7 @@ def test_builder_emits_the_common_schema_with_embedded_16k_audio(tmp_path):
     samples = audio.get_all_samples()
     assert samples.sample_rate == 16000
     np.testing.assert_allclose(samples.data.numpy()[0], expected, atol=PCM16_STEP)
-    assert row["duration"] == pytest.approx(len(expected) / SAMPLE_RATE, abs=1e-4)
+    assert row["duration"] == pytest.approx(len(expected) / SAMPLING_RATE, abs=1e-4)
 
 
 def test_config_changes_give_a_separate_cache(tmp_path):

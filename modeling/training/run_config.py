@@ -132,18 +132,9 @@ def parse_config_overrides(text: str | None, model_kind: str) -> dict[str, objec
 
 def corpora_present(data_root: str | os.PathLike) -> list[str]:
     """The downloadable corpora that have a non-empty folder under `data_root`."""
-    from loaders.discovery import find_corpus_dir
-    from loaders.registry import CORPORA, CORPUS_NAMES
+    from loaders.registry import corpora_present as present
 
-    found = []
-    for name in CORPUS_NAMES:
-        try:
-            folder = find_corpus_dir(data_root, name, CORPORA[name].KAGGLE_SLUG)
-        except FileNotFoundError:
-            continue
-        if any(folder.iterdir()):
-            found.append(name)
-    return found
+    return present(data_root)
 
 
 def find_corpora(
