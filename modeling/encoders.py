@@ -30,13 +30,11 @@ are truncated to that length by the extractor, as Whisper truncates at 30 s.
 
 Padding contract (batched vs alone, 1e-4, tests/test_encoders.py):
 
-* wav2vec2, HuBERT, WavLM, data2vec-audio, UniSpeech-SAT with a LayerNorm feature encoder
+* wav2vec2, HuBERT, WavLM, data2vec-audio, UniSpeech-SAT, SEW with a LayerNorm feature encoder
   (``feat_extract_norm="layer"``): padding never changes a prediction (attention mask + masked mean pooling);
-* the same families with ``feat_extract_norm="group"`` (wav2vec2-base, HuBERT-base, SEW): the GroupNorm over
-  time sees the padding; see `modeling.wav2vec2` for what this means (the pipeline classifies one clip at a
-  time and is unaffected). data2vec-audio always uses LayerNorm;
-* SEW: its squeeze/upsample around the transformer mixes neighbouring frames, padding included, whatever the
-  feature-encoder norm; the pipeline (one clip, no padding) is unaffected;
+* the same families with ``feat_extract_norm="group"`` (wav2vec2-base, HuBERT-base, the SEW checkpoints): the
+  GroupNorm over time sees the padding; see `modeling.wav2vec2` for what this means (the pipeline classifies
+  one clip at a time and is unaffected). data2vec-audio always uses LayerNorm;
 * Whisper: every clip is padded to the same `chunk_length` alone or in a batch, so batching never changes a
   prediction; but the classifier's mean pooling runs over the whole chunk, silence included (transformers'
   `WhisperForAudioClassification` takes no attention mask), which is one more reason to crop the chunk.

@@ -25,9 +25,9 @@ Wiring (a few lines)::
 
 Batching and exactness: for encoders whose output does not depend on padding (LayerNorm feature encoders,
 Whisper) clips are sorted by length and batched. Checkpoints with a GroupNorm feature encoder
-(wav2vec2-base, HuBERT-base, SEW: `modeling.encoders`) would get features that depend on their batch
-neighbours, so they run one clip per batch: slower, but the features (and so the saved probe's predictions,
-which the pipeline computes one clip at a time) are exact.
+(wav2vec2-base, HuBERT-base, SEW checkpoints; `modeling.encoders`) would get features that depend on their
+batch neighbours, so they run one clip per batch: slower, but the features (and so the saved probe's
+predictions, which the pipeline computes one clip at a time) are exact.
 """
 
 from __future__ import annotations
@@ -94,8 +94,6 @@ def padding_invariant(config) -> bool:
     """Whether a clip's hidden states are the same alone and padded in a batch (see modeling.encoders)."""
     if is_whisper(config):
         return True  # every clip is padded to the same window anyway
-    if config.model_type == "sew":
-        return False
     return getattr(config, "feat_extract_norm", "layer") != "group"
 
 
