@@ -377,7 +377,11 @@ def build_probe(
     revision: str | None = None,
     max_duration_seconds: float | None = None,
 ):
-    """(ProbeForAudioClassification, feature extractor): the encoder with the trained head, ready to save."""
+    """(ProbeForAudioClassification, feature extractor): the encoder with the trained head, ready to save.
+
+    The probe classifies whole clips; its logits equal the head's on the cached features for clips no longer
+    than the extraction's `max_duration_seconds` (longer ones were cached as their middle part).
+    """
     label_names = list(label_names)
     encoder, extractor = load_frozen_encoder(
         encoder_name_or_path, revision=revision, max_duration_seconds=max_duration_seconds
