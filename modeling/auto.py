@@ -11,6 +11,9 @@ folder) and feature_extraction.py next to the weights and writes an `auto_map` i
 preprocessor_config.json. A saved directory or Hub repo therefore loads with ``trust_remote_code=True`` in a
 Python where this project is not installed.
 
+The probe (`modeling.probe`) is registered and exported the same way, but saves its encoder family's own
+feature extractor (no project code needed for it); the model itself needs ``trust_remote_code=True`` outside.
+
 A wav2vec2 directory holds transformers' own model class (no code copied) and the project's feature
 extractor. Outside the project, load it with ``trust_remote_code=True`` (for the feature extractor's input
 checks), or pass ``feature_extractor=Wav2Vec2FeatureExtractor.from_pretrained(dir)``: same numbers.
@@ -33,11 +36,17 @@ from transformers import (
 
 from .cnn import CNNConfig, CNNForAudioClassification
 from .feature_extraction import SERFeatureExtractor
+from .probe import ProbeConfig, ProbeForAudioClassification
 from .s4 import S4Config, S4ForAudioClassification
 
 CUSTOM_MODELS: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {
     CNNConfig.model_type: (CNNConfig, CNNForAudioClassification),
     S4Config.model_type: (S4Config, S4ForAudioClassification),
+}
+# Models that save their encoder family's own feature extractor (Wav2Vec2FeatureExtractor, Whisper's), which
+# transformers finds by name: no AutoFeatureExtractor registration, no feature_extraction.py copied.
+CUSTOM_MODELS_OWN_EXTRACTOR: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {
+    ProbeConfig.model_type: (ProbeConfig, ProbeForAudioClassification),
 }
 
 
@@ -47,6 +56,11 @@ def register_auto_classes() -> None:
         AutoConfig.register(model_type, config_class, exist_ok=True)
         AutoModelForAudioClassification.register(config_class, model_class, exist_ok=True)
         AutoFeatureExtractor.register(config_class, SERFeatureExtractor, exist_ok=True)
+        config_class.register_for_auto_class()
+        model_class.register_for_auto_class("AutoModelForAudioClassification")
+    for model_type, (config_class, model_class) in CUSTOM_MODELS_OWN_EXTRACTOR.items():
+        AutoConfig.register(model_type, config_class, exist_ok=True)
+        AutoModelForAudioClassification.register(config_class, model_class, exist_ok=True)
         config_class.register_for_auto_class()
         model_class.register_for_auto_class("AutoModelForAudioClassification")
 
