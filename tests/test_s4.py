@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from modeling.optimization import SSMAwareTrainer, is_ssm_parameter, ssm_parameter_groups
+from modeling.optimization import is_ssm_parameter, ssm_parameter_groups
 from modeling.s4 import (
     DPLRKernel,
     S4Config,
@@ -18,6 +18,7 @@ from modeling.s4 import (
     vandermonde_kernel,
     vandermonde_kernel_naive,
 )
+from training.trainer import SSMAwareTrainer
 
 RATE = 16000
 

@@ -8,8 +8,8 @@ import torch
 from transformers import TrainingArguments
 
 from modeling.feature_extraction import SERFeatureExtractor
-from modeling.training.data import AudioCollator
-from modeling.training.trainer import SERTrainer
+from training.data import AudioCollator
+from training.trainer import SERTrainer
 
 SR = 16_000
 
@@ -75,7 +75,7 @@ def test_the_trainer_evaluates_with_its_evaluation_collator(tmp_path):
 
 
 def test_class_weights_are_balanced_and_zero_for_absent_classes():
-    from modeling.training import class_weights
+    from training import class_weights
 
     assert torch.allclose(class_weights([0, 1, 2, 0, 1, 2], 3), torch.ones(3))
     # n / (k * n_c) with k = all 3 classes: 4 / 9, 4 / 3, and 0 for the class with no example.
