@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from modeling.auto import feature_extractor_for  # noqa: E402
 from modeling.optimization import ssm_parameter_groups  # noqa: E402
-from modeling.training.data import AudioCollator  # noqa: E402
-from modeling.training.run_config import build_model  # noqa: E402
+from training.data import AudioCollator  # noqa: E402
+from training.run_config import build_model  # noqa: E402
 
 LABELS = ["anger", "happy", "neutral", "sadness"]
 

@@ -1,10 +1,10 @@
-"""Optimiser parameter groups that know about state-space (SSM) parameters, and a Trainer that uses them.
+"""Optimiser parameter groups that know about state-space (SSM) parameters.
 
 S4/S4D train A, B (P) and dt with their own, smaller learning rate and no weight decay (Gu et al. 2022):
 weight decay would pull log(-Re A) and log(dt) towards 0, i.e. towards a fixed, arbitrary time scale. The
-Hugging Face Trainer's default optimiser knows nothing of this, so `SSMAwareTrainer.create_optimizer` builds
-the groups from `ssm_parameter_groups`. Models without SSM parameters (CNN, Wav2Vec2) get the usual two
-groups, so the same Trainer serves every model of the project.
+Hugging Face Trainer's default optimiser knows nothing of this, so `training.trainer.SSMAwareTrainer` builds
+its groups from `ssm_parameter_groups`. Which parameters are SSM parameters is model knowledge, so it lives
+here, beside the models; models without SSM parameters (CNN, Wav2Vec2) get the usual two groups.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import Trainer
 
 SSM_PARAMETER_PREFIX = "ssm_"  # the same token as modeling.s4.modeling_s4.SSM_PARAMETER_PREFIX
 
@@ -60,35 +59,4 @@ def ssm_parameter_groups(
     return [group for group in groups.values() if group["params"]]
 
 
-class SSMAwareTrainer(Trainer):
-    """`transformers.Trainer` whose default optimiser uses `ssm_parameter_groups`.
-
-    Everything else (optimizer class and its arguments from `TrainingArguments.optim`, the scheduler,
-    `optimizers=` / `optimizer_cls_and_kwargs=` passed by the caller) behaves as in `Trainer`.
-
-    Args:
-        ssm_lr: learning rate of the SSM parameters; `None` reads `model.config.ssm_lr`.
-    """
-
-    def __init__(self, *args: Any, ssm_lr: float | None = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.ssm_lr = ssm_lr
-
-    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
-        opt_model = self.model if model is None else model
-        if self.optimizer is not None:
-            return self.optimizer
-        if self.optimizer_cls_and_kwargs is not None:
-            optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
-        else:
-            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
-        builds_own_groups = {"params", "model", "optimizer_dict"} & set(optimizer_kwargs)
-        if builds_own_groups or not isinstance(optimizer_cls, type):
-            # GaLore, LOMO, layer-wise and factory optimizers (Muon, ...) make their own groups
-            return super().create_optimizer(model)
-        groups = ssm_parameter_groups(opt_model, self.args.weight_decay, self.ssm_lr)
-        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
-        return self.optimizer
-
-
-__all__ = ["SSMAwareTrainer", "is_no_decay_parameter", "is_ssm_parameter", "ssm_parameter_groups"]
+__all__ = ["is_no_decay_parameter", "is_ssm_parameter", "ssm_parameter_groups"]

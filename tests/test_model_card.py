@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from huggingface_hub import ModelCard
 
-from modeling.training.model_card import CorpusInfo, TrainingSummary, render_model_card
+from training.model_card import CorpusInfo, TrainingSummary, render_model_card
 
 
 def summary(**changes) -> TrainingSummary:

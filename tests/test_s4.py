@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from modeling.auto import feature_extractor_for
-from modeling.optimization import SSMAwareTrainer, is_ssm_parameter, ssm_parameter_groups
+from modeling.optimization import is_ssm_parameter, ssm_parameter_groups
 from modeling.s4 import (
     DPLRKernel,
     S4Config,
@@ -20,6 +20,7 @@ from modeling.s4 import (
     vandermonde_kernel,
     vandermonde_kernel_naive,
 )
+from training.trainer import SSMAwareTrainer
 
 RATE = 16000
 

@@ -1,4 +1,5 @@
-"""AudioCollator (random / centre crops, speed perturbation) and SERTrainer's separate evaluation collator."""
+"""AudioCollator (random / centre crops, speed perturbation), SERTrainer's separate evaluation collator and the
+class-weighted loss."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import torch
 from transformers import TrainingArguments
 
 from modeling.feature_extraction import SERFeatureExtractor
-from modeling.training.data import AudioCollator
-from modeling.training.trainer import SERTrainer
+from training.data import AudioCollator
+from training.trainer import SERTrainer
 
 SR = 16_000
 
@@ -75,8 +76,43 @@ def test_the_trainer_evaluates_with_its_evaluation_collator(tmp_path):
 
 
 def test_class_weights_are_balanced_and_zero_for_absent_classes():
-    from modeling.training import class_weights
+    from training import class_weights
 
     assert torch.allclose(class_weights([0, 1, 2, 0, 1, 2], 3), torch.ones(3))
     # n / (k * n_c) with k = all 3 classes: 4 / 9, 4 / 3, and 0 for the class with no example.
     assert torch.allclose(class_weights([0, 0, 0, 1], 3), torch.tensor([4 / 9, 4 / 3, 0.0]))
+
+
+class _Logits(torch.nn.Module):
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.logits = torch.nn.Parameter(logits)
+
+    def forward(self, index: torch.Tensor):
+        return {"logits": self.logits[index]}
+
+
+def test_class_weights_reach_the_loss_through_compute_loss_func(tmp_path):
+    from training.trainer import WeightedCrossEntropy
+
+    torch.manual_seed(0)
+    logits, labels = torch.randn(6, 3), torch.tensor([0, 0, 0, 0, 1, 2])
+    weights = torch.tensor([0.5, 2.0, 2.0])
+    loss_func = WeightedCrossEntropy(weights)
+    trainer = SERTrainer(
+        model=_Logits(logits.clone()),
+        args=TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True),
+        compute_loss_func=loss_func,
+    )
+    loss = trainer.compute_loss(trainer.model, {"index": torch.arange(6), "labels": labels.clone()})
+    expected = torch.nn.functional.cross_entropy(logits, labels, weight=weights)
+    assert torch.allclose(loss, expected) and not torch.allclose(
+        loss, torch.nn.functional.cross_entropy(logits, labels)
+    )
+    # with the clips of the whole accumulated batch: two halves add up to the loss of the whole batch
+    per_item = torch.nn.functional.cross_entropy(logits, labels, weight=weights, reduction="none")
+    halves = sum(
+        loss_func({"logits": logits[part]}, labels[part], num_items_in_batch=torch.tensor(6))
+        for part in (slice(0, 3), slice(3, 6))
+    )
+    assert torch.allclose(halves, per_item.sum() / 6)

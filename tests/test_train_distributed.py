@@ -13,7 +13,9 @@ import pytest
 from loaders.fixtures import build_download
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_CNN = "conv_channels=[8,16],attention_size=8,classifier_hidden_size=8,n_mfcc=13,n_mels=24"
+TINY_CNN = (
+    '{"conv_channels": [8, 16], "attention_size": 8, "classifier_hidden_size": 8, "n_mfcc": 13, "n_mels": 24}'
+)
 
 
 @pytest.mark.slow

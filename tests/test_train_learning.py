@@ -1,9 +1,9 @@
 """Models learn through run_train.py on the synthetic corpus (speaker split, the four default emotions).
 
-The CNN and S4 train with the no-argument demo's recipes (run_train.py's DEMO_RECIPES), so the demo is what
-is shown to learn. The synthetic corpus is generated once per module into a temporary cache. Each run takes
-under a minute on 2 idle CPU cores; the accuracies measured on the seed-42 split (test speakers F03, M05)
-and on other seeds are in the asserts' comments.
+The CNN and S4 train with the no-argument demo's recipes (training/recipes/demo-{cnn,s4}.yaml, given as the
+arguments file), so the demo is what is shown to learn. The synthetic corpus is generated once per module
+into a temporary cache. Each run takes under a minute on 2 idle CPU cores; the accuracies measured on the
+seed-42 split (test speakers F03, M05) and on other seeds are in the asserts' comments.
 """
 
 from __future__ import annotations
@@ -14,16 +14,19 @@ import pytest
 from test_models_common import tiny_wav2vec2_checkpoint
 from test_train_run import run_train
 
+from training import recipe_path
+
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("synthetic-cache")
 
 
-def train(tmp_path, cache_dir, *extra) -> dict:
+def train(tmp_path, cache_dir, *extra, recipe: str | None = None) -> dict:
     out = tmp_path / "run"
     run_train.main(
         [
+            *([str(recipe_path(recipe))] if recipe else []),
             "--corpora",
             "synthetic",
             "--split_strategy",
@@ -44,17 +47,9 @@ def train(tmp_path, cache_dir, *extra) -> dict:
     return json.loads((out / "test_results.json").read_text())
 
 
-def demo_recipe(model_kind: str) -> list[str]:
-    """run_train.DEMO_RECIPES[model_kind] as command-line options."""
-    argv = ["--model", model_kind]
-    for key, value in run_train.DEMO_RECIPES[model_kind].items():
-        argv += [f"--{key}", *(map(str, value) if isinstance(value, list) else [str(value)])]
-    return argv
-
-
 @pytest.mark.slow
 def test_cnn_learns_speaker_independent_emotions(tmp_path, cache_dir):
-    test = train(tmp_path, cache_dir, *demo_recipe("cnn"))
+    test = train(tmp_path, cache_dir, recipe="demo-cnn")
     print("CNN test", {k: round(v, 3) for k, v in test.items() if k in ("test_accuracy", "test_uar")})
     # chance: 0.25. Measured 0.925 (seed 42); 0.919, 0.925, 0.906, 0.988, 0.931 with seeds 1-5 (other test
     # speakers); 0.925-0.988 on the seed-42 split with model seeds 1-5 (--data_seed 42).
@@ -63,7 +58,7 @@ def test_cnn_learns_speaker_independent_emotions(tmp_path, cache_dir):
 
 @pytest.mark.slow
 def test_s4_learns_speaker_independent_emotions(tmp_path, cache_dir):
-    test = train(tmp_path, cache_dir, *demo_recipe("s4"))
+    test = train(tmp_path, cache_dir, recipe="demo-s4")
     print("S4 test", {k: round(v, 3) for k, v in test.items() if k in ("test_accuracy", "test_uar")})
     # chance: 0.25. Measured 0.944 (seed 42); 0.938, 0.944, 0.956, 0.931 with seeds 1, 2, 3, 5.
     assert test["test_accuracy"] >= 0.90

@@ -19,7 +19,9 @@ from test_train_run import run_train
 from loaders.fixtures import build_download
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_CNN = "conv_channels=[8,16],attention_size=8,classifier_hidden_size=8,n_mfcc=13,n_mels=24"
+TINY_CNN = (
+    '{"conv_channels": [8, 16], "attention_size": 8, "classifier_hidden_size": 8, "n_mfcc": 13, "n_mels": 24}'
+)
 
 # Runs run_train.py as `python run_train.py ARGS`, except that the process stops itself with a real SIGSTOP
 # in the middle of writing the checkpoint of step STOP_AT (weights written, optimizer and trainer state
@@ -209,7 +211,10 @@ def interrupted_run(data_root, cache_dir, tmp_path_factory) -> Path:
         ),
         (["--split_strategy", "speaker"], "--split_strategy: it was random, not speaker"),
         (["--data_seed", "7"], "--data_seed/--seed: it was 42, not 7"),
-        (["--config_overrides", TINY_CNN.replace("n_mels=24", "n_mels=32")], "it has n_mels=24, not 32"),
+        (
+            ["--config_overrides", TINY_CNN.replace('"n_mels": 24', '"n_mels": 32')],
+            "it has n_mels=24, not 32",
+        ),
     ],
 )
 def test_a_checkpoint_of_another_run_is_refused_with_advice(
@@ -246,7 +251,7 @@ def test_an_explicit_incomplete_checkpoint_is_refused(data_root, cache_dir, tmp_
 
 
 def test_a_stale_lock_on_another_host_is_refused_and_a_dead_pid_here_taken_over(tmp_path, caplog):
-    from modeling.training.run_config import LOCK_FILE, OutputDirLock
+    from training.run_config import LOCK_FILE, OutputDirLock
 
     out = tmp_path / "run"
     out.mkdir()
@@ -267,7 +272,7 @@ def test_a_stale_lock_on_another_host_is_refused_and_a_dead_pid_here_taken_over(
 
 def test_only_the_main_process_takes_the_lock(data_root, cache_dir, tmp_path, monkeypatch):
     # Another rank finds the main process's lock in place and must not refuse because of it.
-    from modeling.training.run_config import LOCK_FILE
+    from training.run_config import LOCK_FILE
 
     out = tmp_path / "run"
     out.mkdir()
@@ -278,11 +283,12 @@ def test_only_the_main_process_takes_the_lock(data_root, cache_dir, tmp_path, mo
 
 
 def test_the_default_output_folder_names_model_corpora_split_and_emotions():
-    from modeling.training.run_config import run_setup
+    from training.run import default_output_dir
+    from training.run_config import run_setup
 
     def folder(emotions, split="speaker", test=None, merge=None, streaming=False):
         setup = run_setup("cnn", emotions, ["emodb", "savee"], split, test, merge or {}, 42, {})
-        return run_train.default_output_dir(setup, streaming)
+        return default_output_dir(setup, streaming)
 
     four = folder(["anger", "happy", "neutral", "sadness"])
     assert four == os.path.join("outputs", "cnn-emodb+savee-speaker-anger+happy+neutral+sadness")

@@ -16,8 +16,10 @@ import pytest
 from loaders.fixtures import build_download
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_CNN = "conv_channels=[8,16],attention_size=8,classifier_hidden_size=8,n_mfcc=13,n_mels=24"
-TINY_S4 = "d_model=8,n_layers=1,d_state=4,mel_bins=16"
+TINY_CNN = (
+    '{"conv_channels": [8, 16], "attention_size": 8, "classifier_hidden_size": 8, "n_mfcc": 13, "n_mels": 24}'
+)
+TINY_S4 = '{"d_model": 8, "n_layers": 1, "d_state": 4, "mel_bins": 16}'
 
 
 def load_run_train():
@@ -93,7 +95,8 @@ def test_multi_corpus_run_writes_results_card_and_figure(data_root, cache_dir, t
     ):
         assert key in test, key
     assert 0.0 <= test["test_uar"] <= 1.0
-    assert results["eval"]["eval_uar"] == json.loads((out / "eval_results.json").read_text())["eval_uar"]
+    assert results.eval_metrics["eval_uar"] == json.loads((out / "eval_results.json").read_text())["eval_uar"]
+    assert results.test_metrics["test_corpus_savee_uar"] == test["test_corpus_savee_uar"]
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["best_metric"] is not None  # selected on validation UAR
     assert any(name.startswith("checkpoint-") for name in os.listdir(out))
@@ -107,7 +110,8 @@ def test_multi_corpus_run_writes_results_card_and_figure(data_root, cache_dir, t
         "pipeline_tag: audio-classification",
         "UAR",
         "confusion_matrix.png",
-        "--class_weighting",
+        "| class_weighting | `true` |",
+        "run_args.json",
         "random utterance split",
         "| train | emodb |",
         "cc-by-4.0",
@@ -266,7 +270,7 @@ def test_push_to_hub_uploads_model_code_and_card(data_root, cache_dir, tmp_path,
             ],
             "leaves class 'bored' with no example in the train split",
         ),
-        (["--corpora", "emodb", "--config_overrides", "not_a_field=3"], "has no field 'not_a_field'"),
+        (["--corpora", "emodb", "--config_overrides", '{"not_a_field": 3}'], "has no field 'not_a_field'"),
         (["--corpora", "emodb", "--merge", "calm"], "source:target"),
         (["--corpora", "emodb", "--speed_perturbation", "0.9", "0"], "speed factors must be > 0"),
     ],
@@ -314,47 +318,31 @@ def test_arguments_from_a_yaml_file(data_root, cache_dir, tmp_path):
     args_file = tmp_path / "args.yaml"
     args_file.write_text(
         f"corpora: [emodb]\ndata_root: {data_root}\noutput_dir: {tmp_path / 'run'}\nmodel: cnn\n"
-        f"config_overrides: 'not_a_field=1'\n"
+        "config_overrides:\n  not_a_field: 1\n"
     )
     # parsed from the file, then checked like command-line arguments
-    with pytest.raises(UsageError, match="not_a_field"):
+    with pytest.raises(UsageError, match="has no field 'not_a_field'"):
         run_train.main([str(args_file)])
-    model_args, data_args, training_args, explicit = run_train.parse_args([str(args_file)])
-    assert data_args.corpora == ["emodb"] and model_args.model == "cnn" and "output_dir" in explicit
+    model_args, data_args, training_args = run_train.parse_args([str(args_file)])
+    assert data_args.corpora == ["emodb"] and model_args.model == "cnn"
+    assert json.loads(model_args.config_overrides) == {"not_a_field": 1}  # a YAML mapping becomes JSON
+    assert training_args.output_dir == str(tmp_path / "run")
+    with pytest.raises(UsageError, match=r"--config_overrides 'd_model=64': not JSON .*give a JSON object"):
+        run_train.main([str(args_file), "--config_overrides", "d_model=64"])
 
 
-def test_config_overrides_parse_values_by_the_field_type():
-    from modeling.training.run_config import parse_config_overrides
+def test_config_overrides_are_json_checked_against_the_config():
+    from training.run_config import parse_config_overrides
 
-    overrides = parse_config_overrides(
-        "conv_channels=[16,32],feature_normalization=none,use_lstm=true,classifier_dropout=0.5", "cnn"
+    text = (
+        '{"conv_channels": [16, 32], "feature_normalization": "none", "use_lstm": true, '
+        '"classifier_dropout": 0.5}'
     )
-    assert overrides == {
+    assert parse_config_overrides(text, "cnn") == {
         "conv_channels": [16, 32],
-        "feature_normalization": "none",  # a string field keeps the word, it is not Python's None
+        "feature_normalization": "none",
         "use_lstm": True,
         "classifier_dropout": 0.5,
     }
-
-
-def test_the_demo_recipe_fills_only_what_the_user_left_out():
-    def defaults(model_kind, demo, *argv):
-        model_args, data_args, training_args, explicit = run_train.parse_args(["--output_dir", "x", *argv])
-        run_train.apply_defaults(model_kind, demo, explicit, model_args, data_args, training_args)
-        return model_args, data_args, training_args
-
-    model_args, data_args, training_args = defaults("cnn", True, "--learning_rate", "1e-4")
-    recipe = run_train.DEMO_RECIPES["cnn"]
-    assert (
-        model_args.config_overrides == recipe["config_overrides"]
-        and "norm_type=batch" in recipe["config_overrides"]
-    )
-    assert data_args.speed_perturbation == [0.9, 1.0, 1.1] and data_args.max_duration_seconds == 2.0
-    assert training_args.num_train_epochs == 20 and training_args.learning_rate == 1e-4  # the user's wins
-    model_args, data_args, training_args = defaults("cnn", False)
-    assert model_args.config_overrides is None and data_args.speed_perturbation is None
-    assert training_args.learning_rate == run_train.MODEL_DEFAULTS["cnn"]["learning_rate"]
-    model_args, _, training_args = defaults("wav2vec2", True, "--model_name_or_path", "ckpt")
-    assert model_args.config_overrides is None and training_args.learning_rate == 3e-5
-    model_args, _, _ = defaults("s4", True, "--model_name_or_path", "ckpt")
-    assert model_args.config_overrides is None  # a checkpoint keeps its own architecture
+    with pytest.raises(UsageError, match="not a JSON object"):
+        parse_config_overrides("[1, 2]", "cnn")

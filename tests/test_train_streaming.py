@@ -14,7 +14,7 @@ from test_train_run import run_train
 from loaders.fixtures import build_download
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_S4 = "d_model=8,n_layers=1,d_state=4,mel_bins=16"
+TINY_S4 = '{"d_model": 8, "n_layers": 1, "d_state": 4, "mel_bins": 16}'
 
 
 def speech_like(seconds: float, seed: int = 0) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,10 @@ class TrainingSummary:
     hyperparameters: Mapping[str, object] = field(default_factory=dict)
     num_parameters: int | None = None
     seed: int | None = None
+    # The run's resolved arguments that differ from the argument classes' defaults (all of them, defaults
+    # included, are in `arguments_file` next to the model).
+    arguments: Mapping[str, object] = field(default_factory=dict)
+    arguments_file: str | None = None
 
 
 def corpus_info(name: str) -> CorpusInfo:
@@ -75,6 +80,11 @@ def corpus_info(name: str) -> CorpusInfo:
 
 def _fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _show_argument(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return f"`{text}`".replace("|", "\\|")
 
 
 def card_metadata(summary: TrainingSummary) -> ModelCardData:
@@ -198,6 +208,11 @@ def render_model_card(summary: TrainingSummary) -> str:
     lines += ["## Training procedure", ""]
     if summary.command:
         lines += ["Command:", "", "```bash", summary.command, "```", ""]
+    if summary.arguments:
+        where = f" (all of them in `{summary.arguments_file}`)" if summary.arguments_file else ""
+        lines += [f"Arguments that differ from the defaults{where}:", "", "| argument | value |", "|---|---|"]
+        lines += [f"| {k} | {_show_argument(v)} |" for k, v in summary.arguments.items()]
+        lines.append("")
     if summary.hyperparameters:
         lines += ["| hyperparameter | value |", "|---|---|"]
         lines += [

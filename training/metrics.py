@@ -156,37 +156,3 @@ def flatten_metrics(result: dict, *, group_key: str = "corpus") -> dict[str, flo
     for group, scores in result.get("per_group", {}).items():
         add(f"{group_key}_{group}_", scores)
     return flat
-
-
-class ComputeMetrics:
-    """`compute_metrics` for the Trainer: argmax of the logits, then `EmotionClassificationMetric`.
-
-    `groups` (one name per example of the set being evaluated, in dataset order) adds per-corpus metrics; the
-    trainer sets it before each evaluation (see `modeling.training.trainer.SERTrainer`). `last_result` keeps
-    the full nested result (with confusion matrices) of the latest call for the plots and the model card.
-    """
-
-    def __init__(self, label_names: Sequence[str]):
-        self.label_names = list(label_names)
-        self.metric = EmotionClassificationMetric()
-        self.groups: list[str] | None = None
-        self.last_result: dict | None = None
-
-    def __call__(self, eval_prediction) -> dict[str, float]:
-        logits = eval_prediction.predictions
-        if isinstance(logits, tuple):
-            logits = logits[0]
-        predictions = np.asarray(logits).argmax(axis=-1)
-        references = np.asarray(eval_prediction.label_ids)
-        groups = self.groups
-        if groups is not None and len(groups) != len(predictions):
-            groups = None  # not the set the groups were given for: overall metrics only
-        if groups is not None and len(set(groups)) < 2:
-            groups = None  # one corpus: per-corpus figures would repeat the overall ones
-        self.last_result = self.metric.compute(
-            predictions=predictions.tolist(),
-            references=references.tolist(),
-            label_names=self.label_names,
-            groups=groups,
-        )
-        return flatten_metrics(self.last_result)

@@ -1,4 +1,4 @@
-"""What run_train.py resolves before training: model kind, config overrides, corpora, the model itself.
+"""What a training run resolves before training: model kind, config overrides, corpora, the model itself.
 
 Every check here runs before any data is prepared or any file written, and fails with a `UsageError` that
 names the argument and says what to do. Also here: which checkpoint a run may resume from (complete, and
@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 import datasets
 from transformers import PretrainedConfig, PreTrainedModel, Wav2Vec2Config
 
-from ..auto import feature_extractor_for
-from ..cnn import CNNConfig, CNNForAudioClassification
-from ..feature_extraction import SERFeatureExtractor
-from ..s4 import S4Config, S4ForAudioClassification
+from modeling.auto import feature_extractor_for
+from modeling.cnn import CNNConfig, CNNForAudioClassification
+from modeling.feature_extraction import SERFeatureExtractor
+from modeling.s4 import S4Config, S4ForAudioClassification
 
 MODEL_KINDS: tuple[str, ...] = ("cnn", "s4", "wav2vec2")
 _MODEL_TYPES = {CNNConfig.model_type: "cnn", S4Config.model_type: "s4", Wav2Vec2Config.model_type: "wav2vec2"}
@@ -75,54 +75,29 @@ def checkpoint_model_kind(model_name_or_path: str, *, trust_remote_code: bool = 
     return _MODEL_TYPES[model_type]
 
 
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas that are not inside brackets: 'a=1,b=[2,3]' -> ['a=1', 'b=[2,3]']."""
-    parts, depth, current = [], 0, ""
-    for char in text:
-        depth += char in "[(" and 1 or 0
-        depth -= char in "])" and 1 or 0
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    return [p.strip() for p in parts if p.strip()]
-
-
-def _parse_value(text: str, default: object) -> object:
-    if isinstance(default, str):
-        # A string field takes the text as it is: `feature_normalization=none` means "none", not None.
-        return text.strip("'\"")
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    try:
-        return json.loads(text.replace("(", "[").replace(")", "]"))
-    except json.JSONDecodeError:
-        return text
-
-
 def parse_config_overrides(text: str | None, model_kind: str) -> dict[str, object]:
-    """'d_model=64,n_layers=2,conv_channels=[16,32]' -> {"d_model": 64, ...}, checked against the config."""
+    """'{"d_model": 64, "conv_channels": [16, 32]}' -> {"d_model": 64, ...}, checked against the config class
+    of `model_kind` (unknown fields and values the config refuses are `UsageError`s)."""
     if not text:
         return {}
+    example = """'{"d_model": 64, "n_layers": 2}'"""
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UsageError(
+            f"--config_overrides {text!r}: not JSON ({err}); give a JSON object, e.g. {example} (in an "
+            "arguments file: a mapping)"
+        ) from None
+    if not isinstance(overrides, dict):
+        raise UsageError(f"--config_overrides {text!r}: not a JSON object; give one, e.g. {example}")
     config_class = _CONFIG_CLASSES[model_kind]
     defaults = config_class()
-    overrides = {}
-    for item in _split_top_level(text):
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"--config_overrides: {item!r} is not key=value (e.g. 'd_model=64,n_layers=2')")
+    for key in overrides:
         if not hasattr(defaults, key):
             raise UsageError(
                 f"--config_overrides: {config_class.__name__} has no field {key!r}; see its docstring "
                 f"for the fields of the {model_kind} model"
             )
-        overrides[key] = _parse_value(value.strip(), getattr(defaults, key))
     try:
         config_class(**overrides)
     except (ValueError, TypeError) as err:
@@ -196,7 +171,7 @@ def build_model(
         "label2id": {name: i for i, name in enumerate(label_names)},
     }
     if model_kind == "wav2vec2":
-        from ..wav2vec2 import DEFAULT_CHECKPOINT, build_wav2vec2
+        from modeling.wav2vec2 import DEFAULT_CHECKPOINT, build_wav2vec2
 
         return build_wav2vec2(
             model_name_or_path or DEFAULT_CHECKPOINT,
@@ -548,13 +523,13 @@ def streaming_overrides(overrides: Mapping[str, object], model_name_or_path: str
     it step by step), after checking that neither the user's overrides nor the checkpoint contradict them."""
     if overrides.get("bidirectional") is True:
         raise UsageError(
-            "--streaming with --config_overrides bidirectional=true: a streaming S4 must be causal; drop "
-            "bidirectional=true"
+            '--streaming with --config_overrides {"bidirectional": true}: a streaming S4 must be causal; '
+            'drop "bidirectional"'
         )
     if overrides.get("mel_normalization") == "utterance":
         raise UsageError(
-            "--streaming with --config_overrides mel_normalization=utterance: normalising over the whole "
-            "clip cannot be streamed; use mel_normalization=causal (the default with --streaming) or none"
+            '--streaming with --config_overrides {"mel_normalization": "utterance"}: normalising over the '
+            'whole clip cannot be streamed; use "causal" (the default with --streaming) or "none"'
         )
     if model_name_or_path and os.path.isfile(os.path.join(model_name_or_path, "config.json")):
         with open(os.path.join(model_name_or_path, "config.json"), encoding="utf-8") as f:

@@ -1,0 +1,187 @@
+"""training/ as a library: argument layers (recipe < file < flags), run_args.json, repeated in-process
+train() calls, per-corpus metrics from predictions."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from test_train_run import TINY_CNN
+
+from loaders.fixtures import build_download
+from training import TrainResult, arguments_dict, load_recipe, parse_args, train
+from training.metrics import EmotionClassificationMetric
+
+
+@pytest.fixture
+def no_datasets_here(tmp_path, monkeypatch):
+    """A working folder without ./datasets: a run without --corpora falls back to the demo corpus."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_recipe_then_file_then_flags(no_datasets_here, tmp_path):
+    demo = load_recipe("demo-cnn")
+    # nothing given: the demo recipe of the default model kind
+    model_args, data_args, training_args = parse_args([])
+    assert model_args.model == "cnn" and data_args.corpora == ["synthetic"]
+    assert json.loads(model_args.config_overrides) == json.loads(demo["config_overrides"])
+    assert data_args.speed_perturbation == [0.9, 1.0, 1.1] and training_args.num_train_epochs == 20
+    # a file overrides the recipe, a flag overrides the file (and the recipe)
+    args_file = tmp_path / "mine.yaml"
+    args_file.write_text("num_train_epochs: 3\nlearning_rate: 1e-2\nconfig_overrides:\n  attention_size: 4\n")
+    model_args, data_args, training_args = parse_args([str(args_file), "--learning_rate", "1e-4"])
+    assert training_args.num_train_epochs == 3  # file over recipe
+    assert training_args.learning_rate == 1e-4  # flag over file
+    assert training_args.weight_decay == demo["weight_decay"]  # recipe where neither file nor flag says
+    assert json.loads(model_args.config_overrides) == {"attention_size": 4}  # the file's, whole
+    # a corpus named: the model kind's recipe, not the demo's
+    model_args, data_args, training_args = parse_args(["--corpora", "emodb", "--model", "s4"])
+    s4 = load_recipe("s4")
+    assert model_args.config_overrides is None and data_args.speed_perturbation is None
+    assert (training_args.learning_rate, training_args.num_train_epochs) == (s4["learning_rate"], 30)
+    # in-process values sit between the file and the flags
+    _, _, training_args = parse_args(
+        [str(args_file), "--num_train_epochs", "5"], values={"num_train_epochs": 4, "learning_rate": 0.5}
+    )
+    assert training_args.num_train_epochs == 5 and training_args.learning_rate == 0.5
+    # wav2vec2 has no demo recipe: its own, with unused-parameter detection for layerdrop
+    _, _, training_args = parse_args(["--model", "wav2vec2"])
+    assert training_args.learning_rate == 3e-5 and training_args.ddp_find_unused_parameters is True
+
+
+def test_a_checkpoint_keeps_its_architecture(no_datasets_here, tmp_path):
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text(json.dumps({"model_type": "ser-s4"}))
+    model_args, _, training_args = parse_args(["--model_name_or_path", str(checkpoint)])
+    assert model_args.model == "s4"  # from the checkpoint
+    assert model_args.config_overrides is None  # the demo recipe's architecture is not applied to it
+    assert training_args.learning_rate == load_recipe("demo-s4")["learning_rate"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    build_download("emodb", root, per_emotion=6, seconds=0.5, quirks=False)
+    build_download("savee", root, per_emotion=6, seconds=0.5, quirks=False)
+    return root
+
+
+def tiny_run_args(data_root, cache_dir) -> list[str]:
+    return [
+        "--corpora",
+        "emodb",
+        "savee",
+        "--split_strategy",
+        "random",
+        "--data_root",
+        str(data_root),
+        "--dataset_cache_dir",
+        str(cache_dir),
+        "--config_overrides",
+        TINY_CNN,
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "8",
+        "--class_weighting",
+        "--disable_tqdm",
+        "true",
+        "--preprocessing_num_workers",
+        "1",
+    ]
+
+
+def test_train_twice_in_one_process_is_reproducible_and_leaks_nothing(data_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the first run goes to the default output folder, under outputs/
+    model_args, data_args, training_args = parse_args(tiny_run_args(data_root, tmp_path / "cache"))
+    given = arguments_dict(model_args, data_args, training_args)
+    handlers = list(logging.getLogger().handlers)
+    results: list[TrainResult] = []
+    for output_dir in (None, str(tmp_path / "second")):
+        training_args.output_dir = output_dir
+        results.append(train(model_args, data_args, training_args))
+        # the caller's arguments are left as they were (train() works on a copy)
+        assert arguments_dict(model_args, data_args, training_args) == {**given, "output_dir": output_dir}
+        torch.rand(7)  # the global generators move on between runs; each run seeds itself
+        np.random.rand(7)
+    first, second = results
+    assert logging.getLogger().handlers == handlers
+    # the caller's arguments are left as they were (train() works on a copy)
+    assert arguments_dict(model_args, data_args, training_args) == {
+        **given,
+        "output_dir": str(tmp_path / "second"),
+    }
+    assert first.train_metrics["train_loss"] == second.train_metrics["train_loss"]
+    for key in ("test_loss", "test_uar", "test_corpus_emodb_uar", "eval_uar"):
+        metrics = first.eval_metrics if key.startswith("eval") else first.test_metrics
+        other = second.eval_metrics if key.startswith("eval") else second.test_metrics
+        assert metrics[key] == other[key], key
+    assert first.confusion_matrix == second.confusion_matrix
+    assert sum(map(sum, first.confusion_matrix)) == first.test_metrics["test_samples"]
+
+    # run_args.json: every resolved argument, equal to the arguments the Trainer ran with
+    out = tmp_path / "second"
+    written = json.loads((out / "run_args.json").read_text())
+    assert written == second.run_args
+    assert written["class_weighting"] is True and written["corpora"] == ["emodb", "savee"]
+    assert written["learning_rate"] == load_recipe("cnn")["learning_rate"]  # the recipe's, resolved
+    ran = torch.load(out / "training_args.bin", weights_only=False).to_dict()
+    assert {k: v for k, v in written.items() if k in ran} == json.loads(
+        json.dumps({k: v for k, v in ran.items() if k in written}, default=str)
+    )
+    # ... and a valid arguments file: the same arguments parse back from it
+    assert arguments_dict(*parse_args([str(out / "run_args.json")])) == written
+    card = (out / "README.md").read_text()
+    assert "| class_weighting | `true` |" in card and "| learning_rate | `0.001` |" in card
+
+
+def test_per_corpus_metrics_from_predictions_equal_a_direct_computation(make_tiny_cnn, tmp_path):
+    import datasets
+    from conftest import TINY_CNN_LABELS
+    from transformers import TrainingArguments
+
+    from modeling.feature_extraction import SERFeatureExtractor
+    from training.data import AudioCollator
+    from training.trainer import SERTrainer, predict_with_details
+
+    rng = np.random.default_rng(0)
+    n = 30
+    clips = [rng.standard_normal(8000).astype(np.float32) * rng.uniform(0.1, 2.0) for _ in range(n)]
+    labels = rng.integers(0, len(TINY_CNN_LABELS), n).tolist()
+    corpora = [["emodb", "savee", "tess"][i % 3] for i in range(n)]  # interleaved, as after shuffling
+    dataset = datasets.Dataset.from_dict({"input_values": clips, "label": labels, "corpus": corpora})
+    model = make_tiny_cnn()
+    extractor = SERFeatureExtractor()
+    trainer = SERTrainer(
+        model=model,
+        args=TrainingArguments(
+            output_dir=str(tmp_path),
+            report_to=[],
+            use_cpu=True,
+            remove_unused_columns=False,
+            per_device_eval_batch_size=4,
+        ),
+        data_collator=AudioCollator(extractor, random_crop=False),
+    )
+    metrics, details = predict_with_details(trainer, dataset, TINY_CNN_LABELS, "test")
+
+    # directly: one clip at a time through the model, then the metric over all of them with their corpora
+    with torch.no_grad():
+        predictions = [
+            int(model(**extractor(clip, sampling_rate=16000, return_tensors="pt")).logits.argmax(-1))
+            for clip in clips
+        ]
+    direct = EmotionClassificationMetric().compute(
+        predictions=predictions, references=labels, label_names=TINY_CNN_LABELS, groups=corpora
+    )
+    assert details == direct
+    assert set(details["per_group"]) == {"emodb", "savee", "tess"}
+    for corpus in ("emodb", "savee", "tess"):
+        assert metrics[f"test_corpus_{corpus}_uar"] == direct["per_group"][corpus]["uar"]
+        assert metrics[f"test_corpus_{corpus}_accuracy"] == direct["per_group"][corpus]["accuracy"]
+    assert metrics["test_uar"] == pytest.approx(direct["uar"])

@@ -1,0 +1,194 @@
+"""The Trainer of all three models, and everything that changes how it trains and evaluates.
+
+* `SSMAwareTrainer`: the default optimiser puts S4's A, B, dt in their own group (own learning rate, no weight
+  decay) via `modeling.optimization.ssm_parameter_groups`, which knows which parameters those are;
+* `SERTrainer`: adds a separate `eval_data_collator` for validation and test (training-only augmentation stays
+  out of them) and the project's model card (`push_to_hub` writes `model_card_text` as README.md);
+* `WeightedCrossEntropy`: class weighting as the Trainer's `compute_loss_func` (unbalanced corpora such as
+  ShEMO), so the saved model stays a plain classifier;
+* `ComputeMetrics`: the Trainer's `compute_metrics` (overall figures, for model selection and logs);
+* `predict_with_details`: a split's metrics from `trainer.predict` outputs and the split's `corpus` column:
+  the overall and per-corpus figures and the confusion matrices.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from torch import nn
+from transformers import Trainer
+
+from modeling.optimization import ssm_parameter_groups
+
+from .metrics import EmotionClassificationMetric, flatten_metrics
+
+GROUP_COLUMN = "corpus"
+
+
+class SSMAwareTrainer(Trainer):
+    """`transformers.Trainer` whose default optimiser uses `ssm_parameter_groups`.
+
+    Everything else (optimizer class and its arguments from `TrainingArguments.optim`, the scheduler,
+    `optimizers=` / `optimizer_cls_and_kwargs=` passed by the caller) behaves as in `Trainer`.
+
+    Args:
+        ssm_lr: learning rate of the SSM parameters; `None` reads `model.config.ssm_lr`.
+    """
+
+    def __init__(self, *args: Any, ssm_lr: float | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.ssm_lr = ssm_lr
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        opt_model = self.model if model is None else model
+        if self.optimizer is not None:
+            return self.optimizer
+        if self.optimizer_cls_and_kwargs is not None:
+            optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
+        else:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        builds_own_groups = {"params", "model", "optimizer_dict"} & set(optimizer_kwargs)
+        if builds_own_groups or not isinstance(optimizer_cls, type):
+            # GaLore, LOMO, layer-wise and factory optimizers (Muon, ...) make their own groups
+            return super().create_optimizer(model)
+        groups = ssm_parameter_groups(opt_model, self.args.weight_decay, self.ssm_lr)
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+
+class WeightedCrossEntropy:
+    """Class-weighted cross-entropy as the Trainer's `compute_loss_func(outputs, labels, num_items_in_batch)`.
+
+    With `num_items_in_batch` (training: the clips of the whole accumulated batch, over all processes) the
+    weighted sum is divided by it, so gradient accumulation and data parallelism give the loss of one big
+    batch (the Trainer then leaves the loss unscaled); without it (evaluation) a weighted mean.
+    """
+
+    def __init__(self, class_weights: torch.Tensor | Sequence[float]):
+        self.class_weights = torch.as_tensor(class_weights, dtype=torch.float32)
+
+    def __call__(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        weights = self.class_weights.to(device=logits.device)
+        if num_items_in_batch is None:
+            return nn.functional.cross_entropy(logits.float(), labels, weight=weights)
+        total = nn.functional.cross_entropy(logits.float(), labels, weight=weights, reduction="sum")
+        if torch.is_tensor(num_items_in_batch):
+            num_items_in_batch = num_items_in_batch.to(total.device)
+        return total / num_items_in_batch
+
+
+class SERTrainer(SSMAwareTrainer):
+    """Trainer with a separate evaluation collator and the project's model card.
+
+    Args (besides the Trainer's):
+        eval_data_collator: collator of the validation and test dataloaders (None: `data_collator`).
+        model_card_text: README.md to write into the output folder (`create_model_card`, `push_to_hub`).
+    """
+
+    def __init__(self, *args, eval_data_collator=None, model_card_text: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.eval_data_collator = eval_data_collator
+        self.model_card_text = model_card_text
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        return self._with_eval_collator(super().get_eval_dataloader, eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        return self._with_eval_collator(super().get_test_dataloader, test_dataset)
+
+    def _with_eval_collator(self, make_dataloader, dataset):
+        """The dataloader keeps the collator it was built with, so the swap lasts only while building it."""
+        if self.eval_data_collator is None:
+            return make_dataloader(dataset)
+        train_collator, self.data_collator = self.data_collator, self.eval_data_collator
+        try:
+            return make_dataloader(dataset)
+        finally:
+            self.data_collator = train_collator
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        if self.model_card_text is None:
+            return super().create_model_card(*args, **kwargs)
+        if self.is_world_process_zero():
+            with open(os.path.join(self.args.output_dir, "README.md"), "w", encoding="utf-8") as f:
+                f.write(self.model_card_text)
+
+
+def _argmax(predictions) -> np.ndarray:
+    logits = predictions[0] if isinstance(predictions, tuple) else predictions
+    return np.asarray(logits).argmax(axis=-1)
+
+
+class ComputeMetrics:
+    """`compute_metrics` for the Trainer: argmax of the logits, then the overall figures of
+    `EmotionClassificationMetric` (accuracy, UAR, macro-F1, per class), flat. Stateless: per-corpus figures
+    and confusion matrices come from `predict_with_details`."""
+
+    def __init__(self, label_names: Sequence[str]):
+        self.label_names = list(label_names)
+        self.metric = EmotionClassificationMetric()
+
+    def __call__(self, eval_prediction) -> dict[str, float]:
+        result = self.metric.compute(
+            predictions=_argmax(eval_prediction.predictions).tolist(),
+            references=np.asarray(eval_prediction.label_ids).tolist(),
+            label_names=self.label_names,
+        )
+        return flatten_metrics(result)
+
+
+def detailed_metrics(
+    predictions: Sequence[int],
+    references: Sequence[int],
+    label_names: Sequence[str],
+    groups: Sequence[str] | None = None,
+) -> dict:
+    """The nested `EmotionClassificationMetric` result, with `per_group` when `groups` names two or more
+    groups (with one, per-corpus figures would repeat the overall ones)."""
+    if groups is not None and len(set(groups)) < 2:
+        groups = None
+    return EmotionClassificationMetric().compute(
+        predictions=list(predictions),
+        references=list(references),
+        label_names=list(label_names),
+        groups=groups,
+    )
+
+
+def predict_with_details(
+    trainer: Trainer,
+    dataset: datasets.Dataset,
+    label_names: Sequence[str],
+    metric_key_prefix: str = "test",
+) -> tuple[dict[str, float], dict]:
+    """(flat metrics, nested details) of `dataset`, from `trainer.predict` and its `corpus` column.
+
+    The flat metrics are the Trainer's (`<prefix>_loss`, `<prefix>_uar`, ..., runtime) plus the per-corpus
+    figures (`<prefix>_corpus_<name>_uar`, ...); the details hold the confusion matrices (overall and per
+    corpus). `trainer.predict` returns the predictions in dataset order, also across processes.
+    """
+    output = trainer.predict(dataset, metric_key_prefix=metric_key_prefix)
+    groups = list(dataset[GROUP_COLUMN]) if GROUP_COLUMN in dataset.column_names else None
+    details = detailed_metrics(
+        _argmax(output.predictions).tolist(), np.asarray(output.label_ids).tolist(), label_names, groups
+    )
+    metrics = dict(output.metrics)
+    for key, value in flatten_metrics(details, group_key=GROUP_COLUMN).items():
+        metrics.setdefault(f"{metric_key_prefix}_{key}", value)
+    return metrics, details
+
+
+__all__ = [
+    "ComputeMetrics",
+    "SERTrainer",
+    "SSMAwareTrainer",
+    "WeightedCrossEntropy",
+    "detailed_metrics",
+    "predict_with_details",
+]
