@@ -53,8 +53,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from modeling.training.data import decode_clip
-from modeling.training.metrics import classification_scores
+from training.data import decode_clip
+from training.metrics import classification_scores
 
 logger = logging.getLogger(__name__)
 

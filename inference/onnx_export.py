@@ -1,6 +1,6 @@
 """Export a trained classifier to ONNX with a dynamic batch and a dynamic number of samples.
 
-    python -m modeling.predict export-onnx MODEL OUT.onnx [--opset 18] [--no_verify]
+    python -m inference.predict export-onnx MODEL OUT.onnx [--opset 18] [--no_verify]
 
 What the exported graph contains (input ``input_values``: float32 batch x samples of raw 16 kHz mono
 audio, ``attention_mask``: int64 batch x samples, 1 real / 0 padding; output ``logits``: batch x labels):
@@ -17,7 +17,7 @@ audio, ``attention_mask``: int64 batch x samples, 1 real / 0 padding; output ``l
   ``dplr_kernel_length`` and sliced. The layer around them (FFT convolution as an ONNX DFT, skip term,
   backward kernel) is the model's own ``S4Layer.forward``.
 
-Not inside: decoding, resampling and downmixing (do them before the graph; ``modeling.inference.audio_io``
+Not inside: decoding, resampling and downmixing (do them before the graph; ``inference.audio_io``
 does it in Python), the softmax (apply it to ``logits``), segmenting long recordings, and input checks
 (``SERFeatureExtractor`` does them in Python; in the graph a clip shorter than the front-end window gives
 NaN logits, or an error when the whole batch is that short). The label names, sampling rate and minimum
@@ -220,7 +220,7 @@ def verify_onnx(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m modeling.predict export-onnx",
+        prog="python -m inference.predict export-onnx",
         description="Export a trained classifier to ONNX (dynamic batch and length).",
     )
     parser.add_argument("model", help="model directory (save_pretrained) or Hub id")

@@ -1,5 +1,5 @@
-"""AudioCollator (random / centre crops, speed perturbation), SERTrainer's separate evaluation collator and the
-class-weighted loss."""
+"""AudioCollator (random / centre crops, speed perturbation), SERTrainer's separate evaluation collator
+and the class-weighted loss."""
 
 from __future__ import annotations
 

@@ -519,7 +519,7 @@ class OutputDirLock:
 
 
 def streaming_overrides(overrides: Mapping[str, object], model_name_or_path: str | None) -> dict[str, object]:
-    """--streaming: the config overrides that make an S4 causal (so `modeling.inference.streaming` can run
+    """--streaming: the config overrides that make an S4 causal (so `inference.streaming` can run
     it step by step), after checking that neither the user's overrides nor the checkpoint contradict them."""
     if overrides.get("bidirectional") is True:
         raise UsageError(
