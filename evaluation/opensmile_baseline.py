@@ -53,12 +53,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from training.data import decode_clip
+from loaders.audio import decode_clip
+from loaders.schema import SAMPLING_RATE
 from training.metrics import classification_scores
 
 logger = logging.getLogger(__name__)
-
-SAMPLING_RATE = 16_000
 
 # Short name -> (openSMILE FeatureSet member, number of functionals).
 FEATURE_SETS: dict[str, tuple[str, int]] = {

@@ -9,10 +9,10 @@ The builder is used as a class (datasets 4+ runs no loading scripts)::
 It emits a single split named "train" holding the whole corpus (Hub convention for unsplit data); the
 train/validation/test splits are made afterwards by `loaders.splits`.
 
-Preparing at 16 kHz reads each file with soundfile, averages the channels to mono, resamples with soxr
-(quality HQ) and stores 16-bit PCM WAV bytes in the Arrow cache, so training never decodes the originals
-again. The cache folder is keyed by the corpus folder, the sampling rate, leniency and a fingerprint of the
-files found (names, sizes, modification times): a changed folder is prepared afresh, never served stale.
+Preparing at 16 kHz reads each file with `loaders.audio` (channels averaged to mono, soxr HQ resampling)
+and stores 16-bit PCM WAV bytes in the Arrow cache, so training never decodes the originals again. The
+cache folder is keyed by the corpus folder, the sampling rate, leniency and a fingerprint of the files
+found (names, sizes, modification times): a changed folder is prepared afresh, never served stale.
 """
 
 from __future__ import annotations
@@ -21,27 +21,19 @@ import errno
 import logging
 import os
 import re
-import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
 import datasets
 import numpy as np
-import soundfile as sf
-import soxr
 from datasets.fingerprint import Hasher
 
+# encode_wav and resample are used here and also imported from here (loaders.synthetic, loaders.fixtures).
+from .audio import BrokenAudioError, check_file, decode_audio, encode_wav, resample
 from .discovery import WRAPPER_FOLDERS, CorpusFile, CorpusNotFoundError, FileInfo, ScanResult, scan_folder
 from .schema import SAMPLING_RATE, corpus_features
 
 logger = logging.getLogger(__name__)
-
-
-class BrokenAudioError(ValueError, RuntimeError):
-    """An audio file cannot be decoded (unreadable, or holding NaN / Inf samples).
-
-    A ValueError (bad input, which callers such as run_train.py report in one line) and, as before, a
-    RuntimeError."""
 
 
 class NoSpaceError(ValueError):
@@ -49,14 +41,6 @@ class NoSpaceError(ValueError):
 
     Not an OSError on purpose: datasets rewrites every OSError raised while preparing a split into
     "Cannot find data file", which would hide the cause."""
-
-
-# libsndfile subtypes that store floats: the only ones that can hold NaN or Inf.
-FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
-
-
-def broken_audio_message(path: str | os.PathLike, why: str) -> str:
-    return f"{path}: {why}; re-download the file, or pass --lenient (lenient=True) to skip and report it"
 
 
 def no_space_message(what: str, where: str | os.PathLike) -> str:
@@ -295,86 +279,7 @@ class EmotionCorpusBuilder(datasets.GeneratorBasedBuilder):
         return [f.file for f in self.scan.files if f.file not in prepared]
 
 
-def decode_audio(path: str) -> tuple[np.ndarray, int]:
-    """Samples (float32 in [-1, 1), mono: channels averaged) and sampling rate of an audio file."""
-    try:
-        with sf.SoundFile(path) as audio_file:
-            rate = audio_file.samplerate
-            # 16-bit files (all six corpora) are read as integers and scaled here: libsndfile's own float
-            # conversion is twice as slow. Both scale by 1/32768.
-            if audio_file.subtype == "PCM_16":
-                data = audio_file.read(dtype="int16", always_2d=True)
-            else:
-                data = audio_file.read(dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as err:
-        raise BrokenAudioError(broken_audio_message(path, f"cannot decode audio ({_one_line(err)})")) from err
-    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0].astype(np.float32)
-    if data.dtype == np.int16:
-        mono *= 1.0 / 32768.0
-    else:
-        check_finite(path, mono)
-    return mono, rate
-
-
-def check_finite(path: str | os.PathLike, samples: np.ndarray) -> None:
-    """`BrokenAudioError` if `samples` hold NaN or Inf: resampled and stored, they become silence or a
-    zeroed stretch trained on under the file's label, with no sign but a RuntimeWarning naming no file."""
-    finite = np.isfinite(samples)
-    if not finite.all():
-        bad = int(finite.size - np.count_nonzero(finite))
-        kinds = "/".join(k for k, f in (("NaN", np.isnan), ("Inf", np.isinf)) if f(samples).any())
-        raise BrokenAudioError(
-            broken_audio_message(path, f"holds {bad} non-finite ({kinds}) samples of {samples.size}")
-        )
-
-
-def check_file(path: str | os.PathLike) -> None:
-    """`BrokenAudioError` if the header of `path` cannot be read, or a float file holds NaN / Inf."""
-    read_header(path)
-
-
-def read_header(path: str | os.PathLike):
-    """`soundfile.info` of `path`, after checking it can be prepared: `BrokenAudioError` if the header
-    cannot be read or a float file (the only kind that can) holds NaN / Inf."""
-    info = _read_info(path)
-    if info.subtype in FLOAT_SUBTYPES:
-        decode_audio(str(path))
-    return info
-
-
-def _read_info(path: str | os.PathLike):
-    try:
-        return sf.info(path)
-    except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as err:
-        raise BrokenAudioError(
-            broken_audio_message(path, f"cannot read audio header ({_one_line(err)})")
-        ) from err
-
-
-def _one_line(err: BaseException) -> str:
-    return re.sub(r"\s*\n\s*", " ", str(err)).strip()
-
-
 def read_duration(path: str) -> float:
     """Duration in seconds from the file header (no samples decoded, except in float files, checked for
     NaN / Inf: stored as references, they would reach training undecoded)."""
-    info = read_header(path)
-    return info.frames / info.samplerate
-
-
-def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
-    """soxr's high-quality (HQ) resampler; returns `samples` itself when the rate already matches."""
-    if rate == target_rate or len(samples) == 0:
-        return samples
-    return soxr.resample(samples, rate, target_rate, quality="HQ")
-
-
-def encode_wav(samples: np.ndarray, rate: int, extra_chunk: bytes | None = None) -> bytes:
-    """Mono 16-bit PCM WAV bytes of float samples in [-1, 1]; values beyond full scale (resampling
-    overshoot) are clipped, not wrapped. `extra_chunk` (a 4-byte id) inserts a padding chunk before `data`,
-    as RAVDESS files have (used by the fixtures)."""
-    pcm = np.clip(np.round(samples * 32768.0), -32768, 32767).astype("<i2").tobytes()
-    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16)
-    extra = struct.pack("<4sI", extra_chunk, 28) + bytes(28) if extra_chunk else b""
-    body = b"WAVE" + fmt + extra + struct.pack("<4sI", b"data", len(pcm)) + pcm
-    return struct.pack("<4sI", b"RIFF", len(body)) + body
+    return check_file(path).duration

@@ -21,10 +21,10 @@ What is kept from the original, and what changed on purpose:
   warning names the missing ones; none found is an error); a corpus named in ``dname`` and missing is an
   error that says how to download it. ``lenient=True`` skips (and reports, as ``python -m loaders prepare``
   does) files with unknown codes or undecodable audio, including NaN / Inf samples.
-* `SpeechEmotionDataset` reads with soundfile (channels averaged to mono; the original kept channel 0)
-  and resamples with soxr (HQ) instead of torchaudio. The one-hot label is the original's ``emo2onehot``,
-  quirk included (see `emo2onehot`); ``onehot=False`` gives the integer class of `LEGACY_EMOTIONS`
-  (the original returned the emotion name there).
+* `SpeechEmotionDataset` reads with `loaders.audio` (soundfile, FFmpeg for what it cannot read; channels
+  averaged to mono: the original kept channel 0) and resamples with soxr (HQ) instead of torchaudio. The
+  one-hot label is the original's ``emo2onehot``, quirk included (see `emo2onehot`); ``onehot=False``
+  gives the integer class of `LEGACY_EMOTIONS` (the original returned the emotion name there).
 * `pad_collate` is new: the original's `collate_fn` did not run. Without it a DataLoader with
   ``batch_size > 1`` fails on clips of different lengths, as the original did.
 """
@@ -37,12 +37,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
-from . import download
-from .builder import BrokenAudioError, check_finite, read_header, resample
+from . import audio, download
+from .audio import BrokenAudioError
 from .discovery import CorpusNotFoundError
 from .loading import skip_report
 from .registry import CORPUS_NAMES, find_corpus_dir, get_builder_class, locate_corpora, scan_corpus
@@ -73,6 +72,8 @@ LEGACY_COLUMNS: tuple[str, ...] = (
 )
 SCHEMA_COLUMNS: tuple[str, ...] = ("corpus", "speaker", "gender", "text", "file", "sample_rate", "duration")
 COLUMNS: tuple[str, ...] = LEGACY_COLUMNS + SCHEMA_COLUMNS
+
+_READ_ADVICE = "re-download the corpus, or leave the file out (get_dataset_info(..., lenient=True))"
 
 _LANGUAGE_NAMES = {"de": "german", "en": "english", "fa": "persian"}
 
@@ -176,7 +177,7 @@ def _corpus_rows(pdir: str | os.PathLike, name: str, lenient: bool, skipped: lis
     for corpus_file in scan.files:
         info = corpus_file.info
         try:
-            header = read_header(corpus_file.path)
+            header = audio.check_file(corpus_file.path)
         except BrokenAudioError as err:
             if not lenient:
                 raise
@@ -195,8 +196,8 @@ def _corpus_rows(pdir: str | os.PathLike, name: str, lenient: bool, skipped: lis
                 "gender": info.gender,
                 "text": info.text,
                 "file": corpus_file.file,
-                "sample_rate": header.samplerate,
-                "duration": header.frames / header.samplerate,
+                "sample_rate": header.sampling_rate,
+                "duration": header.duration,
             }
         )
     unknown = [(path, reason) for path, reason in scan.skipped if reason.startswith("unknown code")]
@@ -273,18 +274,12 @@ def read_audio(path: str | os.PathLike, fs: int | None = None) -> tuple[torch.Te
     An unreadable file, or one holding NaN / Inf samples, is a `BrokenAudioError` (a RuntimeError, as
     before) naming it."""
     try:
-        samples, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as err:
-        raise BrokenAudioError(
-            f"{path}: cannot decode audio ({err}); re-download the corpus, or leave the file out "
-            "(get_dataset_info(..., lenient=True))"
-        ) from err
-    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    check_finite(path, mono)
+        samples, rate = audio.decode_audio(path)
+    except BrokenAudioError as err:
+        raise err.advise(_READ_ADVICE) from err
     if fs is not None and fs != rate:
-        mono = resample(mono, rate, fs).astype(np.float32, copy=False)
-        rate = fs
-    return torch.from_numpy(np.ascontiguousarray(mono)), rate
+        samples, rate = audio.resample(samples, rate, fs), fs
+    return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), rate
 
 
 def pad_collate(

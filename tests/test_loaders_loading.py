@@ -10,7 +10,7 @@ import pytest
 
 from loaders import builder as builder_module
 from loaders import fixtures
-from loaders.builder import BrokenAudioError, encode_wav
+from loaders.audio import BrokenAudioError, encode_wav
 from loaders.discovery import CorpusNotFoundError
 from loaders.emodb import EmoDB
 from loaders.emotions import EMOTIONS

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("opensmile")
 
 from evaluation import opensmile_baseline as ob  # noqa: E402
-from loaders.builder import encode_wav  # noqa: E402
+from loaders.audio import encode_wav  # noqa: E402
 
 SR = 16_000
 TOY_LABELS = ["anger", "happy", "sadness"]
