@@ -343,15 +343,17 @@ def test_broken_files_are_errors_or_skipped_and_reported_when_lenient(emodb_with
 
 
 def test_read_audio_refuses_non_finite_samples(tmp_path):
-    from loaders.builder import BrokenAudioError
+    from loaders.audio import BrokenAudioError
     from loaders.legacy import read_audio
 
     path = tmp_path / "nan.wav"
     samples = np.full(800, 0.25)
     samples[10] = np.nan
     _write_float_wav(path, samples)
-    with pytest.raises(BrokenAudioError, match=r"nan.wav: holds 1 non-finite \(NaN\) samples"):
+    with pytest.raises(BrokenAudioError, match=r"nan.wav: holds 1 non-finite \(NaN\) samples") as info:
         read_audio(path, 16000)
+    # The advice is the legacy API's, not the `prepare` command's.
+    assert "get_dataset_info(..., lenient=True)" in str(info.value) and "--lenient" not in str(info.value)
     samples[10] = -np.inf
     _write_float_wav(path, samples)
     with pytest.raises(RuntimeError, match=r"nan.wav: holds 1 non-finite \(Inf\)"):  # still a RuntimeError
