@@ -19,7 +19,7 @@ _EXPORTS = {
     "SAMPLING_RATE": "schema",
     "EmotionCorpusBuilder": "builder",
     "EmotionCorpusConfig": "builder",
-    "BrokenAudioError": "builder",
+    "BrokenAudioError": "audio",
     "CremaD": "cremad",
     "EmoDB": "emodb",
     "Ravdess": "ravdess",

@@ -316,7 +316,7 @@ def emodb_with_bad_files(tmp_path):
 
 
 def test_broken_files_are_errors_or_skipped_and_reported_when_lenient(emodb_with_bad_files):
-    from loaders.builder import BrokenAudioError
+    from loaders.audio import BrokenAudioError
     from loaders.discovery import UnknownCodeError
 
     with pytest.raises(UnknownCodeError, match="03a01Xa.wav"):
