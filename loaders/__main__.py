@@ -66,10 +66,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-class _Terminated(BaseException):
-    """Raised by the SIGTERM handler: unwinds like Ctrl-C, so the worker pool is terminated on the way."""
-
-
 def _stats(args: argparse.Namespace) -> int:
     from .stats import collect_stats, format_stats
 
@@ -79,31 +75,28 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    # SIGTERM (timeout, schedulers, `docker stop`) kills Python without unwinding: the worker pool would
-    # stay alive under PID 1. Turned into an exception, it unwinds through datasets' `with Pool()`, which
-    # terminates the workers.
-    terminated = []
-
+    # SIGTERM (timeout, schedulers, `docker stop`) would kill Python with the default action: the workers die
+    # with it (they were forked under `children_die_with_parent`), but nothing says why. The handler ends the
+    # workers and exits at once instead of unwinding through datasets' pool, whose clean-up can wait on
+    # workers that are already gone. The cache of the corpus in progress stays in datasets' `.incomplete`
+    # folder, which never looks complete and is replaced by the next run.
     def on_sigterm(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: let the cleanup finish
-        terminated.append(signum)
-        # End the workers first: unwinding shuts datasets' queue server down before the pool, and workers
-        # still writing to it would each print a traceback.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         import multiprocess
 
         for child in multiprocess.active_children():
             child.terminate()
-        raise _Terminated
+        sys.stdout.flush()
+        print(
+            "prepare: stopped by SIGTERM; the corpus being prepared was not cached",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(128 + signal.SIGTERM)
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return _prepare_corpora(args)
-    except BaseException:
-        # Unwinding through the pool can replace _Terminated by another error (a result wait timing out).
-        if not terminated:
-            raise
-        print("prepare: stopped by SIGTERM; the corpus being prepared was not cached", file=sys.stderr)
-        return 128 + signal.SIGTERM
     finally:
         signal.signal(signal.SIGTERM, previous)
 
