@@ -116,3 +116,44 @@ def test_class_weights_reach_the_loss_through_compute_loss_func(tmp_path):
         for part in (slice(0, 3), slice(3, 6))
     )
     assert torch.allclose(halves, per_item.sum() / 6)
+
+
+def test_prepared_splits_keep_the_corpus_cache_and_the_collator_decodes_it(tmp_path):
+    """prepare_model_inputs writes no second cache: lengths come from the WAV headers, the audio stays the
+    corpus cache's bytes, and the collator decodes them to the same samples."""
+    import datasets
+
+    from loaders.audio import encode_wav
+    from training.data import prepare_model_inputs
+
+    clips = [tone(200, 0.5), tone(300, 1.25), tone(400, 0.05)]  # the last is under the minimum
+    wavs = [{"bytes": encode_wav(clip, SR), "path": f"c{i}.wav"} for i, clip in enumerate(clips)]
+    features = datasets.Features(
+        {
+            "audio": datasets.Audio(sampling_rate=SR),
+            "label": datasets.ClassLabel(names=["a", "b"]),
+            "corpus": datasets.Value("string"),
+        }
+    )
+    ds = datasets.Dataset.from_dict(
+        {"audio": wavs, "label": [0, 1, 0], "corpus": ["x"] * 3}, features=features
+    )
+    ds.save_to_disk(tmp_path / "corpus")
+    ds = datasets.load_from_disk(tmp_path / "corpus")
+    files_before = sorted(p.name for p in (tmp_path / "corpus").iterdir())
+
+    prepared, dropped = prepare_model_inputs(
+        datasets.DatasetDict({"train": ds, "test": ds}), max_duration_seconds=1.0, min_samples=SR // 10
+    )
+    assert sorted(p.name for p in (tmp_path / "corpus").iterdir()) == files_before
+    assert not ds.cache_files or all("cache-" not in f["filename"] for f in prepared["train"].cache_files)
+    assert dropped == {"train": 1, "test": 1}
+    assert prepared["test"]["length"] == [len(clips[0]), len(clips[1])]
+    assert prepared["train"]["length"] == [len(clips[0]), SR]  # capped at the crop for length grouping
+
+    collate = AudioCollator(SERFeatureExtractor(do_normalize=False), max_samples=SR, random_crop=False)
+    batch = collate([prepared["test"][0], prepared["test"][1]])
+    assert batch["input_values"].shape == (2, SR)
+    np.testing.assert_allclose(batch["input_values"][0, : len(clips[0])], clips[0], atol=1 / 32768)
+    assert batch["attention_mask"][0].sum() == len(clips[0])
+    assert batch["labels"].tolist() == [0, 1]

@@ -1,10 +1,12 @@
-"""From a `load_corpora` DatasetDict to model inputs: decode once, crop, pad.
+"""From a `load_corpora` DatasetDict to model inputs: no second cache, decode per batch, crop, pad.
 
-`prepare_model_inputs` decodes every clip once with `datasets.map` into a float32 `input_values` column
-(plus `length` for length-grouped batching), cached as Arrow beside the corpus cache, so no epoch decodes
-audio again and a second run (or the other processes of a distributed run) reuse it. Evaluation splits are
-centre-cropped to `max_duration_seconds` there, once; training clips are kept whole so that
-`AudioCollator` can draw a fresh random crop every step.
+The corpus cache already holds every clip once, decoded, resampled to 16 kHz and stored as PCM-16 WAV bytes
+(`loaders`). `prepare_model_inputs` adds only what batching needs (each clip's `length`, read from its WAV
+header) and drops clips shorter than the model can classify; `AudioCollator` decodes each batch's bytes
+(`loaders.audio.decode_clip`: a PCM read, no resampling, tens of microseconds a clip) and crops them, a random
+window in training and the centre in evaluation. An earlier version decoded every split into a float32 Arrow
+cache beside the corpus cache: twice the corpus's size on disk and a full decoding pass before the first
+step, for no gain in step time (benchmarks/bench_data_path.py measures both).
 
 The per-clip normalisation (zero mean, unit variance over the real samples) is left to the model's own
 feature extractor, called in the collator on the cropped clips: training sees exactly what the saved
@@ -13,35 +15,23 @@ feature extractor gives the model at inference time.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import datasets
 import numpy as np
-import soundfile as sf
 import soxr
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 
+from loaders.audio import decode_clip, read_info
+from loaders.schema import SAMPLING_RATE
+
 logger = logging.getLogger(__name__)
 
-# What a prepared split keeps: the model input, its length, the class, the corpus (per-corpus metrics).
-MODEL_INPUT_COLUMNS: tuple[str, ...] = ("input_values", "length", "label", "corpus")
-SAMPLING_RATE = 16_000
-
-
-def decode_clip(audio: dict, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
-    """Samples of one undecoded `Audio` value (``{"bytes", "path"}``) as float32 mono at `sampling_rate`."""
-    source = io.BytesIO(audio["bytes"]) if audio.get("bytes") else audio.get("path")
-    if source is None:
-        raise ValueError("audio value holds neither bytes nor a path")
-    samples, rate = sf.read(source, dtype="float32", always_2d=True)
-    samples = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    if rate != sampling_rate:
-        samples = soxr.resample(samples, rate, sampling_rate, quality="HQ")
-    return np.ascontiguousarray(samples, dtype=np.float32)
+# What a prepared split keeps: the undecoded audio, its length, the class, the corpus (per-corpus metrics).
+MODEL_INPUT_COLUMNS: tuple[str, ...] = ("audio", "length", "label", "corpus")
 
 
 def centre_crop(samples: np.ndarray, max_samples: int | None) -> np.ndarray:
@@ -52,10 +42,13 @@ def centre_crop(samples: np.ndarray, max_samples: int | None) -> np.ndarray:
     return samples[start : start + max_samples]
 
 
-def _decode_batch(batch: dict, sampling_rate: int, max_samples: int | None) -> dict:
-    # A module-level function with plain arguments: `datasets` hashes it into a stable cache fingerprint.
-    clips = [centre_crop(decode_clip(audio, sampling_rate), max_samples) for audio in batch["audio"]]
-    return {"input_values": clips, "length": [len(clip) for clip in clips]}
+def clip_length(audio: dict, sampling_rate: int = SAMPLING_RATE) -> int:
+    """Samples of one undecoded `Audio` value at `sampling_rate`, from its header (nothing decoded)."""
+    data, path = audio.get("bytes"), audio.get("path")
+    info = read_info(data or path, name=path or None)
+    if info.sampling_rate == sampling_rate:
+        return info.num_frames
+    return int(round(info.num_frames * sampling_rate / info.sampling_rate))
 
 
 def prepare_model_inputs(
@@ -63,46 +56,26 @@ def prepare_model_inputs(
     *,
     max_duration_seconds: float | None = None,
     min_samples: int = 0,
-    num_proc: int | None = None,
     sampling_rate: int = SAMPLING_RATE,
     train_split: str = "train",
 ) -> tuple[datasets.DatasetDict, dict[str, int]]:
-    """Decode each split once into `input_values` (float32) and `length`; returns (prepared, dropped).
+    """Each split as `audio` (undecoded), `length`, `label`, `corpus`; returns (prepared, dropped).
 
-    Evaluation splits are centre-cropped to `max_duration_seconds`; the train split stays whole (random crops
-    come from `AudioCollator`), its `length` is capped at the crop so that length grouping sees what a batch
+    Nothing is decoded or written: `length` comes from the WAV headers and is added beside the memory-mapped
+    corpus cache. The train split's `length` is capped at the crop, so that length grouping sees what a batch
     will hold. Clips shorter than `min_samples` (the model's receptive field) cannot be classified: they are
     dropped, and `dropped` counts them per split (and the log names the count).
     """
     max_samples = int(round(max_duration_seconds * sampling_rate)) if max_duration_seconds else None
     prepared, dropped = {}, {}
     for split, ds in dataset.items():
-        if len(ds) == 0:
-            prepared[split] = _empty_inputs(ds)
-            dropped[split] = 0
-            continue
         undecoded = ds.cast_column("audio", datasets.Audio(sampling_rate=None, decode=False))
-        features = datasets.Features(
-            {
-                "input_values": datasets.List(datasets.Value("float32")),
-                "length": datasets.Value("int64"),
-                "label": ds.features["label"],
-                "corpus": datasets.Value("string"),
-            }
+        undecoded = undecoded.select_columns(["audio", "label", "corpus"])
+        lengths = np.asarray(
+            [clip_length(audio, sampling_rate) for audio in undecoded["audio"]], dtype=np.int64
         )
-        is_train = split == train_split
-        mapped = undecoded.select_columns(["audio", "label", "corpus"]).map(
-            _decode_batch,
-            batched=True,
-            batch_size=32,
-            writer_batch_size=64,  # rows are large (a few hundred kB): small Arrow batches keep memory flat
-            fn_kwargs={"sampling_rate": sampling_rate, "max_samples": None if is_train else max_samples},
-            remove_columns=["audio"],
-            features=features,
-            num_proc=num_proc if num_proc and num_proc > 1 and len(ds) >= 64 * num_proc else None,
-            desc=f"Decoding {split} audio",
-        )
-        too_short = sum(1 for n in mapped["length"] if n < min_samples)
+        keep = np.flatnonzero(lengths >= min_samples)
+        too_short = len(lengths) - len(keep)
         if too_short:
             logger.warning(
                 "%s: dropping %d clip(s) shorter than the model's minimum of %d samples (%.0f ms)",
@@ -111,27 +84,14 @@ def prepare_model_inputs(
                 min_samples,
                 1000 * min_samples / sampling_rate,
             )
-            mapped = mapped.filter(lambda n: n >= min_samples, input_columns="length")
-        if is_train and max_samples:
-            capped = np.minimum(np.asarray(mapped["length"]), max_samples)
-            mapped = mapped.remove_columns("length").add_column("length", capped.tolist())
+        if split == train_split and max_samples:
+            lengths = np.minimum(lengths, max_samples)
+        with_lengths = undecoded.add_column("length", lengths.tolist())
+        if too_short:
+            with_lengths = with_lengths.select(keep)
         dropped[split] = too_short
-        prepared[split] = mapped.select_columns(list(MODEL_INPUT_COLUMNS)).with_format(
-            "numpy", columns=["input_values"], output_all_columns=True
-        )
+        prepared[split] = with_lengths.select_columns(list(MODEL_INPUT_COLUMNS))
     return datasets.DatasetDict(prepared), dropped
-
-
-def _empty_inputs(ds: datasets.Dataset) -> datasets.Dataset:
-    features = datasets.Features(
-        {
-            "input_values": datasets.List(datasets.Value("float32")),
-            "length": datasets.Value("int64"),
-            "label": ds.features["label"],
-            "corpus": datasets.Value("string"),
-        }
-    )
-    return datasets.Dataset.from_dict({k: [] for k in MODEL_INPUT_COLUMNS}, features=features)
 
 
 def class_weights(labels: Sequence[int], num_classes: int) -> torch.Tensor:
@@ -168,7 +128,7 @@ class AudioCollator:
     min_samples: int = 0
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        clips = [self._crop(self._perturb(np.asarray(f["input_values"], dtype=np.float32))) for f in features]
+        clips = [self._crop(self._perturb(self._samples(f))) for f in features]
         batch = self.feature_extractor(
             clips,
             sampling_rate=self.sampling_rate,
@@ -180,6 +140,12 @@ class AudioCollator:
         if "label" in features[0]:
             out["labels"] = torch.tensor([int(f["label"]) for f in features], dtype=torch.long)
         return out
+
+    def _samples(self, feature: dict) -> np.ndarray:
+        # Prepared splits hold undecoded audio; a caller may also hand over decoded `input_values`.
+        if "audio" in feature:
+            return decode_clip(feature["audio"], self.sampling_rate)
+        return np.asarray(feature["input_values"], dtype=np.float32)
 
     def _perturb(self, clip: np.ndarray) -> np.ndarray:
         if not self.speed_factors:

@@ -23,6 +23,7 @@ from transformers import EarlyStoppingCallback, set_seed
 from loaders.emotions import parse_merge, resolve_emotions
 from loaders.loading import load_corpora
 from loaders.registry import CORPORA
+from loaders.schema import SAMPLING_RATE
 
 from .arguments import (
     DataTrainingArguments,
@@ -338,14 +339,13 @@ def _train(
         # A stream's mean and variance are unknown until it ends, so the model learns from raw audio, as
         # StreamingClassifier will feed it (the saved feature extractor says so to every later user).
         feature_extractor.do_normalize = False
-    max_samples = int(data_args.max_duration_seconds * 16000) if data_args.max_duration_seconds else None
-    with training_args.main_process_first(desc="decoding audio"):
-        prepared, dropped = prepare_model_inputs(
-            raw,
-            max_duration_seconds=data_args.max_duration_seconds or None,
-            min_samples=feature_extractor.min_samples,
-            num_proc=data_args.preprocessing_num_workers,
-        )
+    max_duration = data_args.max_duration_seconds
+    max_samples = int(max_duration * SAMPLING_RATE) if max_duration else None
+    prepared, dropped = prepare_model_inputs(
+        raw,
+        max_duration_seconds=data_args.max_duration_seconds or None,
+        min_samples=feature_extractor.min_samples,
+    )
     has_validation = len(prepared["validation"]) > 0
     if not has_validation:
         logger.warning(
