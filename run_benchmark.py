@@ -52,13 +52,15 @@ from evaluation.runner import (
     train_not_available,
     write_json_atomic,
 )
+from evaluation.train_runs import accepts_models, known_models
 from loaders.registry import CORPORA
 
 logger = logging.getLogger("run_benchmark")
 
-# The models a training function is expected to know; a plug-in --train_fn may declare its own (`MODELS`).
-KNOWN_MODELS: tuple[str, ...] = ("cnn", "s4", "wav2vec2", "opensmile-compare")
-DEFAULT_TRAIN_FN = "evaluation.runner:train_not_available"
+# The models of the default training function (the training library's kinds and the openSMILE baselines);
+# a plug-in --train_fn may declare its own (`MODELS`).
+KNOWN_MODELS: tuple[str, ...] = known_models()
+DEFAULT_TRAIN_FN = "evaluation.train_runs:train_run"
 
 
 class UsageError(ValueError):
@@ -231,7 +233,10 @@ def main(argv: list[str] | None = None, *, train_fn=None, load=None) -> dict:
             raise UsageError(f"--{err}") from err
     if extra_args and hasattr(train_fn, "validate_args"):
         try:
-            train_fn.validate_args(list(extra_args))
+            if accepts_models(train_fn.validate_args):
+                train_fn.validate_args(list(extra_args), models=list(args.models))
+            else:
+                train_fn.validate_args(list(extra_args))
         except ValueError as err:
             raise UsageError(str(err)) from err
     output_dir = Path(args.output_dir or os.path.join("benchmarks", "results", args.protocol))
@@ -283,8 +288,8 @@ def main(argv: list[str] | None = None, *, train_fn=None, load=None) -> dict:
         raise UsageError(str(err)) from err
     if pending and train_fn is train_not_available:
         raise UsageError(
-            f"{len(pending)} runs to train, but training runs land with the training library (not yet "
-            "here): pass --train_fn module:function, or --dry_run for the folds alone"
+            f"{len(pending)} runs to train, but --train_fn {args.train_fn} trains nothing: pass a training "
+            f"function (default {DEFAULT_TRAIN_FN}), or --dry_run for the folds alone"
         )
     runs_path = output_dir / runs_file_name(args.fold)
     settings = {k: v for k, v in vars(args).items() if k not in ("dry_run",)}

@@ -48,9 +48,14 @@ LEADERBOARD_COLUMNS: tuple[str, ...] = (
     "macro_f1_std",
     "train_corpora",
     "speaker_independent",
+    "baseline_uar",
+    "beats_baseline",
 )
 RUN_KEY: tuple[str, ...] = ("model", "protocol", "corpus", "train_corpora", "fold")
 METRICS = {"uar": "test_uar", "accuracy": "test_accuracy", "macro_f1": "test_macro_f1"}
+# Models whose name starts so are the classical baselines a learned model has to beat.
+BASELINE_PREFIX = "opensmile-"
+BELOW_BASELINE = "✗"
 
 
 class ReportError(ValueError):
@@ -159,7 +164,32 @@ def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
         row["train_corpora"] = train
         row["speaker_independent"] = bool(group["speaker_independent"].all())
         rows.append(row)
+    # Against the best openSMILE baseline on the same test corpus and training data: `baseline_uar` its mean
+    # UAR, `beats_baseline` whether this (non-baseline) model's mean UAR is higher; empty where there is
+    # no baseline to compare with.
+    best: dict[tuple, float] = {}
+    for row in rows:
+        if row["model"].startswith(BASELINE_PREFIX) and not np.isnan(row["uar_mean"]):
+            key = (row["protocol"], row["corpus"], row["train_corpora"])
+            best[key] = max(best.get(key, -np.inf), row["uar_mean"])
+    for row in rows:
+        base = best.get((row["protocol"], row["corpus"], row["train_corpora"]))
+        row["baseline_uar"] = float("nan") if base is None else base
+        row["beats_baseline"] = (
+            None if base is None or row["model"].startswith(BASELINE_PREFIX) else bool(row["uar_mean"] > base)
+        )
     return pd.DataFrame(rows, columns=list(LEADERBOARD_COLUMNS))
+
+
+def _vs_baseline(row: pd.Series) -> str:
+    """The leaderboard cell against the best openSMILE baseline: the UAR difference, marked when below."""
+    if row["model"].startswith(BASELINE_PREFIX):
+        return "baseline"
+    if pd.isna(row["baseline_uar"]):
+        return "–"
+    difference = row["uar_mean"] - row["baseline_uar"]
+    text = f"{difference:+.3f}".replace("-", "−")
+    return text if row["beats_baseline"] else f"**{text} {BELOW_BASELINE}**"
 
 
 def _pm(mean: float, std: float) -> str:
@@ -195,10 +225,13 @@ def render_markdown(
         if protocol in ("loco", "cross-corpus"):
             header.append("trained on")
         header += ["folds", "UAR", "accuracy", "macro-F1"]
+        compared = bool(table["baseline_uar"].notna().any())
+        if compared:
+            header.append("UAR vs best openSMILE")
         if protocol == "emobox":
             header.append("EmoBox UA (published)")
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        flagged = False
+        flagged = below = False
         for _, row in table.iterrows():
             corpus = row["corpus"]
             if not row["speaker_independent"]:
@@ -217,6 +250,9 @@ def render_markdown(
                 _pm(row["accuracy_mean"], row["accuracy_std"]),
                 _pm(row["macro_f1_mean"], row["macro_f1_std"]),
             ]
+            if compared:
+                cells.append(_vs_baseline(row))
+                below = below or row["beats_baseline"] is False
             if protocol == "emobox":
                 ua, _ = emobox.PUBLISHED.get(row["corpus"], (None, None))
                 cells.append(
@@ -225,6 +261,12 @@ def render_markdown(
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
         lines.append("")
         lines.append("Mean ± standard deviation over folds (sample std; none for a single fold).")
+        if compared:
+            lines.append(
+                "UAR vs best openSMILE: mean UAR minus that of the best openSMILE baseline on the same test "
+                "corpus and training data"
+                + (f"; {BELOW_BASELINE} marks a model that does not beat it." if below else ".")
+            )
         if flagged:
             lines.append(
                 "† not speaker-independent: the same speakers are in the training and test parts of its "

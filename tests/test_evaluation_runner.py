@@ -201,13 +201,16 @@ def test_dry_run_writes_folds_only(tmp_path):
     assert sorted(folds["fold"].unique()) == [1, 2, 3]
 
 
-def test_the_default_training_function_waits_for_the_training_library(finished, tmp_path):
+def test_the_placeholder_training_function_refuses_before_any_data(finished, tmp_path):
     with pytest.raises(NotImplementedError, match="training runs land with the training library"):
         train_not_available("cnn", datasets.DatasetDict(), Path("."), [])
-    # Without --train_fn: a clear error before any data is loaded, unless every run is finished already.
-    with pytest.raises(run_benchmark.UsageError, match="6 runs to train, but training runs land"):
-        run_benchmark.main(bench_args(tmp_path / "new"), load=refuse)
+    # --train_fn of the placeholder: a clear error before any data is loaded, unless every run is finished.
+    placeholder = ["--train_fn", "evaluation.runner:train_not_available"]
+    with pytest.raises(run_benchmark.UsageError, match="6 runs to train, but --train_fn evaluation.runner"):
+        run_benchmark.main(bench_args(tmp_path / "new", *placeholder), load=refuse)
     out, _, _ = finished
+    run_benchmark.main(bench_args(out, "--num_train_epochs", "3", *placeholder), load=refuse)
+    # The default (the real training function) also loads nothing for a finished benchmark.
     run_benchmark.main(bench_args(out, "--num_train_epochs", "3"), load=refuse)
 
 

@@ -201,6 +201,22 @@ def limit_samples(
     return datasets.DatasetDict(out)
 
 
+def given_splits(dataset: datasets.DatasetDict) -> None:
+    """A `dataset` passed to `train` must have the three splits, a ClassLabel `label` and a `corpus` column
+    (`UsageError` otherwise, before anything is prepared)."""
+    missing = [split for split in ("train", "validation", "test") if split not in dataset]
+    if missing:
+        raise UsageError(f"dataset: no {missing} split(s); give a DatasetDict of train, validation and test")
+    for split, ds in dataset.items():
+        absent = [c for c in ("audio", "label", "corpus") if c not in ds.column_names]
+        if absent:
+            raise UsageError(f"dataset[{split!r}]: no {absent} column(s); give the loaders' schema")
+    if not isinstance(dataset["train"].features["label"], datasets.ClassLabel):
+        raise UsageError("dataset['train']: `label` is not a ClassLabel; its names are the classes to learn")
+    if len(dataset["train"]) == 0:
+        raise UsageError("dataset['train'] is empty; nothing to train on")
+
+
 def use_cpu_processes_without_gpu() -> None:
     """Several processes on a machine without GPUs (`accelerate launch --multi_gpu` or torchrun there): ask
     accelerate for CPU data parallelism (gloo); without this it leaves every process training alone. Call it
@@ -215,9 +231,16 @@ def train(
     model_args: ModelArguments,
     data_args: DataTrainingArguments,
     training_args: SERTrainingArguments,
+    *,
+    dataset: datasets.DatasetDict | None = None,
 ) -> TrainResult:
     """Train and evaluate one model as the arguments say (see `training.arguments.parse_args` for how they are
     resolved from recipes, files and flags); returns the results, also written into the output folder.
+
+    `dataset` (the evaluation suite's folds): train on these prepared `train` / `validation` / `test` splits
+    (loader schema, `label` a ClassLabel whose names are the classes) instead of loading and splitting
+    --corpora; --corpora, --emotions, --merge and the split options are then taken from the data (split
+    strategy "given"), and --max_train_samples / --max_eval_samples still apply.
 
     Bad arguments raise `UsageError` before any data is prepared or anything written. The arguments are
     copied: the caller's objects are left as they were.
@@ -228,6 +251,11 @@ def train(
     model_args.model = model_kind
     data_root_given = data_args.data_root is not None
     data_args.data_root = data_args.data_root or "./datasets"
+    if dataset is not None:
+        given_splits(dataset)
+        data_args.corpora = sorted({c for split in dataset.values() for c in split.unique("corpus")})
+        data_args.emotions = list(dataset["train"].features["label"].names)
+        data_args.merge, data_args.split_strategy, data_args.test_corpora = None, "given", None
     corpora, _ = find_corpora(
         data_args.corpora, data_args.data_root, data_root_given=data_root_given, download=data_args.download
     )
@@ -238,7 +266,9 @@ def train(
         overrides = streaming_overrides(overrides, model_args.model_name_or_path)
     try:
         merge = parse_merge(data_args.merge or [])
-        label_names, _ = resolve_emotions(data_args.emotions, merge)
+        label_names, _ = (
+            (data_args.emotions, {}) if dataset is not None else resolve_emotions(data_args.emotions, merge)
+        )
     except ValueError as err:
         raise UsageError(f"--{err}") from err
     split_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
@@ -263,7 +293,16 @@ def train(
     try:
         resume_from = check_output_dir(training_args, setup)
         return _train(
-            model_kind, corpora, merge, overrides, setup, resume_from, model_args, data_args, training_args
+            model_kind,
+            corpora,
+            merge,
+            overrides,
+            setup,
+            resume_from,
+            model_args,
+            data_args,
+            training_args,
+            dataset=dataset,
         )
     finally:
         if lock is not None:
@@ -280,8 +319,11 @@ def _train(
     model_args: ModelArguments,
     data_args: DataTrainingArguments,
     training_args: SERTrainingArguments,
+    *,
+    dataset: datasets.DatasetDict | None = None,
 ) -> TrainResult:
-    """Prepare the data, train, evaluate and write the outputs (inside the output folder's lock)."""
+    """Prepare the data (or take the given `dataset`), train, evaluate and write the outputs (inside the
+    output folder's lock)."""
     is_main = training_args.process_index == 0
     run_args = arguments_dict(model_args, data_args, training_args)
     if corpora == ["synthetic"]:
@@ -292,7 +334,7 @@ def _train(
         )
     set_seed(training_args.seed)
 
-    if data_args.download:
+    if data_args.download and dataset is None:
         from loaders.download import download_corpora
 
         with training_args.main_process_first(desc="downloading corpora"):
@@ -306,17 +348,21 @@ def _train(
     # ---- data: prepared once (main process first; the others read the cache) ----
     with training_args.main_process_first(desc="preparing corpora"):
         try:
-            raw = load_corpora(
-                corpora,
-                data_args.data_root,
-                emotions=data_args.emotions,
-                merge=merge,
-                split=data_args.split_strategy,
-                test_corpora=data_args.test_corpora,
-                seed=setup["split_seed"],
-                lenient=data_args.lenient,
-                cache_dir=data_args.dataset_cache_dir,
-                num_proc=data_args.preprocessing_num_workers,
+            raw = (
+                dataset
+                if dataset is not None
+                else load_corpora(
+                    corpora,
+                    data_args.data_root,
+                    emotions=data_args.emotions,
+                    merge=merge,
+                    split=data_args.split_strategy,
+                    test_corpora=data_args.test_corpora,
+                    seed=setup["split_seed"],
+                    lenient=data_args.lenient,
+                    cache_dir=data_args.dataset_cache_dir,
+                    num_proc=data_args.preprocessing_num_workers,
+                )
             )
         except (ValueError, FileNotFoundError) as err:
             raise UsageError(str(err)) from err
