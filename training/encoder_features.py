@@ -221,6 +221,32 @@ def extract_layer_features(
     real frames followed by the standard deviation). `max_duration_seconds` crops each clip to its middle
     that long before extraction (and builds Whisper for that window).
     """
+    features, _ = load_or_extract_layer_features(
+        dataset,
+        encoder_name_or_path,
+        revision=revision,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        max_duration_seconds=max_duration_seconds,
+        device=device,
+        progress=progress,
+    )
+    return features
+
+
+def load_or_extract_layer_features(
+    dataset: datasets.Dataset,
+    encoder_name_or_path: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    batch_size: int = 8,
+    cache_dir: str | os.PathLike,
+    max_duration_seconds: float | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> tuple[datasets.Dataset, int]:
+    """`extract_layer_features` and how many clips this call ran through the encoder (0: all from the cache;
+    under accelerate, the whole split when any process extracted)."""
     from accelerate import PartialState
     from accelerate.utils import gather_object
     from tqdm.auto import tqdm
@@ -238,7 +264,7 @@ def extract_layer_features(
     target = Path(cache_dir) / f"layer-features-{fingerprint}"
     if (target / "dataset_info.json").is_file():
         logger.info("layer features: reusing %s", target)
-        return datasets.load_from_disk(str(target))
+        return datasets.load_from_disk(str(target)), 0
 
     state = PartialState(cpu=device is not None and torch.device(device).type == "cpu")
     device = torch.device(device) if device is not None else state.device
@@ -292,7 +318,7 @@ def extract_layer_features(
             "layer features: %d clips in %.1f s -> %s", len(dataset), time.perf_counter() - started, target
         )
     state.wait_for_everyone()
-    return datasets.load_from_disk(str(target))
+    return datasets.load_from_disk(str(target)), len(dataset)
 
 
 def _macro_recall(predictions: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
