@@ -291,3 +291,29 @@ def test_bad_arguments_are_one_line_rc_2_before_any_work(probe_data, tmp_path):
         "run_probe.py: error: --epochs 0: must be greater than 0; give e.g. 100"
     ]
     assert not out.exists()
+
+
+def test_train_probe_on_splits_gives_what_the_evaluation_suite_expects(corpus, tmp_path):
+    from evaluation.runner import METRIC_KEYS
+    from training.probe import HeadOptions, train_probe_on_splits
+
+    encoder_dir = tiny_encoder_checkpoint("wav2vec2", tmp_path / "encoder")
+    splits = datasets.DatasetDict(
+        {"train": corpus.select(range(4)), "validation": corpus.select([4, 5]), "test": corpus.select([6, 7])}
+    )
+    metrics = train_probe_on_splits(
+        splits,
+        encoder_dir,
+        tmp_path / "run",
+        label_names=LABELS,
+        cache_dir=tmp_path / "cache",
+        max_duration_seconds=2,
+        head_options=HeadOptions(hidden_size=8, epochs=5),
+        progress=False,
+    )
+    assert all(0 <= metrics[key] <= 1 for key in METRIC_KEYS) and "eval_uar" in metrics
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 2
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    loaded = transformers.AutoModelForAudioClassification.from_pretrained(tmp_path / "run")
+    assert loaded.config.id2label == {0: "low", 1: "high"}
+    assert loaded.min_input_samples == 40  # the tiny conv stack's receptive field: 10 + 2 * 5 + 2 * 10

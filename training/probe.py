@@ -369,6 +369,7 @@ def train_probe_on_splits(
     encoder_name_or_path: str | os.PathLike,
     output_dir: str | os.PathLike,
     *,
+    label_names: list[str] | None = None,
     revision: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     max_duration_seconds: float | None = 8.0,
@@ -383,12 +384,13 @@ def train_probe_on_splits(
     Saves the probe and its results into `output_dir` and returns what `evaluation.runner` expects: the flat
     test and validation metrics (`test_accuracy`, `test_uar`, `test_macro_f1`, per class and per corpus,
     `eval_uar`, ...) and `confusion_matrix` (rows true class). Empty on the non-main processes of a
-    distributed run.
+    distributed run. `label_names`: the class names when `label` is not a ClassLabel.
     """
     result = _probe(
         dataset_dict,
         str(encoder_name_or_path),
         str(output_dir),
+        label_names=label_names,
         revision=revision,
         cache_dir=cache_dir or default_feature_cache(),
         max_duration_seconds=max_duration_seconds,
@@ -432,6 +434,7 @@ def _probe(
     batch_size: int,
     device: str | None,
     progress: bool,
+    label_names: list[str] | None = None,
     corpora: list[str] | None = None,
     split_strategy: str = "given",
     test_corpora: list[str] | None = None,
@@ -446,7 +449,12 @@ def _probe(
     from .model_card import TrainingSummary, corpus_info, render_model_card
     from .plots import plot_confusion_matrix
 
-    label_names = list(raw["train"].features["label"].names)
+    label_feature = raw["train"].features["label"]
+    if label_names is None:
+        if not isinstance(label_feature, datasets.ClassLabel):
+            raise ValueError("dataset_dict: `label` is not a ClassLabel; pass label_names")
+        label_names = list(label_feature.names)
+    label_names = list(label_names)
     if corpora is None:
         corpora = sorted({c for split in raw.values() for c in split["corpus"]})
     counts = split_counts(raw, label_names)
