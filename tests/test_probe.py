@@ -180,7 +180,7 @@ def test_run_probe_saves_the_probe_and_a_second_run_extracts_nothing(
     assert stored["test"]["test_uar"] == result.test_metrics["test_uar"]
     assert len(stored["layer_weights"]) == 3 and abs(sum(stored["layer_weights"]) - 1) < 1e-4
     assert "test_corpus_emodb_uar" in result.test_metrics  # the project's per-corpus metrics
-    assert "probe" in (out / "README.md").read_text()
+    assert "a probe of a frozen self-supervised speech encoder" in (out / "README.md").read_text()
 
     # Another seed and head on the same data: all three splits come from the cache, no encoder forward.
     calls = []
