@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Probe a frozen speech encoder on the emotion corpora (EmoBox / SUPERB protocol): cached features, light head.
+"""Probe a frozen speech encoder on the emotion corpora (EmoBox / SUPERB protocol): cached features, a head.
 
     python run_probe.py --encoder_name_or_path facebook/wav2vec2-base --corpora emodb ravdess
     python run_probe.py --encoder_name_or_path microsoft/wavlm-base-plus --corpora cremad --seed 2 \\
@@ -26,6 +26,7 @@ import transformers
 from transformers import HfArgumentParser
 
 from training.probe import ProbeArguments, ProbeResult, train_probe
+from training.run import use_cpu_processes_without_gpu
 from training.run_config import UsageError
 
 logger = logging.getLogger("run_probe")
@@ -38,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> ProbeArguments:
 
 
 def main(argv: list[str] | None = None) -> ProbeResult | None:
+    use_cpu_processes_without_gpu()  # several processes and no GPU: extraction shared over gloo
     args = parse_args(argv)
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
