@@ -280,6 +280,40 @@ def test_the_saved_probe_loads_where_the_project_is_not_installed(probe_data, fi
     assert np.allclose(got["logits"], expected.numpy(), atol=1e-5)
 
 
+@pytest.mark.slow  # two fresh interpreters under accelerate launch: 20-40 s
+def test_two_processes_share_the_extraction_and_write_the_same_cache(probe_data, first_probe, tmp_path):
+    result, _ = first_probe
+    command = [
+        str(Path(sys.executable).with_name("accelerate")), "launch",
+        "--config_file", str(ROOT / "accelerate_config_cpu.yaml"),
+        "--multi_gpu", "--num_processes", "2", "--main_process_port", "29541",
+        str(ROOT / "run_probe.py"),
+        *probe_args(probe_data, tmp_path / "probe"),
+        "--feature_cache_dir", str(tmp_path / "features"),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    # The train split's 16 clips, one per batch of 8 longest first: each process encoded one batch.
+    assert "process 0 of 2 encoded 8 clips" in run.stdout and "process 1 of 2 encoded 8 clips" in run.stdout
+    assert run.stdout.count("Probe (encoder + head), results and model card") == 1  # rank 0 writes, once
+    shared = sorted((tmp_path / "features").glob("layer-features-*"))
+    alone = {p.name: p for p in (probe_data["root"] / "feature_cache").glob("layer-features-*")}
+    assert len(shared) == 3 and all(p.name in alone for p in shared)  # same fingerprints as one process
+    for path in shared:
+        a = datasets.load_from_disk(str(path))
+        b = datasets.load_from_disk(str(alone[path.name]))
+        assert a["file"] == b["file"]
+        # torchrun gives each process one thread, this pytest process has more: float sums in another order.
+        np.testing.assert_allclose(
+            np.asarray(a.with_format("numpy")["features"]),
+            np.asarray(b.with_format("numpy")["features"]),
+            atol=1e-5,
+        )
+    stored = json.loads((tmp_path / "probe" / "probe_results.json").read_text())
+    assert stored["test"]["test_samples"] == result.test_metrics["test_samples"]
+
+
 def test_bad_arguments_are_one_line_rc_2_before_any_work(probe_data, tmp_path):
     out = tmp_path / "never"
     completed = subprocess.run(

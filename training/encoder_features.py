@@ -90,6 +90,15 @@ def load_frozen_encoder(
     return encoder, extractor
 
 
+def wants_cpu(device: str | torch.device | None) -> bool:
+    """Whether accelerate's state must be a CPU one: `device` says so, or several processes run without a GPU
+    (`training.run.use_cpu_processes_without_gpu` sets ACCELERATE_USE_CPU; without cpu=True accelerate leaves
+    every such process alone, each extracting the whole split)."""
+    if device is not None and torch.device(device).type == "cpu":
+        return True
+    return os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+
+
 def padding_invariant(config) -> bool:
     """Whether a clip's hidden states are the same alone and padded in a batch (see modeling.encoders)."""
     if is_whisper(config):
@@ -266,7 +275,7 @@ def load_or_extract_layer_features(
         logger.info("layer features: reusing %s", target)
         return datasets.load_from_disk(str(target)), 0
 
-    state = PartialState(cpu=device is not None and torch.device(device).type == "cpu")
+    state = PartialState(cpu=wants_cpu(device))
     device = torch.device(device) if device is not None else state.device
     started = time.perf_counter()
     encoder, extractor = load_frozen_encoder(
@@ -293,6 +302,12 @@ def load_or_extract_layer_features(
             features = pooled_layers(encoder, extractor, _clips(dataset, indices, max_samples), device)
             results.extend(zip(indices, features, strict=True))
     if state.num_processes > 1:
+        logger.info(
+            "layer features: process %d of %d encoded %d clips",
+            state.process_index,
+            state.num_processes,
+            len(results),
+        )
         results = gather_object(results)
     if state.is_main_process:
         by_index = dict(results)

@@ -285,6 +285,7 @@ def train_probe(args: ProbeArguments) -> ProbeResult | None:
 
     from loaders.loading import load_corpora
 
+    from .encoder_features import wants_cpu
     from .run import limit_samples
 
     check_probe_arguments(args)
@@ -315,7 +316,7 @@ def train_probe(args: ProbeArguments) -> ProbeResult | None:
     )
     check_output_dir(output_dir, args.overwrite_output_dir)
 
-    state = PartialState(cpu=args.device is not None and torch.device(args.device).type == "cpu")
+    state = PartialState(cpu=wants_cpu(args.device))
     lock = OutputDirLock(output_dir, logger) if state.is_main_process else None
     if lock is not None:
         lock.acquire()
