@@ -90,6 +90,15 @@ def load_frozen_encoder(
     return encoder, extractor
 
 
+def wants_cpu(device: str | torch.device | None) -> bool:
+    """Whether accelerate's state must be a CPU one: `device` says so, or several processes run without a GPU
+    (`training.run.use_cpu_processes_without_gpu` sets ACCELERATE_USE_CPU; without cpu=True accelerate leaves
+    every such process alone, each extracting the whole split)."""
+    if device is not None and torch.device(device).type == "cpu":
+        return True
+    return os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+
+
 def padding_invariant(config) -> bool:
     """Whether a clip's hidden states are the same alone and padded in a batch (see modeling.encoders)."""
     if is_whisper(config):
@@ -221,6 +230,32 @@ def extract_layer_features(
     real frames followed by the standard deviation). `max_duration_seconds` crops each clip to its middle
     that long before extraction (and builds Whisper for that window).
     """
+    features, _ = load_or_extract_layer_features(
+        dataset,
+        encoder_name_or_path,
+        revision=revision,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        max_duration_seconds=max_duration_seconds,
+        device=device,
+        progress=progress,
+    )
+    return features
+
+
+def load_or_extract_layer_features(
+    dataset: datasets.Dataset,
+    encoder_name_or_path: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    batch_size: int = 8,
+    cache_dir: str | os.PathLike,
+    max_duration_seconds: float | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> tuple[datasets.Dataset, int]:
+    """`extract_layer_features` and how many clips this call ran through the encoder (0: all from the cache;
+    under accelerate, the whole split when any process extracted)."""
     from accelerate import PartialState
     from accelerate.utils import gather_object
     from tqdm.auto import tqdm
@@ -238,9 +273,9 @@ def extract_layer_features(
     target = Path(cache_dir) / f"layer-features-{fingerprint}"
     if (target / "dataset_info.json").is_file():
         logger.info("layer features: reusing %s", target)
-        return datasets.load_from_disk(str(target))
+        return datasets.load_from_disk(str(target)), 0
 
-    state = PartialState(cpu=device is not None and torch.device(device).type == "cpu")
+    state = PartialState(cpu=wants_cpu(device))
     device = torch.device(device) if device is not None else state.device
     started = time.perf_counter()
     encoder, extractor = load_frozen_encoder(
@@ -267,6 +302,12 @@ def extract_layer_features(
             features = pooled_layers(encoder, extractor, _clips(dataset, indices, max_samples), device)
             results.extend(zip(indices, features, strict=True))
     if state.num_processes > 1:
+        logger.info(
+            "layer features: process %d of %d encoded %d clips",
+            state.process_index,
+            state.num_processes,
+            len(results),
+        )
         results = gather_object(results)
     if state.is_main_process:
         by_index = dict(results)
@@ -292,7 +333,7 @@ def extract_layer_features(
             "layer features: %d clips in %.1f s -> %s", len(dataset), time.perf_counter() - started, target
         )
     state.wait_for_everyone()
-    return datasets.load_from_disk(str(target))
+    return datasets.load_from_disk(str(target)), len(dataset)
 
 
 def _macro_recall(predictions: np.ndarray, labels: np.ndarray, num_classes: int) -> float:

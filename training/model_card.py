@@ -15,6 +15,9 @@ _MODEL_DESCRIPTIONS = {
     "s4": "an S4/S4D state-space classifier (log-mel front-end, prenorm residual S4 blocks, masked mean "
     "pooling), trained from scratch",
     "wav2vec2": "Wav2Vec2ForSequenceClassification fine-tuned from a self-supervised speech encoder",
+    "probe": "a probe of a frozen self-supervised speech encoder (EmoBox / SUPERB protocol): every layer's "
+    "hidden states pooled over the clip (mean and standard deviation), summed with learned softmax weights "
+    "and classified by a small MLP; only that head was trained",
 }
 
 _CORPUS_TITLES = {

@@ -152,6 +152,20 @@ class ProbeForAudioClassification(PreTrainedModel):
         self.encoder.eval()
         return self
 
+    @property
+    def min_input_samples(self) -> int:
+        """Shortest clip (samples) the encoder gives a frame for: its conv front-end's receptive field (the
+        project's predict pads or refuses shorter ones instead of failing inside the convolution)."""
+        kernels = getattr(self.encoder.config, "conv_kernel", None)
+        strides = getattr(self.encoder.config, "conv_stride", None)
+        if not kernels or not strides:
+            return 0  # Whisper: its extractor pads every clip to the window
+        needed, stride = 0, 1
+        for kernel, step in zip(kernels, strides, strict=True):
+            needed += (kernel - 1) * stride
+            stride *= step
+        return needed + 1
+
     def pooled_layers(
         self,
         input_values: torch.Tensor | None = None,
