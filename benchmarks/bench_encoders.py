@@ -3,6 +3,9 @@ checkpointing saves.
 
     .venv/bin/python benchmarks/bench_encoders.py [--clips 64] [--epochs 2] [--skip_memory]
 
+(a) Whisper's window: one forward of a whisper-base-sized random encoder (6 layers of 512) on a 4 s clip,
+    as transformers builds it (padded to 30 s) and as `modeling.encoders` builds it for
+    ``max_duration_seconds=4`` (positional table cut to 4 s); the ratio of the times.
 (b) Throughput. The same tiny random encoder (HuBERT-shaped, 2 layers of 32), the same clips (random 3-6 s
     WAV files at 16 kHz), batch size and 2 s random crops, trained for the same epochs in this one run, two
     ways:
@@ -199,6 +202,32 @@ def bench_throughput(clips: int, epochs: int, batch_size: int) -> dict:
         return result
 
 
+def bench_whisper_window(seconds: int = 4, repeats: int = 3) -> dict:
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForAudioClassification
+
+    from modeling.encoders import crop_whisper_positions
+
+    config = WhisperConfig(
+        d_model=512, encoder_layers=6, encoder_attention_heads=8, encoder_ffn_dim=2048, num_labels=4
+    )
+    torch.manual_seed(0)
+    clip = (np.random.default_rng(0).standard_normal(seconds * SR) * 0.1).astype(np.float32)
+    out = {}
+    for name, chunk in (("30s_window", 30), (f"{seconds}s_window", seconds)):
+        model = WhisperForAudioClassification(config).eval()
+        if chunk != 30:
+            crop_whisper_positions(model, chunk)
+        features = WhisperFeatureExtractor(chunk_length=chunk)(clip, sampling_rate=SR, return_tensors="pt")
+        with torch.no_grad():
+            model(**features)  # warm-up
+            start = time.perf_counter()
+            for _ in range(repeats):
+                model(**features)
+        out[name] = round((time.perf_counter() - start) / repeats, 3)
+    out["speedup"] = round(out["30s_window"] / out[f"{seconds}s_window"], 1)
+    return out
+
+
 def memory_step(checkpointing: bool, batch: int, seconds: float) -> dict:
     """One training step of wav2vec2-base in this process; the peak resident memory it adds."""
     from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
@@ -266,6 +295,7 @@ def main() -> None:
     report = {
         "device": "cpu",
         "threads": torch.get_num_threads(),
+        "whisper_window_forward_s": bench_whisper_window(),
         "throughput": bench_throughput(args.clips, args.epochs, args.batch_size),
     }
     print(json.dumps(report, indent=2), flush=True)

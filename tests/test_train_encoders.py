@@ -282,9 +282,19 @@ def test_encoder_options_on_other_models_are_one_line_errors(tmp_path, extra, me
     assert not (tmp_path / "out").exists()
 
 
-def test_unknown_config_override_of_the_checkpoints_family_is_a_usage_error(tmp_path):
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--config_overrides", '{"not_a_field": 1}'], "WhisperConfig has no field 'not_a_field'"),
+        (
+            ["--gradient_checkpointing", "--gradient_checkpointing_kwargs", '{"use_reentrant": true}'],
+            "re-entrant checkpointing leaves layers behind a frozen front-end untrained",
+        ),
+    ],
+)
+def test_bad_encoder_options_are_usage_errors_before_any_data(tmp_path, extra, message):
     checkpoint = tiny_encoder_checkpoint("whisper", tmp_path / "whisper")
-    with pytest.raises(UsageError, match="WhisperConfig has no field 'not_a_field'"):
+    with pytest.raises(UsageError, match=message):
         run_train.main(
             [
                 "--model_name_or_path",
@@ -293,8 +303,7 @@ def test_unknown_config_override_of_the_checkpoints_family_is_a_usage_error(tmp_
                 "synthetic",
                 "--output_dir",
                 str(tmp_path / "out"),
-                "--config_overrides",
-                '{"not_a_field": 1}',
+                *extra,
             ]
         )
     assert not (tmp_path / "out").exists()

@@ -209,6 +209,21 @@ def check_model_options(model_kind: str, model_args, training_args) -> None:
                 f"--gradient_checkpointing: the {model_kind} does not support it (it is for pre-trained "
                 "encoders, --model encoder); drop it"
             )
+    checkpointing = (
+        getattr(training_args, "activation_checkpointing", None) or training_args.gradient_checkpointing
+    )
+    checkpointing_kwargs = (
+        getattr(training_args, "activation_checkpointing_kwargs", None)
+        or training_args.gradient_checkpointing_kwargs
+        or {}
+    )
+    if checkpointing and isinstance(checkpointing_kwargs, dict) and checkpointing_kwargs.get("use_reentrant"):
+        # Re-entrant checkpointing gives no gradient to a block none of whose inputs needs one: behind a
+        # frozen front-end (Whisper's convolutions) every encoder layer would silently stay untrained.
+        raise UsageError(
+            '--gradient_checkpointing_kwargs {"use_reentrant": true}: re-entrant checkpointing leaves layers '
+            "behind a frozen front-end untrained; drop it (non-reentrant checkpointing is the default)"
+        )
     if model_args.head_learning_rate is not None and model_args.head_learning_rate < 0:
         raise UsageError(
             f"--head_learning_rate {model_args.head_learning_rate}: must be >= 0; give e.g. 1e-3, or leave "
