@@ -15,17 +15,21 @@ still change a prediction depends on the checkpoint's convolutional feature enco
   they were pre-trained without one; this project passes it anyway (as transformers' audio-classification
   example does) so that the pooling at least ignores padded frames.
 
-The feature extractor is the project's `SERFeatureExtractor` (zero-mean / unit-variance per clip over its real
-samples, attention mask on), the same one the CNN and S4 save.
+Kept for callers of `build_wav2vec2`, which returns the project's `SERFeatureExtractor` (zero-mean /
+unit-variance per clip over its real samples, attention mask on, the same one the CNN and S4 save). The model
+itself comes from `modeling.encoders.build_encoder_classifier`, which loads any speech encoder family;
+training (`run_train.py --model encoder`) uses that directly and saves the family's own transformers
+feature extractor, so the saved model needs no remote code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
+from transformers import Wav2Vec2ForSequenceClassification
 
 from .auto import feature_extractor_for
+from .encoders import build_encoder_classifier
 from .feature_extraction import SERFeatureExtractor
 
 DEFAULT_CHECKPOINT = "facebook/wav2vec2-base"
@@ -40,42 +44,18 @@ def build_wav2vec2(
     use_weighted_layer_sum: bool = False,
     **config_overrides,
 ) -> tuple[Wav2Vec2ForSequenceClassification, SERFeatureExtractor]:
-    """Load a wav2vec2 checkpoint with a fresh classification head over `label_names`.
+    """Load a wav2vec2 checkpoint with a fresh classification head over `label_names` (see
+    `modeling.encoders.build_encoder_classifier` for the arguments), with the project's feature extractor.
 
-    Args:
-        model_name_or_path: Hub id or local directory of a wav2vec2 checkpoint (pre-trained or fine-tuned).
-        label_names: class names in label-id order (e.g. the emotions chosen for the run).
-        freeze_feature_encoder: keep the convolutional waveform encoder fixed (the usual fine-tuning recipe).
-        freeze_encoder: keep the whole wav2vec2 body fixed and train only the head (a linear probe).
-        use_weighted_layer_sum: pool a learned softmax-weighted sum of all hidden layers (SUPERB style)
-            instead of the last layer.
-        **config_overrides: any other `Wav2Vec2Config` field, e.g. ``mask_time_prob=0.05``,
-            ``classifier_proj_size=256``, ``layerdrop=0.0``.
-
-    Returns:
-        The model and the feature extractor to save with it.
+    The model is returned in eval mode, as `from_pretrained` gives it (the Trainer switches to training).
     """
-    label_names = list(label_names)
-    if not label_names:
-        raise ValueError(
-            "label_names: give at least one class name, e.g. ['anger', 'happy', 'neutral', 'sadness']"
-        )
-    if len(set(label_names)) != len(label_names):
-        raise ValueError(f"label_names: {label_names} repeats a name")
-    unknown = [k for k in config_overrides if not hasattr(Wav2Vec2Config(), k)]
-    if unknown:
-        raise ValueError(f"config_overrides: {unknown} are not Wav2Vec2Config fields")
-    model = Wav2Vec2ForSequenceClassification.from_pretrained(
+    model, _ = build_encoder_classifier(
         model_name_or_path,
-        num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)),
-        label2id={name: i for i, name in enumerate(label_names)},
+        label_names,
+        freeze_feature_encoder=freeze_feature_encoder,
+        freeze_encoder=freeze_encoder,
         use_weighted_layer_sum=use_weighted_layer_sum,
-        ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other classes has a head of another size
         **config_overrides,
     )
-    if freeze_encoder:
-        model.freeze_base_model()
-    elif freeze_feature_encoder:
-        model.freeze_feature_encoder()
+    model.eval()
     return model, feature_extractor_for(model)

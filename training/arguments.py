@@ -5,8 +5,8 @@
 Three layers, each overriding the one before (the precedence is structural, nothing is guessed from argv):
 
 1. the built-in recipe of the model kind, `training/recipes/<kind>.yaml` (learning rate, batch size, epochs of
-   the CNN, S4 or wav2vec2), or `training/recipes/demo-<kind>.yaml` when the run falls back to the synthetic
-   demo corpus (no --corpora, no --data_root, and no corpus under ./datasets);
+   the CNN, S4 or a pre-trained encoder), or `training/recipes/demo-<kind>.yaml` when the run falls back to
+   the synthetic demo corpus (no --corpora, no --data_root, and no corpus under ./datasets);
 2. the arguments file, if the first argument is a .yaml / .yml / .json file (or `values` given in-process);
 3. the command-line flags.
 
@@ -35,7 +35,13 @@ from loaders.emotions import DEFAULT_EMOTIONS
 from loaders.registry import CORPORA
 from loaders.splits import STRATEGIES
 
-from .run_config import MODEL_KINDS, UsageError, checkpoint_model_kind, find_corpora
+from .run_config import (
+    MODEL_KIND_CHOICES,
+    UsageError,
+    canonical_model_kind,
+    checkpoint_model_kind,
+    find_corpora,
+)
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 DEFAULT_DATA_ROOT = "./datasets"
@@ -49,16 +55,20 @@ class ModelArguments:
     model: str | None = field(
         default=None,
         metadata={
-            "help": "Model kind: cnn, s4 or wav2vec2 (default: the kind of --model_name_or_path, s4 with "
-            "--streaming, else cnn). Its recipe (training/recipes/<kind>.yaml) gives the defaults.",
-            "choices": list(MODEL_KINDS),
+            "help": "Model kind: cnn, s4 or encoder (any pre-trained speech encoder transformers' "
+            "AutoModelForAudioClassification loads: wav2vec2, HuBERT, WavLM, data2vec-audio, UniSpeech-SAT, "
+            "SEW, Whisper, ...; wav2vec2 is an alias of encoder). Default: the kind of --model_name_or_path "
+            "(read from its config.json), s4 with --streaming, else cnn. Its recipe "
+            "(training/recipes/<kind>.yaml) gives the defaults.",
+            "choices": list(MODEL_KIND_CHOICES),
         },
     )
     model_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "Checkpoint folder or Hub id to start from: a wav2vec2 checkpoint (default "
-            "facebook/wav2vec2-base for --model wav2vec2) or a model this project saved. The CNN and S4 "
+            "help": "Checkpoint folder or Hub id to start from: a speech encoder of any family (default "
+            "facebook/wav2vec2-base for --model encoder; e.g. facebook/hubert-large-ll60k, "
+            "microsoft/wavlm-large, openai/whisper-large-v3) or a model this project saved. The CNN and S4 "
             "start from random weights when it is not given."
         },
     )
@@ -70,14 +80,26 @@ class ModelArguments:
         },
     )
     freeze_feature_encoder: bool = field(
-        default=True, metadata={"help": "wav2vec2: freeze the conv encoder."}
+        default=True,
+        metadata={
+            "help": "encoder: freeze the convolutional feature encoder (Whisper: its two input "
+            "convolutions); --no_freeze_feature_encoder trains it too."
+        },
     )
     freeze_encoder: bool = field(
-        default=False, metadata={"help": "wav2vec2: train only the head (linear probe)."}
+        default=False, metadata={"help": "encoder: freeze the whole encoder and train only the head."}
     )
     use_weighted_layer_sum: bool = field(
         default=False,
-        metadata={"help": "wav2vec2: pool a learned weighted sum of all layers (SUPERB style)."},
+        metadata={"help": "encoder: pool a learned weighted sum of all layers (SUPERB style)."},
+    )
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "encoder: learning rate of the head (projector, classifier, layer weights); the encoder "
+            "keeps --learning_rate (default: the same for both). Gradient checkpointing and mixed precision "
+            "are the Trainer's --gradient_checkpointing and --bf16 / --fp16 (GPUs only)."
+        },
     )
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow code from a Hub checkpoint of another project to run."}
@@ -373,7 +395,7 @@ def make_parser() -> HfArgumentParser:
 
 
 def recipe_path(name: str) -> Path:
-    """The shipped recipe `name` (cnn, s4, wav2vec2, demo-cnn, demo-s4) as a file path."""
+    """The shipped recipe `name` (cnn, s4, encoder, demo-cnn, demo-s4) as a file path."""
     return RECIPES_DIR / f"{name}.yaml"
 
 
@@ -383,14 +405,15 @@ def load_recipe(name: str) -> dict[str, object]:
 
 
 def resolve_model_kind(model_args: ModelArguments) -> str:
-    """cnn, s4 or wav2vec2: --model, else the kind of --model_name_or_path, else s4 with --streaming, else
-    cnn; a --model that contradicts the checkpoint or --streaming is a `UsageError`."""
-    kind = model_args.model or ("s4" if model_args.streaming else "cnn")
+    """cnn, s4 or encoder: --model (wav2vec2 means encoder), else the kind of --model_name_or_path, else s4
+    with --streaming, else cnn; a --model that contradicts the checkpoint or --streaming is a `UsageError`."""
+    asked = canonical_model_kind(model_args.model) if model_args.model else None
+    kind = asked or ("s4" if model_args.streaming else "cnn")
     if model_args.model_name_or_path:
         found = checkpoint_model_kind(
             model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
         )
-        if model_args.model is not None and found != model_args.model:
+        if asked is not None and found != asked:
             raise UsageError(
                 f"--model_name_or_path {model_args.model_name_or_path} is a {found} checkpoint but --model "
                 f"is {model_args.model}; drop --model or give a {model_args.model} checkpoint"

@@ -24,6 +24,7 @@ import numpy as np
 import soxr
 import torch
 from sklearn.utils.class_weight import compute_class_weight
+from transformers import WhisperFeatureExtractor
 
 from loaders.audio import decode_clip, read_info
 from loaders.schema import SAMPLING_RATE
@@ -117,7 +118,9 @@ class AudioCollator:
     1.0 / 1.1 is the usual set); a factor that would leave a clip shorter than `min_samples` is not used for
     it. Clips longer than `max_samples` are cut to a random window when `random_crop` (training: a different
     window every epoch), else to the centre. The feature extractor then normalises each clip over its real
-    samples and pads to the longest clip of the batch with a 0/1 `attention_mask`.
+    samples and pads to the longest clip of the batch with a 0/1 `attention_mask`; Whisper's extractor pads
+    every clip to its window (the only length its encoder takes) into log-mel `input_features`, without a
+    mask (its classifier takes none). The batch holds the extractor's `model_input_names`.
     """
 
     feature_extractor: object
@@ -129,14 +132,16 @@ class AudioCollator:
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         clips = [self._crop(self._perturb(self._samples(f))) for f in features]
+        whisper = isinstance(self.feature_extractor, WhisperFeatureExtractor)
         batch = self.feature_extractor(
             clips,
             sampling_rate=self.sampling_rate,
-            padding="longest",
-            return_attention_mask=True,
+            padding="max_length" if whisper else "longest",
+            return_attention_mask=not whisper,
             return_tensors="pt",
         )
-        out = {"input_values": batch["input_values"], "attention_mask": batch["attention_mask"]}
+        names = getattr(self.feature_extractor, "model_input_names", None) or list(batch)
+        out = {name: batch[name] for name in names if name in batch}
         if "label" in features[0]:
             out["labels"] = torch.tensor([int(f["label"]) for f in features], dtype=torch.long)
         return out

@@ -42,10 +42,12 @@ from .run_config import (
     OutputDirLock,
     UsageError,
     build_model,
+    check_model_options,
     checkpoint_mismatches,
     checkpoint_problem,
     find_corpora,
     last_complete_checkpoint,
+    min_clip_samples,
     parse_config_overrides,
     run_setup,
     split_counts,
@@ -261,7 +263,8 @@ def train(
     )
     data_args.corpora = corpora
     check_arguments(data_args, training_args)
-    overrides = parse_config_overrides(model_args.config_overrides, model_kind)
+    check_model_options(model_kind, model_args, training_args)
+    overrides = parse_config_overrides(model_args.config_overrides, model_kind, model_args.model_name_or_path)
     if model_args.streaming:
         overrides = streaming_overrides(overrides, model_args.model_name_or_path)
     try:
@@ -380,7 +383,9 @@ def _train(
         freeze_encoder=model_args.freeze_encoder,
         use_weighted_layer_sum=model_args.use_weighted_layer_sum,
         trust_remote_code=model_args.trust_remote_code,
+        max_duration_seconds=data_args.max_duration_seconds,
     )
+    min_samples = min_clip_samples(model, feature_extractor)
     if model_args.streaming:
         # A stream's mean and variance are unknown until it ends, so the model learns from raw audio, as
         # StreamingClassifier will feed it (the saved feature extractor says so to every later user).
@@ -388,9 +393,7 @@ def _train(
     max_duration = data_args.max_duration_seconds
     max_samples = int(max_duration * SAMPLING_RATE) if max_duration else None
     prepared, dropped = prepare_model_inputs(
-        raw,
-        max_duration_seconds=data_args.max_duration_seconds or None,
-        min_samples=feature_extractor.min_samples,
+        raw, max_duration_seconds=max_duration or None, min_samples=min_samples
     )
     has_validation = len(prepared["validation"]) > 0
     if not has_validation:
@@ -430,7 +433,7 @@ def _train(
             max_samples=max_samples,
             random_crop=True,
             speed_factors=data_args.speed_perturbation,
-            min_samples=feature_extractor.min_samples,
+            min_samples=min_samples,
         ),
         eval_data_collator=AudioCollator(feature_extractor, max_samples=max_samples, random_crop=False),
         compute_metrics=ComputeMetrics(label_names),
@@ -438,6 +441,7 @@ def _train(
         if data_args.class_weighting
         else None,
         callbacks=callbacks,
+        head_learning_rate=model_args.head_learning_rate,
     )
     train_output = trainer.train(resume_from_checkpoint=resume_from)
     # Every process says it trained (the logs of the other processes are quiet at the default log level).
@@ -472,7 +476,8 @@ def _train(
 
     # ---- outputs: figure, detailed results, model card (process 0 only) ----
     summary = TrainingSummary(
-        model_kind=model_kind,
+        # An encoder's card names its family (hubert, whisper, ...), as its tags should.
+        model_kind=model.config.model_type if model_kind == "encoder" else model_kind,
         base_model=model_args.model_name_or_path,
         emotions=label_names,
         merge=merge,

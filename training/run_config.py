@@ -13,19 +13,26 @@ import os
 from collections.abc import Mapping, Sequence
 
 import datasets
-from transformers import PretrainedConfig, PreTrainedModel, Wav2Vec2Config
+from transformers import FeatureExtractionMixin, PretrainedConfig, PreTrainedModel, Wav2Vec2Config
 
-from modeling.auto import feature_extractor_for
+from modeling.auto import feature_extractor_for, min_input_samples
 from modeling.cnn import CNNConfig, CNNForAudioClassification
-from modeling.feature_extraction import SERFeatureExtractor
 from modeling.s4 import S4Config, S4ForAudioClassification
 
-MODEL_KINDS: tuple[str, ...] = ("cnn", "s4", "wav2vec2")
-_MODEL_TYPES = {CNNConfig.model_type: "cnn", S4Config.model_type: "s4", Wav2Vec2Config.model_type: "wav2vec2"}
+# "encoder": any pre-trained speech encoder transformers' AutoModelForAudioClassification loads (wav2vec2,
+# HuBERT, WavLM, data2vec-audio, UniSpeech-SAT, SEW, Whisper, ...: `modeling.encoders`); the family is read
+# from the checkpoint. "wav2vec2" is its older name, still accepted (`MODEL_KIND_ALIASES`).
+MODEL_KINDS: tuple[str, ...] = ("cnn", "s4", "encoder")
+MODEL_KIND_ALIASES: dict[str, str] = {"wav2vec2": "encoder"}
+MODEL_KIND_CHOICES: tuple[str, ...] = ("cnn", "s4", "wav2vec2", "encoder")
+DEFAULT_ENCODER_CHECKPOINT = "facebook/wav2vec2-base"
+_MODEL_TYPES = {CNNConfig.model_type: "cnn", S4Config.model_type: "s4"}
+# Saved by modeling.probe (a head over cached encoder features): trained by its own script, not fine-tuned.
+_PROBE_MODEL_TYPE = "ser-probe"
 _CONFIG_CLASSES: dict[str, type[PretrainedConfig]] = {
     "cnn": CNNConfig,
     "s4": S4Config,
-    "wav2vec2": Wav2Vec2Config,
+    "encoder": Wav2Vec2Config,  # the default checkpoint's; a given checkpoint's own config is used instead
 }
 _MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
     "cnn": CNNForAudioClassification,
@@ -37,8 +44,28 @@ class UsageError(ValueError):
     """A bad argument or input: reported to the user without a traceback, before anything is trained."""
 
 
+def canonical_model_kind(kind: str) -> str:
+    """cnn, s4 or encoder for a `--model` value (the alias wav2vec2 is encoder)."""
+    return MODEL_KIND_ALIASES.get(kind, kind)
+
+
+def model_kind_of_type(model_type: str | None) -> str | None:
+    """cnn, s4 or encoder for a config.json `model_type`; None when no kind of this project trains it.
+
+    Any model type transformers can load as an audio classifier is an encoder, including ones added to
+    transformers after this was written (the lookup is transformers' own table).
+    """
+    if model_type in _MODEL_TYPES:
+        return _MODEL_TYPES[model_type]
+    from transformers.models.auto.modeling_auto import MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES
+
+    if model_type in MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES:
+        return "encoder"
+    return None
+
+
 def checkpoint_model_kind(model_name_or_path: str, *, trust_remote_code: bool = False) -> str:
-    """cnn, s4 or wav2vec2: the kind of model a checkpoint folder or Hub repo holds (from its config.json)."""
+    """cnn, s4 or encoder: the kind of model a checkpoint folder or Hub repo holds (from its config.json)."""
     config_file = os.path.join(model_name_or_path, "config.json")
     if os.path.isdir(model_name_or_path):
         if not os.path.isfile(config_file):
@@ -67,17 +94,28 @@ def checkpoint_model_kind(model_name_or_path: str, *, trust_remote_code: bool = 
                 f"--model_name_or_path {model_name_or_path}: not a local folder, and loading it from "
                 f"the Hub failed ({err})"
             ) from err
-    if model_type not in _MODEL_TYPES:
+    if model_type == _PROBE_MODEL_TYPE:
         raise UsageError(
-            f"--model_name_or_path {model_name_or_path} holds a {model_type!r} model; this script "
-            f"trains {', '.join(MODEL_KINDS)} (model types {', '.join(_MODEL_TYPES)})"
+            f"--model_name_or_path {model_name_or_path} holds a probe (a head over cached encoder features), "
+            "which this script does not fine-tune; give the probe's encoder checkpoint instead"
         )
-    return _MODEL_TYPES[model_type]
+    kind = model_kind_of_type(model_type)
+    if kind is None:
+        raise UsageError(
+            f"--model_name_or_path {model_name_or_path} holds a {model_type!r} model, which is neither a "
+            "model of this project (cnn, s4) nor a speech encoder transformers' "
+            "AutoModelForAudioClassification can load; give a speech encoder checkpoint (wav2vec2, hubert, "
+            "wavlm, data2vec-audio, unispeech-sat, sew, whisper, ...)"
+        )
+    return kind
 
 
-def parse_config_overrides(text: str | None, model_kind: str) -> dict[str, object]:
+def parse_config_overrides(
+    text: str | None, model_kind: str, model_name_or_path: str | None = None
+) -> dict[str, object]:
     """'{"d_model": 64, "conv_channels": [16, 32]}' -> {"d_model": 64, ...}, checked against the config class
-    of `model_kind` (unknown fields and values the config refuses are `UsageError`s)."""
+    of `model_kind` (unknown fields and values the config refuses are `UsageError`s). For an encoder, that
+    is the config class of the checkpoint's family (`model_name_or_path`; default: wav2vec2-base's)."""
     if not text:
         return {}
     example = """'{"d_model": 64, "n_layers": 2}'"""
@@ -91,12 +129,17 @@ def parse_config_overrides(text: str | None, model_kind: str) -> dict[str, objec
     if not isinstance(overrides, dict):
         raise UsageError(f"--config_overrides {text!r}: not a JSON object; give one, e.g. {example}")
     config_class = _CONFIG_CLASSES[model_kind]
+    if model_kind == "encoder" and model_name_or_path:
+        from transformers import AutoConfig
+
+        config_class = type(AutoConfig.from_pretrained(model_name_or_path))
     defaults = config_class()
     for key in overrides:
         if not hasattr(defaults, key):
             raise UsageError(
                 f"--config_overrides: {config_class.__name__} has no field {key!r}; see its docstring "
-                f"for the fields of the {model_kind} model"
+                f"for the fields of the {defaults.model_type if model_kind == 'encoder' else model_kind} "
+                "model"
             )
     try:
         config_class(**overrides)
@@ -148,6 +191,46 @@ def find_corpora(
     )
 
 
+def check_model_options(model_kind: str, model_args, training_args) -> None:
+    """Options that only some model kinds take, checked before any data is prepared."""
+    if model_kind != "encoder":
+        for name, value in (
+            ("head_learning_rate", model_args.head_learning_rate),
+            ("use_weighted_layer_sum", model_args.use_weighted_layer_sum or None),
+            ("freeze_encoder", model_args.freeze_encoder or None),
+        ):
+            if value is not None:
+                raise UsageError(
+                    f"--{name}: only pre-trained encoders (--model encoder) take it, not the {model_kind}; "
+                    "drop it"
+                )
+        if getattr(training_args, "activation_checkpointing", None) or training_args.gradient_checkpointing:
+            raise UsageError(
+                f"--gradient_checkpointing: the {model_kind} does not support it (it is for pre-trained "
+                "encoders, --model encoder); drop it"
+            )
+    checkpointing = (
+        getattr(training_args, "activation_checkpointing", None) or training_args.gradient_checkpointing
+    )
+    checkpointing_kwargs = (
+        getattr(training_args, "activation_checkpointing_kwargs", None)
+        or training_args.gradient_checkpointing_kwargs
+        or {}
+    )
+    if checkpointing and isinstance(checkpointing_kwargs, dict) and checkpointing_kwargs.get("use_reentrant"):
+        # Re-entrant checkpointing gives no gradient to a block none of whose inputs needs one: behind a
+        # frozen front-end (Whisper's convolutions) every encoder layer would silently stay untrained.
+        raise UsageError(
+            '--gradient_checkpointing_kwargs {"use_reentrant": true}: re-entrant checkpointing leaves layers '
+            "behind a frozen front-end untrained; drop it (non-reentrant checkpointing is the default)"
+        )
+    if model_args.head_learning_rate is not None and model_args.head_learning_rate < 0:
+        raise UsageError(
+            f"--head_learning_rate {model_args.head_learning_rate}: must be >= 0; give e.g. 1e-3, or leave "
+            "it out for the --learning_rate"
+        )
+
+
 def build_model(
     model_kind: str,
     model_name_or_path: str | None,
@@ -158,11 +241,14 @@ def build_model(
     freeze_encoder: bool = False,
     use_weighted_layer_sum: bool = False,
     trust_remote_code: bool = False,
-) -> tuple[PreTrainedModel, SERFeatureExtractor]:
+    max_duration_seconds: float | None = None,
+) -> tuple[PreTrainedModel, FeatureExtractionMixin]:
     """The model to train over `label_names` and the feature extractor saved with it.
 
     CNN / S4 start from random weights, or from a checkpoint this project saved (a new head when the emotions
-    differ); wav2vec2 from a pre-trained checkpoint (default facebook/wav2vec2-base) with a new head.
+    differ), with the project's `SERFeatureExtractor`; an encoder from a pre-trained checkpoint of any family
+    (default facebook/wav2vec2-base) with a new head and its family's own feature extractor
+    (`modeling.encoders.build_encoder_classifier`; `max_duration_seconds` crops Whisper's 30 s window).
     """
     label_names = list(label_names)
     labels = {
@@ -170,17 +256,23 @@ def build_model(
         "id2label": dict(enumerate(label_names)),
         "label2id": {name: i for i, name in enumerate(label_names)},
     }
-    if model_kind == "wav2vec2":
-        from modeling.wav2vec2 import DEFAULT_CHECKPOINT, build_wav2vec2
+    model_kind = canonical_model_kind(model_kind)
+    if model_kind == "encoder":
+        from modeling.encoders import build_encoder_classifier
 
-        return build_wav2vec2(
-            model_name_or_path or DEFAULT_CHECKPOINT,
-            label_names=label_names,
-            freeze_feature_encoder=freeze_feature_encoder,
-            freeze_encoder=freeze_encoder,
-            use_weighted_layer_sum=use_weighted_layer_sum,
-            **overrides,
-        )
+        try:
+            return build_encoder_classifier(
+                model_name_or_path or DEFAULT_ENCODER_CHECKPOINT,
+                label_names,
+                freeze_feature_encoder=freeze_feature_encoder,
+                freeze_encoder=freeze_encoder,
+                use_weighted_layer_sum=use_weighted_layer_sum,
+                max_duration_seconds=max_duration_seconds or None,
+                **overrides,
+            )
+        except ValueError as err:
+            checkpoint = model_name_or_path or DEFAULT_ENCODER_CHECKPOINT
+            raise UsageError(f"--model_name_or_path {checkpoint}: {err}") from err
     model_class = _MODEL_CLASSES[model_kind]
     if model_name_or_path:
         model = model_class.from_pretrained(
@@ -193,6 +285,22 @@ def build_model(
     else:
         model = model_class(_CONFIG_CLASSES[model_kind](**overrides, **labels))
     return model, feature_extractor_for(model)
+
+
+def min_clip_samples(model: PreTrainedModel, feature_extractor: FeatureExtractionMixin) -> int:
+    """Shortest clip the model can classify: the project's extractor knows it; for a transformers encoder it
+    is the convolutional front-end's receptive field (Whisper pads every clip to its window: 0)."""
+    known = getattr(feature_extractor, "min_samples", None)
+    if isinstance(known, int):
+        return known
+    config = model.config
+    if getattr(config, "conv_kernel", None) and getattr(config, "conv_stride", None):
+        needed, stride = 0, 1
+        for kernel, step in zip(config.conv_kernel, config.conv_stride, strict=True):
+            needed += (kernel - 1) * stride
+            stride *= step
+        return needed + 1
+    return min_input_samples(model)
 
 
 def split_counts(
@@ -345,8 +453,8 @@ def checkpoint_mismatches(checkpoint: str, requested: Mapping[str, object]) -> l
                 config = json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError):
             config = {}
-    kind = _MODEL_TYPES.get(config.get("model_type"))
-    if kind is not None and kind != requested["model"]:
+    kind = model_kind_of_type(config.get("model_type")) if config.get("model_type") else None
+    if kind is not None and kind != canonical_model_kind(str(requested["model"])):
         differences.append(f"--model: it is a {kind} model, not {requested['model']}")
     id2label = config.get("id2label")
     if id2label:

@@ -3,7 +3,9 @@
 * `SSMAwareTrainer`: the default optimiser puts S4's A, B, dt in their own group (own learning rate, no weight
   decay) via `modeling.optimization.ssm_parameter_groups`, which knows which parameters those are;
 * `SERTrainer`: adds a separate `eval_data_collator` for validation and test (training-only augmentation stays
-  out of them) and the project's model card (`push_to_hub` writes `model_card_text` as README.md);
+  out of them), a separate learning rate for a pre-trained encoder's head (`head_learning_rate`, groups from
+  `modeling.encoders.parameter_groups`) and the project's model card (`push_to_hub` writes `model_card_text`
+  as README.md);
 * `WeightedCrossEntropy`: class weighting as the Trainer's `compute_loss_func` (unbalanced corpora such as
   ShEMO), so the saved model stays a plain classifier;
 * `ComputeMetrics`: the Trainer's `compute_metrics` (overall figures, for model selection and logs);
@@ -89,12 +91,47 @@ class SERTrainer(SSMAwareTrainer):
     Args (besides the Trainer's):
         eval_data_collator: collator of the validation and test dataloaders (None: `data_collator`).
         model_card_text: README.md to write into the output folder (`create_model_card`, `push_to_hub`).
+        head_learning_rate: a pre-trained encoder's head (everything outside its body) trains at this rate,
+            the body at `args.learning_rate` (None: one rate for all). The scheduler scales both alike.
     """
 
-    def __init__(self, *args, eval_data_collator=None, model_card_text: str | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        eval_data_collator=None,
+        model_card_text: str | None = None,
+        head_learning_rate: float | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.eval_data_collator = eval_data_collator
         self.model_card_text = model_card_text
+        self.head_learning_rate = head_learning_rate
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        if self.head_learning_rate is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        from modeling.encoders import parameter_groups
+
+        opt_model = self.model if model is None else model
+        if self.optimizer_cls_and_kwargs is not None:
+            optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
+        else:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        own_groups = {"params", "model", "optimizer_dict"} & set(optimizer_kwargs)
+        if own_groups or not isinstance(optimizer_cls, type):
+            raise ValueError(
+                f"head_learning_rate: the optimizer {self.args.optim} builds its own parameter groups; use "
+                "adamw_torch (the default) or drop head_learning_rate"
+            )
+        groups = parameter_groups(
+            opt_model,
+            learning_rate=self.args.learning_rate,
+            head_learning_rate=self.head_learning_rate,
+            weight_decay=self.args.weight_decay,
+        )
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
 
     def get_eval_dataloader(self, eval_dataset=None):
         return self._with_eval_collator(super().get_eval_dataloader, eval_dataset)
