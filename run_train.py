@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""Train a speech emotion classifier (CNN, S4 or Wav2Vec2) on any mix of the corpora.
+"""Train a speech emotion classifier (CNN, S4 or any transformers speech encoder) on any mix of the corpora.
 
     accelerate launch run_train.py                        # CNN on ./datasets (or the synthetic demo corpus)
     accelerate launch run_train.py --model s4 --corpora emodb ravdess --split_strategy speaker
-    accelerate launch run_train.py --model wav2vec2 --model_name_or_path facebook/wav2vec2-base \\
+    accelerate launch run_train.py --model_name_or_path microsoft/wavlm-base-plus \\
         --corpora cremad --class_weighting --push_to_hub --hub_model_id me/ser-cremad
     accelerate launch run_train.py args.yaml --learning_rate 1e-4   # a file, flags overriding it
     accelerate launch run_train.py training/recipes/demo-s4.yaml    # a shipped recipe

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from modeling.encoders import batch_features
+
 from .audio_io import AudioReadError, AudioSource
 from .segmentation import FrameEnergy, Segment, VadConfig, fixed_windows, is_silent, segments_from_energy
 
@@ -69,14 +71,8 @@ class EmotionClassifier:
         return cls(model, feature_extractor, device)
 
     def prepare(self, waveforms: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        inputs = self.feature_extractor(
-            [np.asarray(w, dtype=np.float32) for w in waveforms],
-            sampling_rate=self.sampling_rate,
-            padding=True,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        return {k: v.to(self.device) for k, v in inputs.items() if k in ("input_values", "attention_mask")}
+        inputs = batch_features(self.feature_extractor, waveforms, self.sampling_rate)
+        return {k: v.to(self.device) for k, v in inputs.items()}
 
     @torch.inference_mode()
     def logits(self, waveforms: list[np.ndarray]) -> np.ndarray:

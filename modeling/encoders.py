@@ -54,6 +54,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import (
@@ -330,10 +331,20 @@ def build_encoder_classifier(
 
 
 def batch_features(feature_extractor: FeatureExtractionMixin, clips: Sequence, sampling_rate: int = 16000):
-    """Tensors for a batch of clips, padded the way the family needs (for a data collator).
+    """The model inputs for a batch of clips, padded the way the family needs (training's collator and
+    inference both call this).
 
     Whisper's encoder takes exactly `chunk_length` seconds, so its clips are padded to that (``"max_length"``,
-    its extractor's default); waveform families are padded to the longest clip of the batch.
+    its extractor's default) and no mask is asked for; the other extractors pad to the longest clip of the
+    batch with an `attention_mask`. Only the inputs the extractor names (`model_input_names`) are returned.
     """
-    padding = "max_length" if isinstance(feature_extractor, WhisperFeatureExtractor) else True
-    return feature_extractor(list(clips), sampling_rate=sampling_rate, padding=padding, return_tensors="pt")
+    whisper = isinstance(feature_extractor, WhisperFeatureExtractor)
+    batch = feature_extractor(
+        [np.asarray(clip, dtype=np.float32) for clip in clips],
+        sampling_rate=sampling_rate,
+        padding="max_length" if whisper else "longest",
+        return_attention_mask=not whisper,
+        return_tensors="pt",
+    )
+    names = getattr(feature_extractor, "model_input_names", None) or list(batch)
+    return {name: batch[name] for name in names if name in batch}

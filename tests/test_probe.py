@@ -18,6 +18,7 @@ from encoder_checkpoints import SR, tiny_encoder_checkpoint, tone
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 import run_probe
+from loaders.audio import decode_clip
 from loaders.fixtures import build_download
 from training import encoder_features
 from training.encoder_features import build_probe, extract_layer_features, train_probe_head
@@ -48,7 +49,7 @@ def corpus(tmp_path_factory):
 
 
 def clip_of(corpus, i):
-    return encoder_features._decode(corpus.cast_column("audio", datasets.Audio(decode=False))[i]["audio"])
+    return decode_clip(corpus.cast_column("audio", datasets.Audio(decode=False))[i]["audio"])
 
 
 @pytest.mark.parametrize("kind", ["wav2vec2", "whisper"])

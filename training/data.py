@@ -24,10 +24,10 @@ import numpy as np
 import soxr
 import torch
 from sklearn.utils.class_weight import compute_class_weight
-from transformers import WhisperFeatureExtractor
 
 from loaders.audio import decode_clip, read_info
 from loaders.schema import SAMPLING_RATE
+from modeling.encoders import batch_features
 
 logger = logging.getLogger(__name__)
 
@@ -132,16 +132,7 @@ class AudioCollator:
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         clips = [self._crop(self._perturb(self._samples(f))) for f in features]
-        whisper = isinstance(self.feature_extractor, WhisperFeatureExtractor)
-        batch = self.feature_extractor(
-            clips,
-            sampling_rate=self.sampling_rate,
-            padding="max_length" if whisper else "longest",
-            return_attention_mask=not whisper,
-            return_tensors="pt",
-        )
-        names = getattr(self.feature_extractor, "model_input_names", None) or list(batch)
-        out = {name: batch[name] for name in names if name in batch}
+        out = batch_features(self.feature_extractor, clips, self.sampling_rate)
         if "label" in features[0]:
             out["labels"] = torch.tensor([int(f["label"]) for f in features], dtype=torch.long)
         return out

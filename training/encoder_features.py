@@ -33,7 +33,6 @@ predictions, which the pipeline computes one clip at a time) are exact.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -46,6 +45,8 @@ import datasets
 import numpy as np
 import torch
 
+from loaders.audio import decode_clip
+from loaders.schema import SAMPLING_RATE
 from modeling.encoders import (
     batch_features,
     build_encoder_classifier,
@@ -57,9 +58,10 @@ from modeling.encoders import (
 from modeling.probe import ProbeConfig, ProbeForAudioClassification, ProbeHead, pool_hidden_states
 from modeling.probe.modeling_probe import real_frame_mask
 
+from .data import centre_crop
+
 logger = logging.getLogger(__name__)
 
-SAMPLING_RATE = 16_000
 # Bump when what is stored changes, so that old caches are not read as new ones.
 FEATURES_VERSION = "mean+std-over-real-frames/1"
 METADATA_COLUMNS = ("label", "corpus", "speaker", "file")
@@ -157,32 +159,12 @@ def corpus_digest(dataset: datasets.Dataset) -> str:
     return digest.hexdigest()
 
 
-def _decode(audio: dict) -> np.ndarray:
-    import soundfile as sf
-    import soxr
-
-    source = io.BytesIO(audio["bytes"]) if audio.get("bytes") else audio.get("path")
-    samples, rate = sf.read(source, dtype="float32", always_2d=True)
-    samples = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    if rate != SAMPLING_RATE:
-        samples = soxr.resample(samples, rate, SAMPLING_RATE, quality="HQ")
-    return np.ascontiguousarray(samples, dtype=np.float32)
-
-
-def _centre_crop(samples: np.ndarray, max_samples: int | None) -> np.ndarray:
-    # The same crop as training's data preparation: the middle of a long clip.
-    if max_samples is None or len(samples) <= max_samples:
-        return samples
-    start = (len(samples) - max_samples) // 2
-    return samples[start : start + max_samples]
-
-
 def _clips(dataset: datasets.Dataset, indices: Sequence[int], max_samples: int | None) -> list[np.ndarray]:
     if "input_values" in dataset.column_names:
         rows = dataset.select(indices).with_format("numpy", columns=["input_values"])
-        return [_centre_crop(np.asarray(r["input_values"], np.float32), max_samples) for r in rows]
+        return [centre_crop(np.asarray(r["input_values"], np.float32), max_samples) for r in rows]
     undecoded = dataset.cast_column("audio", datasets.Audio(sampling_rate=None, decode=False))
-    return [_centre_crop(_decode(a), max_samples) for a in undecoded.select(indices)["audio"]]
+    return [centre_crop(decode_clip(a), max_samples) for a in undecoded.select(indices)["audio"]]
 
 
 def _lengths(dataset: datasets.Dataset) -> list[float]:
