@@ -180,8 +180,27 @@ def train_families(kinds, tmp_path, data_root, cache_dir) -> None:
         result = fine_tune(checkpoint, out, data_root, cache_dir)
         assert result.model_kind == "encoder"
         check_learned(kind, out)
+        check_project_inference_matches_pipeline(out)
         folders.append(out)
     check_pipelines_in_fresh_python(folders, tmp_path)
+
+
+def check_project_inference_matches_pipeline(folder) -> None:
+    """`python -m inference.predict` batches through the same extractor call as training: its
+    probabilities for a clip equal transformers' pipeline's (Whisper included: padded to its window)."""
+    from transformers import pipeline
+
+    from inference.classify import EmotionClassifier, load_model
+
+    clip = tone(0, 1.0, seed=3)
+    classifier = EmotionClassifier(*load_model(str(folder)))
+    ours = classifier.probabilities([clip])[0]
+    theirs = pipeline("audio-classification", model=str(folder))(
+        {"raw": clip, "sampling_rate": SR}, top_k=None
+    )
+    labels = classifier.labels
+    by_label = {row["label"]: row["score"] for row in theirs}
+    np.testing.assert_allclose(ours, [by_label[label] for label in labels], atol=1e-5)
 
 
 def test_hubert_and_whisper_fine_tune_and_work_in_a_fresh_pipeline(
