@@ -12,6 +12,23 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import pytest  # noqa: E402  (after the environment above, which must come first)
 
 TINY_CNN_LABELS = ["neutral", "angry", "happy", "sad"]
+PROJECT_LOGGERS = ("run_train", "training", "loaders", "modeling", "inference", "evaluation")
+
+
+@pytest.fixture(autouse=True)
+def isolated_log_levels():
+    """A run sets its loggers' levels from transformers' verbosity (log_level "passive"), which a run with
+    --log_level error leaves behind: restore both after every test, so no test hides another's warnings."""
+    import logging
+
+    import transformers
+
+    verbosity = transformers.utils.logging.get_verbosity()
+    levels = {name: logging.getLogger(name).level for name in PROJECT_LOGGERS}
+    yield
+    transformers.utils.logging.set_verbosity(verbosity)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 @pytest.fixture(scope="session")

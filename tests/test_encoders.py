@@ -26,7 +26,6 @@ from modeling.encoders import (
 )
 
 LABELS = ["low", "high"]
-transformers.logging.set_verbosity_error()
 
 
 @pytest.fixture(scope="module")

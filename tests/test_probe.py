@@ -25,7 +25,6 @@ from training.encoder_features import build_probe, extract_layer_features, train
 from training.run_config import UsageError
 
 LABELS = ["low", "high"]
-transformers.logging.set_verbosity_error()
 
 
 @pytest.fixture(scope="module")
