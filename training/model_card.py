@@ -65,6 +65,8 @@ class TrainingSummary:
     # included, are in `arguments_file` next to the model).
     arguments: Mapping[str, object] = field(default_factory=dict)
     arguments_file: str | None = None
+    # Why the model did not learn (training.run.learning_check), or None: shown at the top of the card.
+    did_not_learn: str | None = None
 
 
 def corpus_info(name: str) -> CorpusInfo:
@@ -132,6 +134,12 @@ def render_model_card(summary: TrainingSummary) -> str:
 
     title = f"Speech emotion recognition: {summary.model_kind.upper()} on {', '.join(corpora)}"
     lines += [f"# {title}", ""]
+    if summary.did_not_learn:
+        lines += [
+            f"> **Warning: this model did not learn**: {summary.did_not_learn}. Its predictions are no "
+            "better than chance; do not use it. The results below are reported as measured.",
+            "",
+        ]
     lines.append(
         f"This model is {_MODEL_DESCRIPTIONS.get(summary.model_kind, summary.model_kind)}. It classifies a "
         f"mono "

@@ -12,13 +12,14 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
-from transformers import EarlyStoppingCallback, set_seed
+from transformers import set_seed
 
 from loaders.emotions import parse_merge, resolve_emotions
 from loaders.loading import load_corpora
@@ -53,7 +54,14 @@ from .run_config import (
     split_counts,
     streaming_overrides,
 )
-from .trainer import ComputeMetrics, SERTrainer, WeightedCrossEntropy, predict_with_details
+from .trainer import (
+    ComputeMetrics,
+    PlateauAwareEarlyStopping,
+    SERTrainer,
+    WeightedCrossEntropy,
+    chance_uar_bound,
+    predict_with_details,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +87,9 @@ class TrainResult:
     counts: dict = field(default_factory=dict)  # split -> corpus -> emotion -> files
     dropped_too_short: dict[str, int] = field(default_factory=dict)
     run_args: dict = field(default_factory=dict)  # as written to run_args.json
+    # The model is no better than chance (see `learning_check`); also in all_results.json and the card.
+    did_not_learn: bool = False
+    did_not_learn_reason: str | None = None
 
     @property
     def confusion_matrix(self) -> list[list[int]]:
@@ -217,6 +228,53 @@ def given_splits(dataset: datasets.DatasetDict) -> None:
         raise UsageError("dataset['train']: `label` is not a ClassLabel; its names are the classes to learn")
     if len(dataset["train"]) == 0:
         raise UsageError("dataset['train'] is empty; nothing to train on")
+
+
+def _class_counts(details: dict) -> list[int]:
+    return [sum(row) for row in details["confusion_matrix"]]
+
+
+def learning_check(
+    details: dict, label_names: list[str], split: str, test_details: dict | None = None
+) -> str | None:
+    """Why the kept model did not learn, or None when it did.
+
+    `details` are the nested metrics of the split the run was judged on (validation, or test without one);
+    `test_details` those of the test set. The model did not learn when its UAR there is not above
+    `chance_uar_bound` (chance plus two standard deviations of a random guesser's UAR on that split), or when
+    it gives every clip of the test set the same class.
+    """
+    reasons = []
+    bound = chance_uar_bound(_class_counts(details))
+    uar = details.get("uar")
+    if uar is not None and not math.isnan(bound) and uar <= bound:
+        present = sum(1 for n in _class_counts(details) if n > 0)
+        reasons.append(
+            f"its {split} UAR {uar:.3f} is not clearly above chance ({1 / present:.3f} for {present} "
+            f"classes; up to {bound:.3f} is within luck on {sum(_class_counts(details))} {split} clips)"
+        )
+    for name, d in ((split, details), ("test", test_details)):
+        if d is None or (name == "test" and d is details):
+            continue
+        matrix = d["confusion_matrix"]
+        predicted = [j for j in range(len(matrix)) if any(row[j] for row in matrix)]
+        if len(predicted) == 1 and sum(1 for n in _class_counts(d) if n > 0) > 1:
+            reasons.append(f"it predicts {label_names[predicted[0]]} for every {name} clip")
+    return "; ".join(reasons) or None
+
+
+def _record_did_not_learn(output_dir: str, reason: str | None) -> None:
+    """Add `did_not_learn` (and why) to all_results.json, which the Trainer's save_metrics has written."""
+    path = os.path.join(output_dir, "all_results.json")
+    results = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            results = json.load(f)
+    results["did_not_learn"] = reason is not None
+    if reason is not None:
+        results["did_not_learn_reason"] = reason
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=4, sort_keys=True)
 
 
 def use_cpu_processes_without_gpu() -> None:
@@ -421,7 +479,19 @@ def _train(
     # ---- training ----
     callbacks = []
     if has_validation and training_args.load_best_model_at_end and data_args.early_stopping_patience > 0:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience))
+        # Selecting on UAR: evaluations at chance level do not use up the patience (see the callback).
+        selects_on_uar = (training_args.metric_for_best_model or "").removeprefix("eval_") == "uar"
+        validation_labels = list(prepared["validation"]["label"])
+        chance_bound = (
+            chance_uar_bound([validation_labels.count(i) for i in range(len(label_names))])
+            if selects_on_uar
+            else None
+        )
+        callbacks.append(
+            PlateauAwareEarlyStopping(
+                early_stopping_patience=data_args.early_stopping_patience, chance_bound=chance_bound
+            )
+        )
     trainer = SERTrainer(
         model=model,
         args=training_args,
@@ -474,6 +544,28 @@ def _train(
     trainer.log_metrics("test", test_metrics)
     trainer.save_metrics("test", test_metrics)
 
+    # ---- did it learn? A model at chance must not pass for a finished run ----
+    judged_split, judged = ("validation", eval_details) if has_validation else ("test", test_details)
+    did_not_learn = learning_check(judged, label_names, judged_split, test_details)
+    if did_not_learn:
+        logger.warning(
+            "This model did not learn: %s. Run %s (%s on %s, %d epochs trained, learning rate %g). Try: "
+            "more epochs or a larger --early_stopping_patience, another --learning_rate (lower if the loss "
+            "jumped, higher if it stayed at ln %d = %.2f), --class_weighting on unbalanced corpora, and "
+            "check the data (are the labels right, is there enough of it: %d training clips).",
+            did_not_learn,
+            training_args.output_dir,
+            model_kind,
+            ", ".join(corpora),
+            round(trainer.state.epoch or 0),
+            training_args.learning_rate,
+            len(label_names),
+            math.log(len(label_names)),
+            len(prepared["train"]),
+        )
+    if trainer.is_world_process_zero():
+        _record_did_not_learn(training_args.output_dir, did_not_learn)
+
     # ---- outputs: figure, detailed results, model card (process 0 only) ----
     summary = TrainingSummary(
         # An encoder's card names its family (hubert, whisper, ...), as its tags should.
@@ -496,6 +588,7 @@ def _train(
         num_parameters=sum(p.numel() for p in trainer.model.parameters()),
         arguments=non_default_arguments(model_args, data_args, training_args),
         arguments_file=RUN_ARGS_FILE,
+        did_not_learn=did_not_learn,
     )
     trainer.model_card_text = render_model_card(summary)
     if trainer.is_world_process_zero():
@@ -523,7 +616,16 @@ def _train(
         counts=counts,
         dropped_too_short=dropped,
         run_args=run_args,
+        did_not_learn=did_not_learn is not None,
+        did_not_learn_reason=did_not_learn,
     )
 
 
-__all__ = ["RUN_ARGS_FILE", "TrainResult", "default_output_dir", "train", "use_cpu_processes_without_gpu"]
+__all__ = [
+    "RUN_ARGS_FILE",
+    "TrainResult",
+    "default_output_dir",
+    "learning_check",
+    "train",
+    "use_cpu_processes_without_gpu",
+]

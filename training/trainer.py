@@ -10,11 +10,14 @@
   ShEMO), so the saved model stays a plain classifier;
 * `ComputeMetrics`: the Trainer's `compute_metrics` (overall figures, for model selection and logs);
 * `predict_with_details`: a split's metrics from `trainer.predict` outputs and the split's `corpus` column:
-  the overall and per-corpus figures and the confusion matrices.
+  the overall and per-corpus figures and the confusion matrices;
+* `chance_uar_bound`: the UAR a classifier that ignores the audio reaches by luck on a split of given class
+  sizes, and `PlateauAwareEarlyStopping`, early stopping that does not end a run stuck at that level.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -23,7 +26,7 @@ import datasets
 import numpy as np
 import torch
 from torch import nn
-from transformers import Trainer
+from transformers import EarlyStoppingCallback, Trainer
 
 from modeling.optimization import ssm_parameter_groups
 
@@ -221,11 +224,74 @@ def predict_with_details(
     return metrics, details
 
 
+def chance_uar_bound(class_counts: Sequence[int], z: float = 2.0) -> float:
+    """The UAR up to which a model is indistinguishable from one that ignores the audio, on a split with
+    `class_counts` clips per class: chance (1/m over the m classes present) plus `z` standard deviations of
+    the UAR of a uniform random guesser (recall of class j ~ Binomial(n_j, 1/m) / n_j, independent).
+
+    A fixed margin would be too strict on a big validation set and too lenient on a small one: with 10
+    clips per class and 4 classes the bound is 0.25 + 2 * 0.068 = 0.39, with 100 per class 0.29. A model
+    predicting one class always scores exactly 1/m, below the bound whatever the split's size.
+    """
+    counts = [int(n) for n in class_counts if n > 0]
+    if not counts:
+        return float("nan")
+    m = len(counts)
+    p = 1.0 / m
+    std = math.sqrt(sum(p * (1.0 - p) / n for n in counts)) / m
+    return p + z * std
+
+
+class PlateauAwareEarlyStopping(EarlyStoppingCallback):
+    """`EarlyStoppingCallback` that does not end a run before it has left the chance plateau.
+
+    A model that starts at chance can sit there for several epochs before it begins to learn (the CNN, at
+    a learning rate that later trains it well); with plain early stopping, `early_stopping_patience`
+    evaluations of a metric that never moved end such a run, and the kept model predicts one class. Here
+    evaluations count towards the patience only once the best validation metric so far is above
+    `chance_bound` (see `chance_uar_bound`); a run that never gets there trains for all its epochs and is
+    then reported as not having learnt (training.run).
+
+    Args:
+        early_stopping_patience, early_stopping_threshold: as in `EarlyStoppingCallback`.
+        chance_bound: the value of `metric_for_best_model` (higher is better) at or below which the run is
+            still on the plateau; `None` behaves as `EarlyStoppingCallback`.
+    """
+
+    def __init__(
+        self,
+        early_stopping_patience: int = 1,
+        early_stopping_threshold: float | None = 0.0,
+        chance_bound: float | None = None,
+    ):
+        super().__init__(early_stopping_patience, early_stopping_threshold)
+        self.chance_bound = chance_bound
+
+    def on_evaluate(self, args, state, control, metrics, **kwargs):
+        metric = args.metric_for_best_model
+        metric = metric if metric.startswith("eval_") else f"eval_{metric}"
+        value = metrics.get(metric)
+        if self.chance_bound is not None and value is not None and args.greater_is_better is not False:
+            # state.best_metric does not hold this evaluation yet (the Trainer updates it afterwards).
+            best = value if state.best_metric is None else max(value, state.best_metric)
+            if best <= self.chance_bound:
+                self.early_stopping_patience_counter = 0
+                return
+        super().on_evaluate(args, state, control, metrics, **kwargs)
+
+    def state(self) -> dict:
+        exported = super().state()
+        exported["args"]["chance_bound"] = self.chance_bound
+        return exported
+
+
 __all__ = [
     "ComputeMetrics",
+    "PlateauAwareEarlyStopping",
     "SERTrainer",
     "SSMAwareTrainer",
     "WeightedCrossEntropy",
+    "chance_uar_bound",
     "detailed_metrics",
     "predict_with_details",
 ]
