@@ -208,15 +208,6 @@ class CNNPreTrainedModel(PreTrainedModel):
         if isinstance(module, nn.Conv1d):
             init.kaiming_normal_(module.weight, nonlinearity="relu")
             init.zeros_(module.bias)
-        elif isinstance(module, nn.Linear) and module is getattr(self, "classifier", [None])[-1]:
-            # The logits layer starts at zero, so a fresh model predicts the uniform distribution (loss ln k).
-            # Glorot here gave logits of std ~0.8 with a class offset shared by every clip (the pooled
-            # features are post-ReLU, so not centred): an initial loss of 1.65-2.0 for 4 classes (ln 4 =
-            # 1.39), and the first epochs spent unlearning that offset. The layers below keep Glorot, so
-            # the gradient reaches them from the second step on.
-            init.zeros_(module.weight)
-            if module.bias is not None:
-                init.zeros_(module.bias)
         elif isinstance(module, nn.Linear):
             # Glorot init: with std 0.02 the tiny logits of a fresh head hold training back for many steps.
             init.xavier_uniform_(module.weight)
