@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from training.plots import draw_confusion_matrix
+
 from . import emobox
 
 logger = logging.getLogger(__name__)
@@ -354,24 +356,8 @@ def plot_leaderboard(board: pd.DataFrame, confusions: dict, path: str | os.PathL
     ax.legend(fontsize="small")
     for i, ((_, model, corpus, train), (classes, matrix)) in enumerate(sorted(confusions.items())):
         cax = fig.add_subplot(grid_rows, columns, columns + i + 1)
-        support = matrix.sum(axis=1, keepdims=True)
-        share = np.divide(matrix, support, out=np.zeros(matrix.shape), where=support > 0)
-        cax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-        cax.set_xticks(range(len(classes)), labels=classes, rotation=45, ha="right", fontsize="x-small")
-        cax.set_yticks(range(len(classes)), labels=classes, fontsize="x-small")
         title = f"{model} on {corpus}" + (f" (from {train})" if train != corpus else "")
-        cax.set_title(title, fontsize="small")
-        for r in range(matrix.shape[0]):
-            for c in range(matrix.shape[1]):
-                cax.text(
-                    c,
-                    r,
-                    str(matrix[r, c]),
-                    ha="center",
-                    va="center",
-                    fontsize="xx-small",
-                    color="white" if share[r, c] > 0.5 else "black",
-                )
+        draw_confusion_matrix(cax, matrix, classes, title=title, small=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
