@@ -1,16 +1,19 @@
 """Share prepared corpora on the Hugging Face Hub: 16 kHz audio embedded in Parquet, one config per corpus.
 
-`export_corpora` writes exactly what is uploaded into a local folder::
-
-    <folder>/README.md                                   dataset card: licences, citations, counts, schema
-    <folder>/<corpus>/train-00000-of-00001.parquet       the prepared corpus, audio bytes embedded
-
-`push_corpora` exports into a temporary folder and uploads it in one commit (the repository is created
-private unless asked otherwise). Each corpus is one config with one split ``train`` holding all its files::
+`push_corpora` pushes each corpus with `datasets.Dataset.push_to_hub(config_name=<corpus>)` (the repository
+is created private unless asked otherwise), then rewrites the text of the dataset card (README.md: licences,
+citations, counts, schema) around the ``configs:`` metadata that push_to_hub keeps. Pushing corpora in
+separate runs adds configs: earlier ones stay listed and described. Each corpus is one config with one split
+``train`` holding all its files::
 
     datasets.load_dataset(repo_id, "emodb", split="train")
 
 Make train/validation/test splits after loading with `loaders.splits.split_dataset`.
+
+`export_corpora` (``push --local-dir``) writes the same layout into a local folder, to check before pushing::
+
+    <folder>/README.md                                   dataset card: licences, citations, counts, schema
+    <folder>/<corpus>/train-00000-of-00001.parquet       the prepared corpus, audio bytes embedded
 
 Corpora whose licence forbids redistribution (SAVEE, ShEMO) are refused unless `allow_restricted` is set;
 set it only if you hold the right to share them (e.g. a private repository for the licensees' own group).
@@ -19,10 +22,11 @@ set it only if you hold the right to share them (e.g. a private repository for t
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
-import tempfile
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -30,13 +34,16 @@ import datasets
 from datasets.table import embed_table_storage
 
 from .registry import CORPORA, corpora_present, get_builder_class, validate_corpus_names
-from .schema import TARGET_SAMPLING_RATE
+from .schema import SAMPLING_RATE
 
 logger = logging.getLogger(__name__)
 
 MAX_SHARD_BYTES = 500 * 10**6  # the Hub's usual Parquet shard size
 SPLIT = "train"
 WRITER_BATCH_SIZE = 100  # rows per Parquet row group: small groups keep audio datasets streamable
+# The card's counts of every corpus pushed so far, hidden in its text: a later push of other corpora has only
+# its own datasets at hand, yet rewrites the whole card.
+SUMMARIES_COMMENT = re.compile(r"<!-- ser-corpora-summaries: (\{.*?\}) -->", re.DOTALL)
 
 
 class RestrictedLicenseError(ValueError):
@@ -59,19 +66,76 @@ def push_corpora(
     `corpora` defaults to every corpus found under `data_root` whose licence allows redistribution (and the
     restricted ones too with `allow_restricted`). Naming a restricted corpus without `allow_restricted`
     raises RestrictedLicenseError. An existing repository keeps its visibility (`private` applies only when
-    it is created). The README.md lists the configs of this push; old shards of the pushed configs are
-    replaced, other configs' files are left alone.
+    it is created). Old shards of the pushed configs are replaced; other configs stay, in the card too.
     """
-    with tempfile.TemporaryDirectory(prefix="ser-push-") as folder:
-        names = export_corpora(
-            data_root,
-            folder,
-            corpora,
-            allow_restricted=allow_restricted,
-            cache_dir=cache_dir,
-            num_proc=num_proc,
+    from .loading import load_corpus
+
+    names = choose_corpora(data_root, corpora, allow_restricted=allow_restricted)
+    options = {"sampling_rate": SAMPLING_RATE, "cache_dir": cache_dir, "num_proc": num_proc}
+    prepared = {name: load_corpus(name, data_root, **options) for name in names}
+    return push_datasets(prepared, repo_id, private=private, allow_restricted=allow_restricted, token=token)
+
+
+def push_datasets(
+    prepared: Mapping[str, datasets.Dataset],
+    repo_id: str,
+    *,
+    private: bool = True,
+    allow_restricted: bool = False,
+    token: str | None = None,
+) -> str:
+    """Push already prepared corpora (name -> Dataset in the common schema), one config each; returns the URL.
+
+    `Dataset.push_to_hub` embeds the audio bytes, shards, and merges this config into the card's ``configs:``
+    and ``dataset_info`` metadata; the card's text is then rewritten for every corpus pushed so far.
+    """
+    check_licences(list(prepared), allow_restricted=allow_restricted)
+    commit = None
+    for name, dataset in prepared.items():
+        commit = dataset.push_to_hub(
+            repo_id,
+            config_name=name,
+            split=SPLIT,
+            private=private,
+            token=token,
+            max_shard_size=MAX_SHARD_BYTES,
+            commit_message=f"Add corpus {name} (16 kHz, Parquet)",
         )
-        return upload_export(folder, repo_id, names, private=private, token=token)
+    if commit is None:
+        raise ValueError(f"push to {repo_id}: no corpus given; name at least one")
+    # push_to_hub resolves a bare name to the token owner's namespace: the card goes where the data went.
+    repo_id = commit.repo_url.repo_id
+    summaries = {name: summarize(name, dataset) for name, dataset in prepared.items()}
+    update_card(repo_id, summaries, next(iter(prepared.values())).features, token=token)
+    return str(commit.repo_url)
+
+
+def update_card(
+    repo_id: str, summaries: Mapping[str, dict], features: datasets.Features, *, token: str | None = None
+) -> str:
+    """Rewrite the README.md of `repo_id` for its corpora; returns the card written.
+
+    The metadata push_to_hub wrote (``configs``, ``dataset_info``) is kept as is; licence, languages and the
+    text are recomputed from `summaries` plus those of corpora pushed earlier (read back from the card).
+    """
+    from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
+
+    api = HfApi(token=token)
+    card = DatasetCard.load(api.hf_hub_download(repo_id, "README.md", repo_type="dataset"))
+    previous = SUMMARIES_COMMENT.search(card.text)
+    merged = {**(json.loads(previous.group(1)) if previous else {}), **summaries}
+    configs = [config["config_name"] for config in card.data.configs or []]
+    # Card order follows the configs (push order); a config pushed by other means has no counts to show.
+    ordered = {name: merged[name] for name in configs if name in merged and name in CORPORA}
+    set_card_metadata(card.data, ordered)
+    card.text = card_text(ordered, features)
+    api.create_commit(
+        repo_id,
+        operations=[CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode())],
+        commit_message=f"Dataset card: {', '.join(ordered)} (licences, citations, counts, schema)",
+        repo_type="dataset",
+    )
+    return str(card)
 
 
 def export_corpora(
@@ -92,7 +156,7 @@ def export_corpora(
     names = choose_corpora(data_root, corpora, allow_restricted=allow_restricted)
     prepared = {
         name: load_corpus(
-            name, data_root, sampling_rate=TARGET_SAMPLING_RATE, cache_dir=cache_dir, num_proc=num_proc
+            name, data_root, sampling_rate=SAMPLING_RATE, cache_dir=cache_dir, num_proc=num_proc
         )
         for name in names
     }
@@ -192,24 +256,34 @@ def summarize(name: str, dataset: datasets.Dataset) -> dict:
 
 
 def dataset_card(summaries: Mapping[str, dict], features: datasets.Features) -> str:
-    """README.md of the repository: Hub metadata (configs, licence, languages) and a human-readable body."""
-    from huggingface_hub import DatasetCardData
+    """README.md of an exported folder: Hub metadata (configs, licence, languages) and the body."""
+    from huggingface_hub import DatasetCard, DatasetCardData
 
-    builders = {name: get_builder_class(name) for name in summaries}
-    licences = sorted({b.LICENSE for b in builders.values()})
     data = DatasetCardData(
-        license=licences[0] if len(licences) == 1 and not licences[0].startswith("other") else "other",
-        language=sorted({b.LANGUAGE for b in builders.values() if b.LANGUAGE}),
-        task_categories=["audio-classification"],
-        tags=["speech-emotion-recognition", "audio"],
-        pretty_name="Acted speech emotion corpora (16 kHz)",
         configs=[
             {"config_name": name, "data_files": [{"split": SPLIT, "path": f"{name}/{SPLIT}-*.parquet"}]}
             for name in summaries
         ],
     )
+    set_card_metadata(data, summaries)
+    return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n{card_text(summaries, features)}"))
+
+
+def set_card_metadata(data, summaries: Mapping[str, dict]) -> None:
+    """Licence, languages and tags of the card's `data` (a DatasetCardData) for the corpora in `summaries`."""
+    builders = [get_builder_class(name) for name in summaries]
+    licences = sorted({b.LICENSE for b in builders})
+    data.license = licences[0] if len(licences) == 1 and not licences[0].startswith("other") else "other"
+    data.language = sorted({b.LANGUAGE for b in builders if b.LANGUAGE})
+    data.task_categories = ["audio-classification"]
+    data.tags = ["speech-emotion-recognition", "audio"]
+    data.pretty_name = "Acted speech emotion corpora (16 kHz)"
+
+
+def card_text(summaries: Mapping[str, dict], features: datasets.Features) -> str:
+    """The card's body (below the metadata): usage, counts, schema, and each corpus's licence and citation."""
+    builders = {name: get_builder_class(name) for name in summaries}
     lines = [
-        f"---\n{data.to_yaml()}\n---",
         "# Acted speech emotion corpora, 16 kHz",
         "",
         "Each corpus is one config with a single split `train` holding all of its files, resampled to "
@@ -253,6 +327,7 @@ def dataset_card(summaries: Mapping[str, dict], features: datasets.Features) -> 
             lines.append(f"- Source: https://www.kaggle.com/datasets/{b.KAGGLE_SLUG}")
         if b.CITATION:
             lines += ["", "```bibtex", b.CITATION.strip(), "```"]
+    lines += ["", f"<!-- ser-corpora-summaries: {json.dumps(dict(summaries), sort_keys=True)} -->"]
     return "\n".join(lines) + "\n"
 
 
@@ -264,29 +339,6 @@ def _feature_text(feature) -> str:
     if isinstance(feature, datasets.Value):
         return feature.dtype
     return type(feature).__name__
-
-
-def upload_export(
-    folder: str | os.PathLike,
-    repo_id: str,
-    names: Sequence[str],
-    *,
-    private: bool = True,
-    token: str | None = None,
-) -> str:
-    """Create the dataset repository if needed; upload `folder` (an `export_corpora` result) in one commit."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    repo = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    api.upload_folder(
-        repo_id=repo_id,
-        repo_type="dataset",
-        folder_path=str(folder),
-        commit_message=f"Add corpora {', '.join(names)} (16 kHz, Parquet)",
-        delete_patterns=[f"{name}/*.parquet" for name in names],
-    )
-    return str(repo)
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -10,9 +10,6 @@ from .emotions import EMOTIONS
 
 # The one sampling rate of the project: prepared corpora, synthetic rendering, every model's input.
 SAMPLING_RATE = 16_000
-# Old name, an alias only: loaders/hub.py still imports it (its push code is being edited on another branch;
-# switch it to SAMPLING_RATE there, then drop this line).
-TARGET_SAMPLING_RATE = SAMPLING_RATE
 
 # Metadata columns in schema order; `audio` and `label` come first.
 METADATA_COLUMNS: tuple[str, ...] = (

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import datasets
+import httpx
 import huggingface_hub
 import numpy as np
 import pytest
-from huggingface_hub import DatasetCard, HfApi
+from fsspec.implementations.dirfs import DirFileSystem
+from fsspec.implementations.local import LocalFileSystem
+from huggingface_hub import CommitInfo, CommitOperationDelete, DatasetCard, HfApi, RepoUrl
+from huggingface_hub.errors import RepositoryNotFoundError
 
 from loaders import hub
 from loaders.__main__ import main as cli_main
@@ -158,29 +162,139 @@ def test_card_states_licence_citation_counts_and_schema(emodb, tmp_path):
     assert "kaggle.com/datasets/piyushagni5/berlin-database-of-emotional-speech-emodb" in text
 
 
-def test_push_uploads_the_exported_folder_privately(data_root, cache_dir, emodb, monkeypatch, tmp_path):
-    calls = {}
+class FakeHub:
+    """The Hub's side of `Dataset.push_to_hub` and of the card update, kept in a local folder.
 
-    def create_repo(self, repo_id, **kwargs):
-        calls["create"] = (repo_id, kwargs)
-        return f"https://huggingface.co/datasets/{repo_id}"
+    Only the network calls are replaced (HfApi's repo_info / create_repo / preupload_lfs_files /
+    create_commit / hf_hub_download, and the HfFileSystem datasets reads the old card and shards through),
+    so datasets' own sharding, audio embedding and ``configs:`` merging run for real.
+    """
 
-    def upload_folder(self, **kwargs):
-        calls["upload"] = kwargs
-        shutil.copytree(kwargs["folder_path"], tmp_path / "uploaded")  # what would have gone to the Hub
+    def __init__(self, root: Path):
+        self.root = root  # <root>/datasets/<repo_id>/ is a repository's main branch
+        self.created: dict[str, dict] = {}
+        self.staged: dict[str, bytes] = {}  # preuploaded LFS files, by path in repo, until committed
+        self.commits: list[str] = []
 
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    def folder(self, repo_id: str) -> Path:
+        return self.root / "datasets" / repo_id
+
+    def install(self, monkeypatch) -> None:
+        fake = self
+
+        def repo_info(self, repo_id, *, repo_type=None, revision=None, **kwargs):
+            if repo_id not in fake.created:
+                request = httpx.Request("GET", f"https://huggingface.co/api/datasets/{repo_id}")
+                raise RepositoryNotFoundError("not found", response=httpx.Response(404, request=request))
+            return SimpleNamespace(id=repo_id, sha="main")  # "main": paths resolve without an @revision
+
+        def create_repo(self, repo_id, **kwargs):
+            fake.created[repo_id] = kwargs
+            fake.folder(repo_id).mkdir(parents=True, exist_ok=True)
+            return RepoUrl(f"https://huggingface.co/datasets/{repo_id}")
+
+        def preupload_lfs_files(self, repo_id, additions, **kwargs):
+            for addition in additions:  # datasets deletes the temporary shard once preuploaded
+                fake.staged[addition.path_in_repo] = Path(addition.path_or_fileobj).read_bytes()
+
+        def create_commit(self, repo_id, operations, *, commit_message, **kwargs):
+            for operation in operations:
+                path = fake.folder(repo_id) / operation.path_in_repo
+                if isinstance(operation, CommitOperationDelete):
+                    path.unlink()
+                    continue
+                if operation.path_in_repo in fake.staged:
+                    content = fake.staged.pop(operation.path_in_repo)
+                else:
+                    with operation.as_file() as file:
+                        content = file.read()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+            fake.commits.append(commit_message)
+            url = f"https://huggingface.co/datasets/{repo_id}"
+            return CommitInfo(
+                commit_url=f"{url}/commit/{len(fake.commits):040x}",
+                commit_message=commit_message,
+                commit_description="",
+                oid=f"{len(fake.commits):040x}",
+            )
+
+        def hf_hub_download(self, repo_id, filename, *, repo_type=None, **kwargs):
+            path = fake.folder(repo_id) / filename
+            assert path.is_file(), f"{filename} was not pushed"
+            return str(path)
+
+        for name, function in [
+            ("repo_info", repo_info),
+            ("create_repo", create_repo),
+            ("preupload_lfs_files", preupload_lfs_files),
+            ("create_commit", create_commit),
+            ("hf_hub_download", hf_hub_download),
+        ]:
+            monkeypatch.setattr(HfApi, name, function)
+        local = DirFileSystem(str(fake.root), LocalFileSystem())
+        monkeypatch.setattr(datasets.arrow_dataset, "HfFileSystem", lambda **kwargs: local)
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path) -> FakeHub:
+    fake = FakeHub(tmp_path / "hub")
+    fake.install(monkeypatch)
+    return fake
+
+
+def test_push_goes_through_push_to_hub_privately(
+    data_root, cache_dir, emodb, fake_hub, monkeypatch, tmp_path
+):
+    pushes = []
+    real_push = datasets.Dataset.push_to_hub
+
+    def recording_push(self, repo_id, **kwargs):
+        pushes.append((repo_id, kwargs))
+        return real_push(self, repo_id, **kwargs)
+
+    monkeypatch.setattr(datasets.Dataset, "push_to_hub", recording_push)
     url = hub.push_corpora(data_root, "me/ser", ["emodb"], cache_dir=cache_dir, num_proc=1)
     assert url == "https://huggingface.co/datasets/me/ser"
-    assert calls["create"] == ("me/ser", {"repo_type": "dataset", "private": True, "exist_ok": True})
-    assert calls["upload"]["repo_type"] == "dataset" and calls["upload"]["delete_patterns"] == [
-        "emodb/*.parquet"
+    assert [(repo_id, k["config_name"], k["split"], k["private"]) for repo_id, k in pushes] == [
+        ("me/ser", "emodb", "train", True)
     ]
-    loaded = datasets.load_dataset(
-        str(tmp_path / "uploaded"), "emodb", split="train", cache_dir=str(tmp_path / "hf")
-    )
+    assert fake_hub.created["me/ser"]["private"] is True
+    repo = fake_hub.folder("me/ser")
+    assert sorted(p.name for p in (repo / "emodb").iterdir()) == ["train-00000-of-00001.parquet"]
+    loaded = datasets.load_dataset(str(repo), "emodb", split="train", cache_dir=str(tmp_path / "hf"))
     assert_same_rows(loaded, emodb)
+    audio = loaded.with_format("arrow")["audio"].to_pylist()
+    assert all(item["bytes"] for item in audio)  # embedded, not paths on this machine
+    card = DatasetCard.load(repo / "README.md")
+    assert card.data.license == "cc-by-4.0" and card.data.language == ["de"]
+    assert "burkhardt2005emodb" in card.text and "| emodb | de | cc-by-4.0 | 14 |" in card.text
+
+
+def test_separate_pushes_keep_every_config_in_the_card(data_root, cache_dir, emodb, fake_hub, tmp_path):
+    """A second push of another corpus adds its config: the first one stays loadable, listed and described."""
+    savee = load_corpus("savee", data_root, cache_dir=cache_dir, num_proc=1)
+    hub.push_datasets({"emodb": emodb}, "me/ser")
+    with pytest.raises(hub.RestrictedLicenseError):
+        hub.push_datasets({"savee": savee}, "me/ser")
+    hub.push_datasets({"savee": savee}, "me/ser", allow_restricted=True)
+    repo = fake_hub.folder("me/ser")
+    card = DatasetCard.load(repo / "README.md")
+    assert [config["config_name"] for config in card.data.configs] == ["emodb", "savee"]
+    assert card.data.license == "other" and card.data.language == ["de", "en"]
+    assert "| emodb | de | cc-by-4.0 | 14 |" in card.text and "| savee | en |" in card.text
+    assert "burkhardt2005emodb" in card.text and "redistribution restricted" in card.text
+    assert "| anxiety | 2 |  |" in card.text  # the first push's counts, read back from the card
+    for name, prepared in [("emodb", emodb), ("savee", savee)]:
+        loaded = datasets.load_dataset(str(repo), name, split="train", cache_dir=str(tmp_path / "hf"))
+        assert_same_rows(loaded, prepared)
+
+    hub.push_datasets({"emodb": emodb.select(range(7))}, "me/ser")  # a re-push replaces that config's data
+    card = DatasetCard.load(repo / "README.md")
+    assert [config["config_name"] for config in card.data.configs] == ["emodb", "savee"]
+    assert "| emodb | de | cc-by-4.0 | 7 |" in card.text and "| savee | en |" in card.text
+    loaded = datasets.load_dataset(str(repo), "emodb", split="train", cache_dir=str(tmp_path / "hf2"))
+    assert len(loaded) == 7
 
 
 def test_cli_push_public_and_refusal(data_root, cache_dir, monkeypatch, capsys):
