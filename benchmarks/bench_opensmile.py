@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation.opensmile_baseline import FEATURE_SETS, extract_functionals, train_baseline  # noqa: E402
 from loaders.builder import encode_wav  # noqa: E402
 from loaders.emotions import DEFAULT_EMOTIONS  # noqa: E402
-from loaders.synthetic import SAMPLE_RATE, SPEAKERS, render_utterance  # noqa: E402
+from loaders.schema import SAMPLING_RATE  # noqa: E402
+from loaders.synthesis import SPEAKERS, render_utterance  # noqa: E402
 
 
 def synthetic_clips(n: int) -> tuple[datasets.Dataset, float]:
@@ -42,13 +43,13 @@ def synthetic_clips(n: int) -> tuple[datasets.Dataset, float]:
         speaker = SPEAKERS[i % len(SPEAKERS)]
         emotion = DEFAULT_EMOTIONS[(i // len(SPEAKERS)) % len(DEFAULT_EMOTIONS)]
         samples = render_utterance(speaker, emotion, i % 10, seed=i)
-        seconds += len(samples) / SAMPLE_RATE
-        rows["audio"].append({"bytes": encode_wav(samples, SAMPLE_RATE), "path": None})
+        seconds += len(samples) / SAMPLING_RATE
+        rows["audio"].append({"bytes": encode_wav(samples, SAMPLING_RATE), "path": None})
         rows["corpus"].append("synthetic")
         rows["file"].append(f"{speaker.code}/{emotion}_{i}.wav")
     features = datasets.Features(
         {
-            "audio": datasets.Audio(sampling_rate=SAMPLE_RATE),
+            "audio": datasets.Audio(sampling_rate=SAMPLING_RATE),
             "corpus": datasets.Value("string"),
             "file": datasets.Value("string"),
         }

@@ -3,6 +3,12 @@ trivially (a summary-feature classifier beats chance, held-out speakers are hard
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -11,14 +17,8 @@ from loaders.discovery import UnknownCodeError
 from loaders.emotions import DEFAULT_EMOTIONS, EMOTIONS
 from loaders.registry import CORPORA, make_builder, scan_corpus
 from loaders.schema import SAMPLING_RATE, corpus_features
-from loaders.synthetic import (
-    SPEAKERS,
-    Synthetic,
-    corpus_plan,
-    render_utterance,
-    speaker_profile,
-    write_synthetic_corpus,
-)
+from loaders.synthesis import SPEAKERS, render_utterance, speaker_profile
+from loaders.synthetic import Synthetic, corpus_plan, write_synthetic_corpus
 
 PCM16_STEP = 1 / 32768
 
@@ -242,6 +242,24 @@ def test_config_changes_give_a_separate_cache(tmp_path):
     assert len({a.cache_dir, b.cache_dir, c.cache_dir}) == 3
     assert set(c.config.emotions) == set(EMOTIONS)
     assert len(c.plan()) == 2 * 10 * 2
+
+
+def test_a_changed_synthesiser_gives_a_separate_cache(tmp_path):
+    # The synthesiser lives in loaders/synthesis.py, not in the builder's module: the builder's cache key
+    # must cover its source too, or an edited synthesis would be served the old audio from the cache.
+    import loaders
+
+    copy = tmp_path / "copy"
+    skip = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(Path(loaders.__file__).parent, copy / "loaders", ignore=skip)
+    with open(copy / "loaders" / "synthesis.py", "a") as f:
+        f.write("# edited\n")
+    code = "from loaders.synthetic import Synthetic; print(Synthetic(num_speakers=1, utterances=1).hash)"
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    edited = subprocess.run(
+        [sys.executable, "-c", code], cwd=copy, env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert edited and edited != Synthetic(num_speakers=1, utterances=1, cache_dir=str(tmp_path)).hash
 
 
 def test_written_files_scan_like_a_downloaded_corpus(tmp_path):
