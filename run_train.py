@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> TrainResult:
             f"{', '.join(result.corpora)}).\nModel, results, confusion_matrix.png and model card "
             f"(README.md): {result.output_dir}"
         )
+        if result.did_not_learn:
+            print(f"This model did not learn: {result.did_not_learn_reason} (see the warning above).")
         if result.corpora == ["synthetic"]:
             print(
                 "This was the synthetic demo corpus. Get the real corpora with `python -m loaders download "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -195,8 +196,10 @@ def test_a_run_at_learning_rate_zero_says_it_did_not_learn(fixture_root, tmp_pat
     with caplog.at_level(logging.WARNING, logger="training.run"):
         result = run_train.main(args)
     assert result.did_not_learn
-    # a fresh model's logits are all zero: every clip gets the first class
-    assert "predicts anger for every test clip" in result.did_not_learn_reason
+    # an untrained model: near chance on validation, or one class for every clip (which one depends on the
+    # initialisation)
+    reason = result.did_not_learn_reason
+    assert "is not clearly above chance" in reason or re.search(r"predicts \w+ for every test clip", reason)
     warnings = [r.getMessage() for r in caplog.records if "did not learn" in r.getMessage()]
     assert len(warnings) == 1 and str(out) in warnings[0] and "Try:" in warnings[0]
     results = json.loads((out / "all_results.json").read_text())
