@@ -173,10 +173,37 @@ def slow_root(tmp_path_factory) -> Path:
     return root
 
 
+# Loaded first by every Python started with this folder on PYTHONPATH: each decode takes 0.1 s more, so a
+# signal sent once the workers are up always lands while the corpus is being prepared, however fast the
+# machine (on an idle one the fixture is prepared before the signal arrives).
+SLOW_DECODING = """
+import time
+
+import loaders.audio
+
+_decode_audio = loaders.audio.decode_audio
+
+
+def _slow_decode_audio(*args, **kwargs):
+    time.sleep(0.1)
+    return _decode_audio(*args, **kwargs)
+
+
+loaders.audio.decode_audio = _slow_decode_audio
+"""
+
+
+@pytest.fixture(scope="module")
+def slow_decoding(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("slow_decoding")
+    (folder / "sitecustomize.py").write_text(SLOW_DECODING)
+    return folder
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_workers_end_with_the_prepare_process(slow_root, tmp_path, sig):
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+def test_workers_end_with_the_prepare_process(slow_root, slow_decoding, tmp_path, sig):
+    env = {**os.environ, "PYTHONPATH": f"{slow_decoding}{os.pathsep}{REPO_ROOT}"}
     command = [sys.executable, "-m", "loaders", "prepare", str(slow_root), "--num_proc", "2"]
     process = subprocess.Popen(
         [*command, "--cache_dir", str(tmp_path / "cache")],
