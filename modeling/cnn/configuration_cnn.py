@@ -16,12 +16,20 @@ class CNNConfig(PretrainedConfig):
             covers exactly `win_length` samples.
         hop_length (`int`, defaults to 160): frame step in samples (10 ms).
         n_mfcc (`int`, defaults to 40): MFCCs per frame. With zero-crossing rate and RMS energy the front-end
-            gives `n_mfcc + 2` channels per frame.
+            gives `n_mfcc + 2` channels per frame, and 2 more with `pitch_features`.
         n_mels (`int`, defaults to 64): mel bands the MFCCs are computed from (must be >= `n_mfcc`).
         f_min (`float`, defaults to 0.0) and f_max (`float`, defaults to 8000.0): mel filterbank range in Hz.
+        pitch_features (`bool`, defaults to `False`): add two prosody channels per frame, the fundamental
+            frequency in semitones and the voicing strength, from the normalised autocorrelation of a
+            `pitch_win_length` window (what eGeMAPS and ComParE carry and MFCCs drop).
+        pitch_win_length (`int`, defaults to 640): the pitch analysis window in samples (40 ms: three periods
+            of `f0_min`), ending where the frame ends.
+        f0_min (`float`, defaults to 75.0) and f0_max (`float`, defaults to 500.0): the F0 search range in Hz.
         feature_normalization (`str`, defaults to `"utterance"`): `"utterance"` standardises each channel to
             zero mean and unit variance over the clip's real frames; `"utterance_mean"` only subtracts the
-            mean (cepstral mean normalisation); `"none"` leaves the features as computed. Why per utterance:
+            mean (cepstral mean normalisation); `"dataset"` standardises each channel with statistics of the
+            training set (a BatchNorm without scale and shift over real frames, whose running statistics are
+            saved with the model, like the paper's scaler); `"none"` leaves the features as computed. Why:
             see the modeling file's docstring.
 
     Body:
@@ -38,9 +46,18 @@ class CNNConfig(PretrainedConfig):
         use_lstm (`bool`, defaults to `False`): a bidirectional LSTM after the conv blocks.
         lstm_hidden_size (`int`, defaults to 128): hidden size per direction of that LSTM.
         attention_size (`int`, defaults to 128): size of the additive attention's hidden layer.
+        pooling (`str`, defaults to `"attention"`): how the frames become one vector. `"attention"`: additive
+            attention (a weighted mean). `"attention_stats"`: the attention's weighted mean beside the mean
+            and standard deviation over the real frames (statistics pooling, as in x-vectors), which keeps how
+            much each channel varies over the clip.
         classifier_hidden_size (`int`, defaults to 128): width of the dense layer before the logits.
         conv_dropout (`float`, defaults to 0.1): dropout at the end of each conv block.
         classifier_dropout (`float`, defaults to 0.3): dropout after the dense layer.
+        time_masks (`int`, defaults to 0) and time_mask_width (`int`, defaults to 20): in training only,
+            SpecAugment's time masking: this many spans of up to `time_mask_width` frames of the normalised
+            features set to 0.
+        feature_masks (`int`, defaults to 0) and feature_mask_width (`int`, defaults to 8): in training only,
+            this many bands of up to `feature_mask_width` feature channels set to 0.
 
     Labels: `num_labels`, `id2label`, `label2id` as in every `PretrainedConfig`.
     """
@@ -56,6 +73,10 @@ class CNNConfig(PretrainedConfig):
         n_mels: int = 64,
         f_min: float = 0.0,
         f_max: float = 8000.0,
+        pitch_features: bool = False,
+        pitch_win_length: int = 640,
+        f0_min: float = 75.0,
+        f0_max: float = 500.0,
         feature_normalization: str = "utterance",
         conv_channels: list[int] | tuple[int, ...] = (64, 128, 256, 256),
         conv_kernel_size: int = 5,
@@ -63,15 +84,29 @@ class CNNConfig(PretrainedConfig):
         use_lstm: bool = False,
         lstm_hidden_size: int = 128,
         attention_size: int = 128,
+        pooling: str = "attention",
         classifier_hidden_size: int = 128,
         conv_dropout: float = 0.1,
         classifier_dropout: float = 0.3,
+        time_masks: int = 0,
+        time_mask_width: int = 20,
+        feature_masks: int = 0,
+        feature_mask_width: int = 8,
         **kwargs,
     ):
-        if feature_normalization not in ("utterance", "utterance_mean", "none"):
+        if feature_normalization not in ("utterance", "utterance_mean", "dataset", "none"):
             raise ValueError(
                 f"feature_normalization: {feature_normalization!r}; "
-                "choose 'utterance', 'utterance_mean' or 'none'"
+                "choose 'utterance', 'utterance_mean', 'dataset' or 'none'"
+            )
+        if pooling not in ("attention", "attention_stats"):
+            raise ValueError(f"pooling: {pooling!r}; choose 'attention' or 'attention_stats'")
+        if not 0 < f0_min < f0_max <= sampling_rate / 2:
+            raise ValueError(f"f0_min ({f0_min}) and f0_max ({f0_max}): need 0 < f0_min < f0_max <= Nyquist")
+        if pitch_features and not 2 * sampling_rate / f0_min <= pitch_win_length >= win_length:
+            raise ValueError(
+                f"pitch_win_length ({pitch_win_length}) must hold two periods of f0_min ({f0_min} Hz) and "
+                f"the frame: give at least {max(int(2 * sampling_rate / f0_min) + 1, win_length)} samples"
             )
         if norm_type not in ("layer", "batch"):
             raise ValueError(f"norm_type: {norm_type!r}; choose 'layer' or 'batch'")
@@ -88,6 +123,10 @@ class CNNConfig(PretrainedConfig):
         self.n_mels = n_mels
         self.f_min = f_min
         self.f_max = f_max
+        self.pitch_features = pitch_features
+        self.pitch_win_length = pitch_win_length
+        self.f0_min = f0_min
+        self.f0_max = f0_max
         self.feature_normalization = feature_normalization
         self.conv_channels = list(conv_channels)
         self.conv_kernel_size = conv_kernel_size
@@ -95,15 +134,20 @@ class CNNConfig(PretrainedConfig):
         self.use_lstm = use_lstm
         self.lstm_hidden_size = lstm_hidden_size
         self.attention_size = attention_size
+        self.pooling = pooling
         self.classifier_hidden_size = classifier_hidden_size
         self.conv_dropout = conv_dropout
         self.classifier_dropout = classifier_dropout
+        self.time_masks = time_masks
+        self.time_mask_width = time_mask_width
+        self.feature_masks = feature_masks
+        self.feature_mask_width = feature_mask_width
         super().__init__(**kwargs)
 
     @property
     def num_features(self) -> int:
-        """Channels per frame out of the front-end: ZCR, RMS and the MFCCs."""
-        return self.n_mfcc + 2
+        """Channels per frame out of the front-end: ZCR, RMS, the MFCCs (and F0 and voicing)."""
+        return self.n_mfcc + 2 + (2 if self.pitch_features else 0)
 
     @property
     def min_input_samples(self) -> int:

@@ -66,13 +66,88 @@ def clip_lengths(input_values: torch.Tensor, attention_mask: torch.Tensor | None
     return attention_mask.sum(-1)
 
 
+class PitchTracker(nn.Module):
+    """Waveform (batch, samples) -> (batch, frames, 2): F0 in semitones above `f0_min` and voicing strength.
+
+    Boersma (1993): r(lag) = autocorrelation of the Hann-windowed, mean-free pitch window, divided by r(0) and
+    by the window's own normalised autocorrelation; voicing = r at the chosen lag among those of
+    [f0_max, f0_min], after an octave cost of 0.05 per octave below f0_max (Praat's idea, larger because the
+    lags are not interpolated: a periodic frame correlates as well at twice its period); F0 = sampling_rate /
+    lag. The autocorrelation is the power spectrum times a cosine table (a matrix product: real arithmetic
+    that ONNX exports).
+
+    Frame t's pitch window is the `pitch_win_length` samples that end where frame t (`win_length` samples
+    from t * hop) ends, with zeros before the clip's start: it never reads past the frame, so padding cannot
+    reach it and a stream has everything it needs once the frame is complete.
+    """
+
+    def __init__(
+        self,
+        sampling_rate: int,
+        win_length: int,
+        hop_length: int,
+        pitch_win_length: int,
+        f0_min: float,
+        f0_max: float,
+    ):
+        super().__init__()
+        self.sampling_rate = sampling_rate
+        self.hop_length = hop_length
+        self.pitch_win_length = pitch_win_length
+        self.lookback = pitch_win_length - win_length
+        self.f0_min = f0_min
+        self.min_lag = int(sampling_rate // f0_max)
+        max_lag = int(sampling_rate // f0_min)
+        # Long enough that lags up to max_lag do not wrap around the circular autocorrelation.
+        self.n_fft = 1 << (pitch_win_length + max_lag - 1).bit_length()
+        with torch.device("cpu"):  # real values even when transformers builds the model on the meta device
+            lags = torch.arange(max_lag + 1, dtype=torch.float64)
+            bins = torch.arange(self.n_fft // 2 + 1, dtype=torch.float64)
+            # Inverse real DFT of a power spectrum: the bins between DC and Nyquist count twice.
+            weights = torch.full_like(bins, 2.0)
+            weights[0] = weights[-1] = 1.0
+            cosines = torch.cos(2 * torch.pi * bins[:, None] * lags[None, :] / self.n_fft) * weights[:, None]
+            window = torch.hann_window(pitch_win_length, dtype=torch.float64)
+            window_autocorrelation = torch.fft.rfft(window, n=self.n_fft).abs().square() @ cosines
+            octaves_below_f0_max = torch.log2(torch.arange(self.min_lag, max_lag + 1) / self.min_lag)
+        self.register_buffer("window", window.float())
+        self.register_buffer("cosines", cosines.float())  # (freq bins, max_lag + 1)
+        self.register_buffer(
+            "window_autocorrelation", (window_autocorrelation / window_autocorrelation[0]).float()
+        )
+        self.register_buffer("octave_cost", 0.05 * octaves_below_f0_max.float())
+
+    def forward(
+        self, waveform: torch.Tensor, num_frames: int, history: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`history`: the `pitch_win_length - win_length` samples before `waveform` (a stream's past);
+        zeros when not given."""
+        if history is None:
+            samples = nn.functional.pad(waveform, (self.lookback, 0))
+        else:
+            samples = torch.cat([history, waveform], dim=-1)
+        frames = samples.unfold(-1, self.pitch_win_length, self.hop_length)[:, :num_frames]
+        frames = (frames - frames.mean(-1, keepdim=True)) * self.window
+        power = torch.view_as_real(torch.fft.rfft(frames, n=self.n_fft)).pow(2).sum(-1)
+        autocorrelation = power @ self.cosines  # (batch, frames, max_lag + 1)
+        normalised = autocorrelation / (autocorrelation[..., :1] + 1e-8) / self.window_autocorrelation
+        candidates = normalised[..., self.min_lag :]
+        lag = (candidates - self.octave_cost).argmax(-1, keepdim=True)
+        voicing = candidates.gather(-1, lag).squeeze(-1).clamp(-1.0, 1.0)
+        f0 = self.sampling_rate / (lag.squeeze(-1) + self.min_lag).to(waveform.dtype)
+        return torch.stack([12.0 * torch.log2(f0 / self.f0_min), voicing], dim=-1)
+
+
 class CNNFrameFeatures(nn.Module):
-    """Waveform (batch, samples) -> frame features (batch, n_mfcc + 2, frames): ZCR, RMS, MFCC 0..n_mfcc-1.
+    """Waveform (batch, samples) -> frame features (batch, channels, frames): ZCR, RMS, MFCC 0..n_mfcc-1 and,
+    with `pitch_features`, F0 in semitones above `f0_min` and the voicing strength.
 
     For frame t = samples [t * hop, t * hop + win): ZCR = share of adjacent sample pairs that change sign,
     RMS = sqrt(mean(x^2)), MFCC = DCT-II(log(mel_filterbank @ |rfft(hann * x)|^2 + 1e-6)) (torchaudio's
     filterbank and DCT matrix; the same numbers as torchaudio.transforms.MFCC with log_mels=True and
     center=False, without its second framing pass).
+
+    Pitch: `PitchTracker`.
     """
 
     def __init__(self, config: CNNConfig):
@@ -91,6 +166,23 @@ class CNNFrameFeatures(nn.Module):
             self.register_buffer(
                 "dct", torchaudio.functional.create_dct(config.n_mfcc, config.n_mels, "ortho")
             )
+        self.pitch = (
+            PitchTracker(
+                config.sampling_rate,
+                config.win_length,
+                config.hop_length,
+                config.pitch_win_length,
+                config.f0_min,
+                config.f0_max,
+            )
+            if config.pitch_features
+            else None
+        )
+        self.dataset_norm = (
+            MaskedBatchNorm1d(config.num_features, affine=False, momentum=None)
+            if self.normalization == "dataset"
+            else None
+        )
 
     def num_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
         """Frames that lie fully inside `num_samples` samples: per clip (a tensor, 0 when there is none), or
@@ -110,8 +202,12 @@ class CNNFrameFeatures(nn.Module):
         power = spectrum.pow(2).sum(-1)  # |X|^2 without the square root of abs()
         mfcc = torch.log(power @ self.mel_filters + 1e-6) @ self.dct  # (batch, frames, n_mfcc)
         features = torch.cat([zcr[..., None], rms[..., None], mfcc], dim=-1).transpose(1, 2)
+        if self.pitch is not None:
+            features = torch.cat([features, self.pitch(waveform, frames.shape[1]).transpose(1, 2)], dim=1)
         if self.normalization == "none":
             return features.contiguous()
+        if self.normalization == "dataset":
+            return self.dataset_norm(features, frame_mask)
         mask = frame_mask[:, None, :].to(features.dtype)
         count = mask.sum(-1, keepdim=True).clamp(min=1.0)
         mean = (features * mask).sum(-1, keepdim=True) / count
@@ -135,9 +231,13 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                self.running_mean.lerp_(mean, self.momentum)
-                self.running_var.lerp_(variance * count / (count - 1), self.momentum)
+                # momentum=None: the cumulative mean over all batches seen (a scaler fitted to the data).
+                factor = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked.item()
+                self.running_mean.lerp_(mean, factor)
+                self.running_var.lerp_(variance * count / (count - 1), factor)
         normed = (hidden - mean[None, :, None]) * torch.rsqrt(variance[None, :, None] + self.eps)
+        if not self.affine:
+            return normed
         return normed * self.weight[None, :, None] + self.bias[None, :, None]
 
 
@@ -199,6 +299,37 @@ class AdditiveAttentionPooling(nn.Module):
         return (weights[:, None, :] @ hidden).squeeze(1), weights
 
 
+def masked_mean_std(hidden: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation over the real frames of (batch, frames, channels)."""
+    weight = frame_mask[..., None].to(hidden.dtype)
+    count = weight.sum(1).clamp(min=1.0)
+    hidden = hidden.masked_fill(~frame_mask[..., None], 0.0)
+    mean = hidden.sum(1) / count
+    variance = ((hidden - mean[:, None, :]).pow(2) * weight).sum(1) / count
+    return mean, (variance + 1e-5).sqrt()
+
+
+def spec_augment(features: torch.Tensor, frame_lengths: torch.Tensor, config: CNNConfig) -> torch.Tensor:
+    """SpecAugment's masking on (batch, channels, frames): `time_masks` spans of up to `time_mask_width`
+    real frames and `feature_masks` bands of up to `feature_mask_width` channels set to 0 (the mean of
+    normalised features), independently per clip."""
+    batch, channels, frames = features.shape
+    masked = torch.zeros(batch, channels, frames, dtype=torch.bool, device=features.device)
+    for count, width, size, axis in (
+        (config.time_masks, config.time_mask_width, frame_lengths, 2),
+        (config.feature_masks, config.feature_mask_width, torch.full_like(frame_lengths, channels), 1),
+    ):
+        positions = torch.arange(features.shape[axis], device=features.device)
+        for _ in range(count):
+            span = torch.randint(0, width + 1, (batch, 1), device=features.device)
+            start = (
+                torch.rand(batch, 1, device=features.device) * (size[:, None] - span).clamp(min=1)
+            ).long()
+            hit = (positions[None, :] >= start) & (positions[None, :] < start + span)
+            masked |= hit[:, None, :] if axis == 2 else hit[:, :, None]
+    return features.masked_fill(masked, 0.0)
+
+
 class CNNPreTrainedModel(PreTrainedModel):
     config_class = CNNConfig
     base_model_prefix = "cnn"
@@ -213,7 +344,7 @@ class CNNPreTrainedModel(PreTrainedModel):
             init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm1d)):
+        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm1d)) and module.weight is not None:
             init.ones_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, nn.LSTM):
@@ -241,8 +372,9 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         else:
             self.lstm = None
         self.attention = AdditiveAttentionPooling(hidden_size, config.attention_size)
+        pooled_size = 3 * hidden_size if config.pooling == "attention_stats" else hidden_size
         self.classifier = nn.Sequential(
-            nn.Linear(hidden_size, config.classifier_hidden_size),
+            nn.Linear(pooled_size, config.classifier_hidden_size),
             nn.ReLU(),
             nn.Dropout(config.classifier_dropout),
             nn.Linear(config.classifier_hidden_size, config.num_labels),
@@ -268,6 +400,8 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         num_frames = self.features.num_frames(input_values.shape[-1])
         frame_mask = lengths_to_mask(frame_lengths, num_frames)
         hidden = self.features(input_values, frame_mask)
+        if self.training:
+            hidden = spec_augment(hidden, frame_lengths, self.config)
         for block in self.conv_blocks:
             hidden = block(hidden, frame_mask)
             frame_lengths = torch.div(frame_lengths, 2, rounding_mode="floor")
@@ -285,6 +419,8 @@ class CNNForAudioClassification(CNNPreTrainedModel):
                 hidden, batch_first=True, total_length=frame_mask.shape[1]
             )
         pooled, _ = self.attention(hidden, frame_mask)
+        if self.config.pooling == "attention_stats":
+            pooled = torch.cat([pooled, *masked_mean_std(hidden, frame_mask)], dim=-1)
         logits = self.classifier(pooled)
 
         loss = None

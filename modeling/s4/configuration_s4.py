@@ -8,7 +8,8 @@ _KERNELS = ("s4d", "s4")
 _INITS = ("lin", "inv")
 _DISCRETIZATIONS = ("zoh", "bilinear")
 _FRONTENDS = ("mel", "conv")
-_MEL_NORMALIZATIONS = ("utterance", "causal", "none")
+_MEL_NORMALIZATIONS = ("utterance", "causal", "dataset", "none")
+_POOLINGS = ("mean", "mean_std")
 _BLOCK_OUTPUTS = ("glu", "linear")
 
 
@@ -59,9 +60,19 @@ class S4Config(PretrainedConfig):
         frame_length_ms (`float`, defaults to 25.0) / frame_shift_ms (`float`, defaults to 10.0):
             Window and hop of the `"mel"` front-end (the FFT size equals the window, no centring).
         mel_normalization (`str`, defaults to `"utterance"`):
-            Normalisation of the log-mel features per band: `"utterance"` (mean/variance over the real
-            frames of the clip), `"causal"` (running mean/variance over the frames so far; streamable) or
-            `"none"`.
+            Normalisation of the log-mel (and pitch) features per band: `"utterance"` (mean/variance over the
+            real frames of the clip), `"causal"` (running mean/variance over the frames so far; streamable),
+            `"dataset"` (mean/variance of the training set: a BatchNorm without scale and shift over real
+            frames, whose running statistics are saved with the model; streamable) or `"none"`.
+        pitch_features (`bool`, defaults to `False`):
+            `"mel"` front-end: add two prosody channels per frame, F0 in semitones and voicing strength, from
+            the normalised autocorrelation of a `pitch_window_ms` window that ends where the frame ends.
+        pitch_window_ms (`float`, defaults to 40.0) / f0_min (`float`, defaults to 75.0) /
+        f0_max (`float`, defaults to 500.0):
+            The pitch window (at least two periods of `f0_min` and one frame) and the F0 search range in Hz.
+        pooling (`str`, defaults to `"mean"`):
+            How the frames become one vector: `"mean"` over the real frames, or `"mean_std"` (mean and
+            standard deviation, statistics pooling as in x-vectors: how much each channel varies).
         conv_channels (`int`, defaults to 128):
             Channels of every layer of the `"conv"` front-end.
         conv_kernel_sizes (`list[int]`, defaults to `[80, 4]`) /
@@ -100,6 +111,11 @@ class S4Config(PretrainedConfig):
         frame_length_ms: float = 25.0,
         frame_shift_ms: float = 10.0,
         mel_normalization: str = "utterance",
+        pitch_features: bool = False,
+        pitch_window_ms: float = 40.0,
+        f0_min: float = 75.0,
+        f0_max: float = 500.0,
+        pooling: str = "mean",
         conv_channels: int = 128,
         conv_kernel_sizes: list[int] | tuple[int, ...] = (80, 4),
         conv_strides: list[int] | tuple[int, ...] = (40, 4),
@@ -115,6 +131,7 @@ class S4Config(PretrainedConfig):
             ("frontend", frontend, _FRONTENDS),
             ("mel_normalization", mel_normalization, _MEL_NORMALIZATIONS),
             ("block_output", block_output, _BLOCK_OUTPUTS),
+            ("pooling", pooling, _POOLINGS),
         ):
             if value not in allowed:
                 raise ValueError(f"S4Config: {name}={value!r} is not one of {allowed}")
@@ -128,6 +145,13 @@ class S4Config(PretrainedConfig):
             raise ValueError(
                 f"S4Config: conv_kernel_sizes {list(conv_kernel_sizes)} and conv_strides "
                 f"{list(conv_strides)} must be non-empty and of the same length"
+            )
+        if not 0 < f0_min < f0_max <= sampling_rate / 2:
+            raise ValueError(f"S4Config: need 0 < f0_min < f0_max <= Nyquist, got {f0_min}, {f0_max}")
+        if pitch_features and not 2000 / f0_min <= pitch_window_ms >= frame_length_ms:
+            raise ValueError(
+                f"S4Config: pitch_window_ms={pitch_window_ms} must hold two periods of f0_min ({f0_min} Hz) "
+                f"and the frame: give at least {max(2000 / f0_min, frame_length_ms):.1f}"
             )
         if frame_shift_ms > frame_length_ms:
             raise ValueError(
@@ -151,6 +175,11 @@ class S4Config(PretrainedConfig):
         self.frame_length_ms = frame_length_ms
         self.frame_shift_ms = frame_shift_ms
         self.mel_normalization = mel_normalization
+        self.pitch_features = pitch_features
+        self.pitch_window_ms = pitch_window_ms
+        self.f0_min = f0_min
+        self.f0_max = f0_max
+        self.pooling = pooling
         self.conv_channels = conv_channels
         self.conv_kernel_sizes = list(conv_kernel_sizes)
         self.conv_strides = list(conv_strides)

@@ -177,8 +177,106 @@ class S4Block(nn.Module):
 # ---------------------------------------------------------------------------------------------------------
 
 
+# Copied from modeling.cnn.modeling_cnn.PitchTracker
+class PitchTracker(nn.Module):
+    """Waveform (batch, samples) -> (batch, frames, 2): F0 in semitones above `f0_min` and voicing strength.
+
+    Boersma (1993): r(lag) = autocorrelation of the Hann-windowed, mean-free pitch window, divided by r(0) and
+    by the window's own normalised autocorrelation; voicing = r at the chosen lag among those of
+    [f0_max, f0_min], after an octave cost of 0.05 per octave below f0_max (Praat's idea, larger because the
+    lags are not interpolated: a periodic frame correlates as well at twice its period); F0 = sampling_rate /
+    lag. The autocorrelation is the power spectrum times a cosine table (a matrix product: real arithmetic
+    that ONNX exports).
+
+    Frame t's pitch window is the `pitch_win_length` samples that end where frame t (`win_length` samples
+    from t * hop) ends, with zeros before the clip's start: it never reads past the frame, so padding cannot
+    reach it and a stream has everything it needs once the frame is complete.
+    """
+
+    def __init__(
+        self,
+        sampling_rate: int,
+        win_length: int,
+        hop_length: int,
+        pitch_win_length: int,
+        f0_min: float,
+        f0_max: float,
+    ):
+        super().__init__()
+        self.sampling_rate = sampling_rate
+        self.hop_length = hop_length
+        self.pitch_win_length = pitch_win_length
+        self.lookback = pitch_win_length - win_length
+        self.f0_min = f0_min
+        self.min_lag = int(sampling_rate // f0_max)
+        max_lag = int(sampling_rate // f0_min)
+        # Long enough that lags up to max_lag do not wrap around the circular autocorrelation.
+        self.n_fft = 1 << (pitch_win_length + max_lag - 1).bit_length()
+        with torch.device("cpu"):  # real values even when transformers builds the model on the meta device
+            lags = torch.arange(max_lag + 1, dtype=torch.float64)
+            bins = torch.arange(self.n_fft // 2 + 1, dtype=torch.float64)
+            # Inverse real DFT of a power spectrum: the bins between DC and Nyquist count twice.
+            weights = torch.full_like(bins, 2.0)
+            weights[0] = weights[-1] = 1.0
+            cosines = torch.cos(2 * torch.pi * bins[:, None] * lags[None, :] / self.n_fft) * weights[:, None]
+            window = torch.hann_window(pitch_win_length, dtype=torch.float64)
+            window_autocorrelation = torch.fft.rfft(window, n=self.n_fft).abs().square() @ cosines
+            octaves_below_f0_max = torch.log2(torch.arange(self.min_lag, max_lag + 1) / self.min_lag)
+        self.register_buffer("window", window.float())
+        self.register_buffer("cosines", cosines.float())  # (freq bins, max_lag + 1)
+        self.register_buffer(
+            "window_autocorrelation", (window_autocorrelation / window_autocorrelation[0]).float()
+        )
+        self.register_buffer("octave_cost", 0.05 * octaves_below_f0_max.float())
+
+    def forward(
+        self, waveform: torch.Tensor, num_frames: int, history: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`history`: the `pitch_win_length - win_length` samples before `waveform` (a stream's past);
+        zeros when not given."""
+        if history is None:
+            samples = nn.functional.pad(waveform, (self.lookback, 0))
+        else:
+            samples = torch.cat([history, waveform], dim=-1)
+        frames = samples.unfold(-1, self.pitch_win_length, self.hop_length)[:, :num_frames]
+        frames = (frames - frames.mean(-1, keepdim=True)) * self.window
+        power = torch.view_as_real(torch.fft.rfft(frames, n=self.n_fft)).pow(2).sum(-1)
+        autocorrelation = power @ self.cosines  # (batch, frames, max_lag + 1)
+        normalised = autocorrelation / (autocorrelation[..., :1] + 1e-8) / self.window_autocorrelation
+        candidates = normalised[..., self.min_lag :]
+        lag = (candidates - self.octave_cost).argmax(-1, keepdim=True)
+        voicing = candidates.gather(-1, lag).squeeze(-1).clamp(-1.0, 1.0)
+        f0 = self.sampling_rate / (lag.squeeze(-1) + self.min_lag).to(waveform.dtype)
+        return torch.stack([12.0 * torch.log2(f0 / self.f0_min), voicing], dim=-1)
+
+
+# Copied from modeling.cnn.modeling_cnn.MaskedBatchNorm1d
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d whose training statistics come from real frames only; eval uses the running statistics."""
+
+    def forward(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(hidden)
+        mask = frame_mask[:, None, :].to(hidden.dtype)
+        count = mask.sum().clamp(min=2.0)
+        mean = (hidden * mask).sum((0, 2)) / count
+        variance = ((hidden - mean[None, :, None]).pow(2) * mask).sum((0, 2)) / count
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                # momentum=None: the cumulative mean over all batches seen (a scaler fitted to the data).
+                factor = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked.item()
+                self.running_mean.lerp_(mean, factor)
+                self.running_var.lerp_(variance * count / (count - 1), factor)
+        normed = (hidden - mean[None, :, None]) * torch.rsqrt(variance[None, :, None] + self.eps)
+        if not self.affine:
+            return normed
+        return normed * self.weight[None, :, None] + self.bias[None, :, None]
+
+
 class MelFrontend(nn.Module):
-    """Log-mel frames (float32, on the model's device), normalised per band over the clip, causally or not."""
+    """Log-mel frames (float32, on the model's device) and, with `pitch_features`, F0 and voicing; normalised
+    per band over the clip, causally, with the training set's statistics, or not at all."""
 
     def __init__(self, config: S4Config):
         super().__init__()
@@ -186,7 +284,25 @@ class MelFrontend(nn.Module):
         self.hop = round(config.frame_shift_ms * config.sampling_rate / 1000)
         self.n_fft = 1 << (self.window - 1).bit_length()
         self.normalization = config.mel_normalization
-        self.out_dim = config.mel_bins
+        self.pitch = (
+            PitchTracker(
+                config.sampling_rate,
+                self.window,
+                self.hop,
+                round(config.pitch_window_ms * config.sampling_rate / 1000),
+                config.f0_min,
+                config.f0_max,
+            )
+            if config.pitch_features
+            else None
+        )
+        self.lookback = self.pitch.lookback if self.pitch is not None else 0
+        self.out_dim = config.mel_bins + (2 if config.pitch_features else 0)
+        self.dataset_norm = (
+            MaskedBatchNorm1d(self.out_dim, affine=False, momentum=None)
+            if self.normalization == "dataset"
+            else None
+        )
         with torch.device("cpu"):  # real values even when transformers builds the model on the meta device
             window = torch.hann_window(self.window, periodic=True)
             filters = torchaudio.functional.melscale_fbanks(
@@ -202,8 +318,20 @@ class MelFrontend(nn.Module):
             power = torch.fft.rfft(frames, n=self.n_fft).abs().square()
             return torch.log(power @ self.mel_filters.float() + 1e-6)
 
-    def forward(self, waveform: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+    def frame_features(self, waveform: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
+        """batch x samples -> batch x frames x out_dim, before normalisation (`history`: a stream's past
+        samples, which the pitch window looks back on)."""
         features = self.log_mel(waveform)
+        if self.pitch is None:
+            return features
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            pitch = self.pitch(
+                waveform.float(), features.shape[1], None if history is None else history.float()
+            )
+        return torch.cat([features, pitch], dim=-1)
+
+    def forward(self, waveform: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        features = self.frame_features(waveform)
         if self.normalization == "utterance":
             weight = frame_mask.unsqueeze(-1).float()
             count = weight.sum(1, keepdim=True)
@@ -212,6 +340,8 @@ class MelFrontend(nn.Module):
             features = (features - mean) / torch.sqrt(var + 1e-5)
         elif self.normalization == "causal":
             features = self.causal_normalize(features, *self.empty_norm_state(features))[0]
+        elif self.normalization == "dataset":
+            features = self.dataset_norm(features.transpose(1, 2), frame_mask).transpose(1, 2)
         return features.masked_fill(~frame_mask.unsqueeze(-1), 0.0)
 
     def empty_norm_state(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -267,6 +397,8 @@ class S4StreamState:
     samples: torch.Tensor  # batch x buffered samples not yet consumed by a complete frame
     layer_states: list[torch.Tensor]
     pooled_sum: torch.Tensor  # batch x d_model, sum of the final hidden states so far
+    pooled_square_sum: torch.Tensor  # batch x d_model, their sum of squares (pooling="mean_std")
+    history: torch.Tensor  # batch x the samples before `samples` that the pitch window looks back on
     n_frames: int = 0
     norm_state: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # mel_normalization="causal"
 
@@ -317,7 +449,8 @@ class S4ForAudioClassification(S4PreTrainedModel):
         self.blocks = nn.ModuleList([S4Block(config) for _ in range(config.n_layers)])
         self.final_norm = nn.LayerNorm(config.d_model)
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.d_model, config.num_labels)
+        pooled_size = 2 * config.d_model if config.pooling == "mean_std" else config.d_model
+        self.classifier = nn.Linear(pooled_size, config.num_labels)
         self.post_init()
 
     @property
@@ -360,6 +493,9 @@ class S4ForAudioClassification(S4PreTrainedModel):
         hidden = self.final_norm(hidden)
         weight = frame_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weight).sum(1) / weight.sum(1)
+        if self.config.pooling == "mean_std":
+            variance = ((hidden - pooled.unsqueeze(1)).square() * weight).sum(1) / weight.sum(1)
+            pooled = torch.cat([pooled, (variance + 1e-5).sqrt()], dim=-1)
         logits = self.classifier(self.dropout(pooled))
         loss = None
         if labels is not None:
@@ -393,6 +529,8 @@ class S4ForAudioClassification(S4PreTrainedModel):
             samples=torch.zeros(batch_size, 0, device=device),
             layer_states=[block.s4.default_state(batch_size) for block in self.blocks],
             pooled_sum=torch.zeros(batch_size, self.config.d_model, device=device),
+            pooled_square_sum=torch.zeros(batch_size, self.config.d_model, device=device),
+            history=torch.zeros(batch_size, getattr(self.frontend, "lookback", 0), device=device),
             norm_state=norm_state,
         )
 
@@ -414,26 +552,37 @@ class S4ForAudioClassification(S4PreTrainedModel):
         n_new = (samples.shape[-1] - window) // hop + 1 if samples.shape[-1] >= window else 0
         if n_new > 0:
             used = samples[:, : (n_new - 1) * hop + window]
+            all_valid = torch.ones(used.shape[0], n_new, dtype=torch.bool, device=used.device)
             if isinstance(self.frontend, MelFrontend):
-                features = self.frontend.log_mel(used)
+                features = self.frontend.frame_features(used, state.history)
                 if state.norm_state is not None:
                     features, state.norm_state = self.frontend.causal_normalize(features, *state.norm_state)
+                elif self.frontend.dataset_norm is not None:  # eval: per frame, the saved statistics
+                    features = self.frontend.dataset_norm(features.transpose(1, 2), all_valid).transpose(1, 2)
+                lookback = self.frontend.lookback
+                state.history = torch.cat([state.history, samples], dim=-1)[
+                    :, n_new * hop : n_new * hop + lookback
+                ]
             else:
-                all_valid = torch.ones(used.shape[0], n_new, dtype=torch.bool, device=used.device)
                 features = self.frontend(used, all_valid)
             hidden = self.input_proj(features.to(self.input_proj.weight.dtype))
             for t in range(n_new):
                 x = hidden[:, t]
                 for i, block in enumerate(self.blocks):
                     x, state.layer_states[i] = block.step(x, state.layer_states[i])
-                state.pooled_sum = state.pooled_sum + self.final_norm(x).float()
+                final = self.final_norm(x).float()
+                state.pooled_sum = state.pooled_sum + final
+                state.pooled_square_sum = state.pooled_square_sum + final.square()
             state.n_frames += n_new
             samples = samples[:, n_new * hop :]
         state.samples = samples
         if state.n_frames == 0:
             return None, state
-        pooled = (state.pooled_sum / state.n_frames).to(self.classifier.weight.dtype)
-        return self.classifier(pooled), state
+        pooled = state.pooled_sum / state.n_frames
+        if self.config.pooling == "mean_std":
+            variance = (state.pooled_square_sum / state.n_frames - pooled.square()).clamp(min=0.0)
+            pooled = torch.cat([pooled, (variance + 1e-5).sqrt()], dim=-1)
+        return self.classifier(pooled.to(self.classifier.weight.dtype)), state
 
 
 __all__ = [
