@@ -88,6 +88,7 @@ def feature_extractor_for(model_or_config: PreTrainedModel | PretrainedConfig) -
     return SERFeatureExtractor(
         sampling_rate=getattr(config, "sampling_rate", 16000),
         min_samples=min_input_samples(model_or_config),
+        do_normalize=getattr(config, "normalize_waveform", True),
     )
 
 

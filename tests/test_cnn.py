@@ -8,7 +8,13 @@ import torch
 
 from modeling.auto import feature_extractor_for
 from modeling.cnn import CNNConfig, CNNForAudioClassification
-from modeling.cnn.modeling_cnn import AdditiveAttentionPooling, CNNFrameFeatures, MaskedBatchNorm1d
+from modeling.cnn.modeling_cnn import (
+    AdditiveAttentionPooling,
+    CNNFrameFeatures,
+    MaskedBatchNorm1d,
+    PitchTracker,
+    masked_mean_std,
+)
 
 SR = 16000
 
@@ -50,7 +56,19 @@ def test_utterance_normalisation_uses_real_frames_only():
     assert torch.allclose(alone.std(-1, unbiased=False)[0, 2:], torch.ones(40), atol=1e-3)
 
 
-@pytest.mark.parametrize("overrides", [{}, {"norm_type": "batch", "use_lstm": True, "lstm_hidden_size": 4}])
+PROSODY = {
+    "feature_normalization": "dataset",
+    "pitch_features": True,
+    "pooling": "attention_stats",
+    "norm_type": "batch",
+    "time_masks": 2,
+    "feature_masks": 2,
+}
+
+
+@pytest.mark.parametrize(
+    "overrides", [{}, {"norm_type": "batch", "use_lstm": True, "lstm_hidden_size": 4}, PROSODY]
+)
 def test_garbage_in_the_padding_never_changes_a_prediction(overrides):
     """Stronger than zero padding: whatever the padded samples hold, the logits stay the same."""
     torch.manual_seed(0)
@@ -67,6 +85,78 @@ def test_garbage_in_the_padding_never_changes_a_prediction(overrides):
         for i, length in enumerate(lengths):
             alone = model(batch[i : i + 1, :length]).logits[0]
             assert torch.allclose(batched[i], alone, atol=1e-4), (i, batched[i], alone)
+
+
+def test_pitch_tracker_finds_the_fundamental_not_an_octave_below():
+    """Harmonic tones at known F0 (low male to high female): F0 within a semitone's 1/10 and voicing near 1;
+    white noise has no pitch (low voicing). A periodic signal correlates as well at twice its period, so
+    without the octave cost 150 Hz came out as 75 Hz."""
+    tracker = PitchTracker(16000, 400, 160, 640, 75.0, 500.0)
+    t = torch.arange(16000) / 16000
+    for f0 in (80.0, 150.0, 220.0, 400.0):
+        tone = sum(torch.sin(2 * torch.pi * k * f0 * t) / k for k in (1, 2, 3))[None]
+        semitones, voicing = tracker(tone, 98)[0, 4:].T  # the first frames look back on zeros
+        estimate = 75.0 * 2 ** (semitones.median() / 12)
+        assert abs(12 * torch.log2(estimate / f0)) < 0.1, (f0, estimate)
+        assert voicing.median() > 0.95
+    noise = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
+    assert tracker(noise, 98)[0, :, 1].median() < 0.4
+
+
+def test_pitch_window_looks_back_so_padding_and_later_samples_cannot_reach_it():
+    tracker = PitchTracker(16000, 400, 160, 640, 75.0, 500.0)
+    clip = torch.randn(1, 4000)
+    frames = (4000 - 400) // 160 + 1
+    alone = tracker(clip, frames)
+    extended = tracker(torch.cat([clip, 10 * torch.randn(1, 3000)], dim=-1), frames)
+    assert torch.equal(alone, extended)
+    # A stream's past (`history`) stands where the zeros before the clip would be.
+    past = torch.randn(1, 480)  # three hops
+    continued = tracker(torch.cat([past, clip], dim=-1), frames + 3)[:, 3:]
+    assert torch.allclose(tracker(clip, frames, history=past[:, 240:]), continued, atol=1e-5)
+
+
+def test_dataset_normalisation_learns_the_training_set_statistics():
+    """feature_normalization="dataset": the scaler's statistics are the cumulative mean and variance of the
+    real frames of every training batch (momentum None), applied unchanged in eval."""
+    features = CNNFrameFeatures(tiny_config(feature_normalization="dataset"))
+    raw = CNNFrameFeatures(tiny_config(feature_normalization="none"))
+    features.train()
+    batches = [torch.randn(2, 8000) * scale for scale in (0.5, 1.0, 2.0)]
+    mask = torch.ones(2, 48, dtype=torch.bool)
+    for batch in batches:
+        features(batch, mask)
+    frames = torch.cat([raw(batch, mask) for batch in batches], dim=0)
+    per_batch_mean = torch.stack([raw(batch, mask).mean((0, 2)) for batch in batches])
+    assert torch.allclose(features.dataset_norm.running_mean, per_batch_mean.mean(0), atol=1e-4)
+    features.eval()
+    expected = (frames[:2] - features.dataset_norm.running_mean[:, None]) / torch.sqrt(
+        features.dataset_norm.running_var[:, None] + features.dataset_norm.eps
+    )
+    assert torch.allclose(features(batches[0], mask), expected, atol=1e-4)
+
+
+def test_spec_augment_masks_in_training_only():
+    torch.manual_seed(0)
+    model = CNNForAudioClassification(
+        tiny_config(time_masks=2, feature_masks=2, conv_dropout=0.0, classifier_dropout=0.0)
+    )
+    clip = torch.randn(2, 8000)
+    model.train()
+    first, second = model(clip).logits, model(clip).logits
+    assert not torch.allclose(first, second)  # a new mask every step
+    model.eval()
+    assert torch.equal(model(clip).logits, model(clip).logits)
+
+
+def test_statistics_pooling_feeds_mean_and_std_to_the_classifier():
+    model = CNNForAudioClassification(tiny_config(pooling="attention_stats"))
+    assert model.classifier[0].in_features == 3 * 8
+    hidden = torch.randn(2, 5, 8)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    mean, std = masked_mean_std(hidden, mask)
+    assert torch.allclose(mean[1], hidden[1, :3].mean(0), atol=1e-6)
+    assert torch.allclose(std[1], hidden[1, :3].std(0, unbiased=False), atol=1e-3)
 
 
 def test_masked_batchnorm_statistics_ignore_padding():

@@ -52,7 +52,11 @@ def tiny_config(**overrides) -> S4Config:
 
 def tiny_model(**overrides) -> S4ForAudioClassification:
     torch.manual_seed(0)
-    return S4ForAudioClassification(tiny_config(**overrides)).eval()
+    model = S4ForAudioClassification(tiny_config(**overrides))
+    if overrides.get("mel_normalization") == "dataset":
+        with torch.no_grad():  # training-set statistics other than 0 / 1, so that applying them shows
+            model.train()(torch.randn(2, 8000) * 3)
+    return model.eval()
 
 
 def run_recurrence(layer: S4Layer, u: torch.Tensor) -> torch.Tensor:
@@ -184,6 +188,7 @@ PADDING_CASES = [
     dict(frontend="conv", bidirectional=False),
     dict(frontend="mel", bidirectional=True, mel_normalization="causal"),
     dict(frontend="mel", bidirectional=True, kernel="s4"),
+    dict(frontend="mel", mel_normalization="dataset", pitch_features=True, pooling="mean_std"),
 ]
 
 
@@ -369,6 +374,8 @@ def test_trainer_creates_the_ssm_groups(tmp_path):
 
 STREAM_CASES = [
     dict(frontend="mel", mel_normalization="causal"),
+    # The pitch window looks back 15 ms before each frame: the stream keeps those samples.
+    dict(frontend="mel", mel_normalization="dataset", pitch_features=True, pooling="mean_std"),
     dict(frontend="mel", mel_normalization="none"),
     dict(frontend="conv"),
     dict(frontend="conv", kernel="s4"),
@@ -441,8 +448,13 @@ def test_inputs_are_checked_by_the_feature_extractor_not_by_forward():
 
 @pytest.mark.parametrize(
     "overrides",
-    [dict(), dict(frontend="conv", bidirectional=False), dict(kernel="s4", dplr_kernel_length=512)],
-    ids=["s4d-mel-bidirectional", "s4d-conv-causal", "s4-dplr"],
+    [
+        dict(),
+        dict(frontend="conv", bidirectional=False),
+        dict(kernel="s4", dplr_kernel_length=512),
+        dict(mel_normalization="dataset", pitch_features=True, pooling="mean_std"),
+    ],
+    ids=["s4d-mel-bidirectional", "s4d-conv-causal", "s4-dplr", "s4d-mel-pitch-dataset-meanstd"],
 )
 def test_forward_is_traceable_with_dynamic_batch_and_length(overrides):
     """torch.export traces the real forward (no data-dependent Python, no kernel cache while tracing), and

@@ -12,6 +12,9 @@ class CNNConfig(PretrainedConfig):
 
     Args:
         sampling_rate (`int`, defaults to 16000): sampling rate of `input_values`.
+        normalize_waveform (`bool`, defaults to `True`): whether the model's feature extractor scales each
+            clip to zero mean and unit variance before the model sees it. `False` keeps the recording level,
+            and with it loudness, a cue of arousal (what openSMILE's loudness features measure).
         win_length (`int`, defaults to 400): analysis window in samples (25 ms). Also the FFT size, so a frame
             covers exactly `win_length` samples.
         hop_length (`int`, defaults to 160): frame step in samples (10 ms).
@@ -67,6 +70,7 @@ class CNNConfig(PretrainedConfig):
     def __init__(
         self,
         sampling_rate: int = 16000,
+        normalize_waveform: bool = True,
         win_length: int = 400,
         hop_length: int = 160,
         n_mfcc: int = 40,
@@ -117,6 +121,7 @@ class CNNConfig(PretrainedConfig):
         if n_mels < n_mfcc:
             raise ValueError(f"n_mels ({n_mels}) must be >= n_mfcc ({n_mfcc})")
         self.sampling_rate = sampling_rate
+        self.normalize_waveform = normalize_waveform
         self.win_length = win_length
         self.hop_length = hop_length
         self.n_mfcc = n_mfcc

@@ -86,6 +86,9 @@ class S4Config(PretrainedConfig):
             Standard deviation of the normal initialisation of the Linear / Conv1d weights (not the SSM).
         sampling_rate (`int`, defaults to 16000):
             Sampling rate of `input_values`; the front-end sizes above are converted with it.
+        normalize_waveform (`bool`, defaults to `True`):
+            Whether the model's feature extractor scales each clip to zero mean and unit variance before the
+            model sees it. `False` keeps the recording level, and with it loudness, a cue of arousal.
         num_labels / id2label / label2id:
             The emotions, as in every `PretrainedConfig`.
     """
@@ -122,6 +125,7 @@ class S4Config(PretrainedConfig):
         dplr_kernel_length: int = 2048,
         initializer_range: float = 0.02,
         sampling_rate: int = 16000,
+        normalize_waveform: bool = True,
         **kwargs,
     ):
         for name, value, allowed in (
@@ -186,6 +190,7 @@ class S4Config(PretrainedConfig):
         self.dplr_kernel_length = dplr_kernel_length
         self.initializer_range = initializer_range
         self.sampling_rate = sampling_rate
+        self.normalize_waveform = normalize_waveform
         super().__init__(**kwargs)
 
 
