@@ -1,7 +1,7 @@
 """Live emotion recognition with the S4 model in its recurrent form.
 
-The causal S4 configuration (``bidirectional=False``; for the mel front-end ``mel_normalization`` "causal"
-or "none") can run one frame at a time: ``x_k = A_bar x_{k-1} + B_bar u_k``. :class:`StreamingClassifier`
+The causal S4 configuration (``bidirectional=False``; for the mel front-end ``mel_normalization``
+"dataset", "causal" or "none") can run one frame at a time: ``x_k = A_bar x_{k-1} + B_bar u_k``. :class:`StreamingClassifier`
 feeds it chunks of any size (e.g. 20 ms from a microphone) and returns the current emotion
 probabilities after each; memory is constant (one state per layer, a running pooled sum, and fewer than
 one frame of buffered samples), whatever the stream's length. After the last chunk the logits equal the
@@ -9,7 +9,8 @@ offline model's logits on the whole clip.
 
 The feature extractor's per-clip normalisation (``do_normalize=True``: zero mean, unit variance over the
 whole clip) cannot be applied to a stream whose end is unknown, so streamed audio is fed raw. Models meant
-for streaming should be saved with ``do_normalize=False``; otherwise a warning says that streamed and
+for streaming should be saved with ``do_normalize=False`` (the default since models keep the recording
+level: ``normalize_waveform=False``); otherwise a warning says that streamed and
 offline predictions differ (slightly, for the mel front-end, whose causal normalisation removes most of a
 gain change).
 
@@ -40,7 +41,7 @@ class StreamingClassifier:
         if not hasattr(model, "init_stream_state") or not hasattr(model, "stream_step"):
             raise TypeError(
                 f"{type(model).__name__} has no recurrent form; streaming needs an S4ForAudioClassification "
-                "trained with bidirectional=False (and mel_normalization='causal' or 'none')."
+                "trained with bidirectional=False (and mel_normalization='dataset', 'causal' or 'none')."
             )
         self.model = model.eval()
         self.labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]

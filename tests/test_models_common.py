@@ -191,9 +191,11 @@ def test_save_and_load_give_identical_logits(kind, wav2vec2_dir, tmp_path):
 def test_state_dict_names_are_those_of_saved_checkpoints():
     """Checkpoints saved by earlier versions load only if every tensor keeps its name: moving code (the S4
     kernels into kernels_s4.py, the CNN's pooling) must not rename a module. These are the names such a
-    checkpoint holds."""
+    checkpoint holds. (Their config.json names the normalisation they were trained with: the per-utterance
+    one then, which has no tensors.)"""
     cnn = CNNForAudioClassification(
         CNNConfig(
+            feature_normalization="utterance",
             conv_channels=[8],
             norm_type="batch",
             use_lstm=True,

@@ -41,13 +41,22 @@ def run_both(model, extractor, path, seconds):
 
 
 @pytest.mark.slow
-def test_cnn_export_through_the_cli(tmp_path, capsys):
+@pytest.mark.parametrize("normalize_waveform", [False, True], ids=["level-kept", "clips-normalised"])
+def test_cnn_export_through_the_cli(tmp_path, capsys, normalize_waveform):
     torch.manual_seed(0)
     model = CNNForAudioClassification(
         CNNConfig(
-            conv_channels=[8, 8], n_mfcc=13, n_mels=20, attention_size=8, classifier_hidden_size=8, **LABEL_KW
+            conv_channels=[8, 8],
+            n_mfcc=13,
+            n_mels=20,
+            attention_size=8,
+            classifier_hidden_size=8,
+            normalize_waveform=normalize_waveform,
+            **LABEL_KW,
         )
-    ).eval()
+    )
+    model.train()(torch.randn(2, 8000))  # training-set feature statistics other than 0 / 1
+    model.eval()
     save_for_hub(model, None, tmp_path / "cnn")
     out = tmp_path / "cnn.onnx"
     assert main(["export-onnx", str(tmp_path / "cnn"), str(out)]) == 0
@@ -58,7 +67,8 @@ def test_cnn_export_through_the_cli(tmp_path, capsys):
         np.testing.assert_allclose(got, expected, atol=1e-4)
     metadata = session.get_modelmeta().custom_metadata_map
     assert json.loads(metadata["id2label"]) == {str(i): k for i, k in enumerate(LABELS)}
-    assert metadata["sampling_rate"] == "16000" and metadata["normalized_in_graph"] == "True"
+    assert metadata["sampling_rate"] == "16000"
+    assert metadata["normalized_in_graph"] == str(normalize_waveform)
 
 
 @pytest.mark.slow

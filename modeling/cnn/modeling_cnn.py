@@ -12,14 +12,17 @@ Where it departs, and why:
   preprocessing step), so a saved model takes raw audio and runs on any device. Frames are taken without
   centring and without reflect padding at the clip end, so only frames lying fully inside the real samples
   exist.
-* Features are standardised per utterance over the clip's real frames (`feature_normalization`), where the
-  paper scales them over the training set. The six corpora were recorded with different microphones and
-  gains, and the feature extractor already scales each waveform to unit variance, so absolute levels carry
-  recording conditions more than emotion; per-utterance statistics also need no fitted scaler to ship with
-  the model. The RMS contour (how loudness moves within the clip) is kept; the overall level is not.
-* The default normalisation is LayerNorm over the channels of each frame (`norm_type="layer"`), which has no
-  batch statistics and so cannot see padding. `norm_type="batch"` gives the paper's BatchNorm, with its
-  training statistics taken over real frames only (`MaskedBatchNorm1d`).
+* Features are standardised with statistics of the training set (`feature_normalization="dataset"`: a
+  BatchNorm without scale and shift over the real frames, saved with the model), as the paper scales them;
+  the waveform keeps its recording level (`normalize_waveform=False`), so loudness, a cue of arousal, reaches
+  the model. Per-utterance standardisation (`"utterance"`, the earlier default) erases an utterance's level
+  and range, and with it much of what separates anger from sadness: on the development corpora it cost 20
+  points of UAR (README, "Leaderboard of the development corpora").
+* The blocks use the paper's BatchNorm, its training statistics taken over real frames only
+  (`MaskedBatchNorm1d`); `norm_type="layer"` (LayerNorm over the channels of each frame) is kept as an option.
+* Optional prosody channels (`pitch_features`: F0 and voicing, `PitchTracker`), statistics pooling beside the
+  attention (`pooling="attention_stats"`) and SpecAugment masking in training (`time_masks`,
+  `feature_masks`).
 * The exact layer table of the paper is not published in machine-readable form; every size is a config field
   and the defaults (64-128-256-256 channels, kernel 5) are chosen to train on a laptop CPU and to run a 3 s
   clip in a few milliseconds on one thread (see benchmarks/bench_models.py).

@@ -437,7 +437,7 @@ class S4ForAudioClassification(S4PreTrainedModel):
     `min_input_samples` gives NaN logits.
 
     Streaming (causal configurations: `bidirectional=False` and, for the mel front-end,
-    `mel_normalization` "causal" or "none"): `state = model.init_stream_state(batch)`, then
+    `mel_normalization` "causal", "dataset" or "none"): `state = model.init_stream_state(batch)`, then
     `logits, state = model.stream_step(chunk, state)` for consecutive chunks of any size; the logits after a
     chunk equal the offline logits of all audio so far (cut to whole frames).
     """
@@ -513,7 +513,7 @@ class S4ForAudioClassification(S4PreTrainedModel):
         if self.config.frontend == "mel" and self.config.mel_normalization == "utterance":
             raise ValueError(
                 "streaming needs a causal front-end: mel_normalization='utterance' uses the whole clip; "
-                "train with 'causal' or 'none'"
+                "train with 'dataset', 'causal' or 'none'"
             )
 
     def init_stream_state(self, batch_size: int = 1) -> S4StreamState:
