@@ -1,18 +1,17 @@
 """Live emotion recognition with the S4 model in its recurrent form.
 
 The causal S4 configuration (``bidirectional=False``; for the mel front-end ``mel_normalization``
-"dataset", "causal" or "none") can run one frame at a time: ``x_k = A_bar x_{k-1} + B_bar u_k``. :class:`StreamingClassifier`
-feeds it chunks of any size (e.g. 20 ms from a microphone) and returns the current emotion
-probabilities after each; memory is constant (one state per layer, a running pooled sum, and fewer than
-one frame of buffered samples), whatever the stream's length. After the last chunk the logits equal the
-offline model's logits on the whole clip.
+"dataset", "causal" or "none") can run one frame at a time: ``x_k = A_bar x_{k-1} + B_bar u_k``.
+:class:`StreamingClassifier` feeds it chunks of any size (e.g. 20 ms from a microphone) and returns the
+current emotion probabilities after each; memory is constant (one state per layer, a running pooled sum,
+and fewer than one frame of buffered samples), whatever the stream's length. After the last chunk the
+logits equal the offline model's logits on the whole clip.
 
 The feature extractor's per-clip normalisation (``do_normalize=True``: zero mean, unit variance over the
 whole clip) cannot be applied to a stream whose end is unknown, so streamed audio is fed raw. Models meant
-for streaming should be saved with ``do_normalize=False`` (the default since models keep the recording
-level: ``normalize_waveform=False``); otherwise a warning says that streamed and
-offline predictions differ (slightly, for the mel front-end, whose causal normalisation removes most of a
-gain change).
+for streaming should be saved with ``do_normalize=False`` (what ``normalize_waveform=False`` in the model's
+config gives); otherwise a warning says that streamed and offline predictions differ (slightly, for the
+mel front-end, whose causal normalisation removes most of a gain change).
 
 :func:`stream_files` is the loop behind ``python -m inference.predict MODEL FILE... --stream``.
 """
