@@ -43,7 +43,7 @@ def test_zcr_and_rms_channels():
 
 
 def test_utterance_normalisation_uses_real_frames_only():
-    features = CNNFrameFeatures(tiny_config())
+    features = CNNFrameFeatures(tiny_config(feature_normalization="utterance"))
     clip = torch.randn(1, 8000)
     alone = features(clip, torch.ones(1, 48, dtype=torch.bool))
     padded = torch.cat([clip, 3 * torch.randn(1, 4000)], dim=1)  # loud garbage after the clip
