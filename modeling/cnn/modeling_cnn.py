@@ -15,9 +15,10 @@ Where it departs, and why:
 * Features are standardised with statistics of the training set (`feature_normalization="dataset"`: a
   BatchNorm without scale and shift over the real frames, saved with the model), as the paper scales them;
   the waveform keeps its recording level (`normalize_waveform=False`), so loudness, a cue of arousal, reaches
-  the model. Per-utterance standardisation (`"utterance"`, the earlier default) erases an utterance's level
-  and range, and with it much of what separates anger from sadness: on the development corpora it cost 20
-  points of UAR (README, "Leaderboard of the development corpora").
+  the model. Per-utterance standardisation of unit-variance clips (`"utterance"`, the earlier default) erases
+  an utterance's level and range, and with it much of what separates anger from sadness: on the development
+  corpora this change (with the BatchNorm below) gained 7 to 24 points of UAR (README, "Leaderboard of the
+  development corpora").
 * The blocks use the paper's BatchNorm, its training statistics taken over real frames only
   (`MaskedBatchNorm1d`); `norm_type="layer"` (LayerNorm over the channels of each frame) is kept as an option.
 * Optional prosody channels (`pitch_features`: F0 and voicing, `PitchTracker`), statistics pooling beside the
