@@ -238,6 +238,8 @@ def test_forward_is_traceable_with_dynamic_batch_and_length():
     [
         ("norm_type", "group", "norm_type"),
         ("feature_normalization", "global", "feature_normalization"),
+        ("pooling", "max", "pooling"),
+        ("f0_max", 10.0, "f0_min"),
         ("conv_kernel_size", 4, "odd"),
         ("conv_channels", [], "conv_channels"),
         ("n_mels", 20, "n_mels"),

@@ -236,7 +236,9 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 # momentum=None: the cumulative mean over all batches seen (a scaler fitted to the data).
-                factor = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked.item()
+                # A tensor weight: no host sync per step on a GPU.
+                seen = self.num_batches_tracked.float()
+                factor = self.momentum if self.momentum is not None else 1.0 / seen
                 self.running_mean.lerp_(mean, factor)
                 self.running_var.lerp_(variance * count / (count - 1), factor)
         normed = (hidden - mean[None, :, None]) * torch.rsqrt(variance[None, :, None] + self.eps)
