@@ -6,9 +6,13 @@ train:
 	@bash tools/bootstrap.sh train
 	.venv/bin/accelerate launch --config_file accelerate_config_cpu.yaml run_train.py $(ARGS)
 
+# Two pytest workers (pytest-xdist), one test file each at a time so a file's module fixtures are built once:
+# many tests wait on subprocesses and file I/O, which the second worker fills.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
+
 test:
 	@bash tools/bootstrap.sh test
-	.venv/bin/python -m pytest -q $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -q $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint:
 	@bash tools/bootstrap.sh test
