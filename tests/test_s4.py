@@ -53,7 +53,7 @@ def tiny_config(**overrides) -> S4Config:
 def tiny_model(**overrides) -> S4ForAudioClassification:
     torch.manual_seed(0)
     model = S4ForAudioClassification(tiny_config(**overrides))
-    if overrides.get("mel_normalization") == "dataset":
+    if "dataset" in overrides.get("mel_normalization", ""):
         with torch.no_grad():  # training-set statistics other than 0 / 1, so that applying them shows
             model.train()(torch.randn(2, 8000) * 3)
     return model.eval()
@@ -189,6 +189,7 @@ PADDING_CASES = [
     dict(frontend="mel", bidirectional=True, mel_normalization="causal"),
     dict(frontend="mel", bidirectional=True, kernel="s4"),
     dict(frontend="mel", mel_normalization="dataset", pitch_features=True, pooling="mean_std"),
+    dict(frontend="mel", mel_normalization="utterance+dataset", pitch_features=True, pooling="mean_std"),
 ]
 
 
@@ -419,6 +420,29 @@ def test_streaming_refuses_non_causal_models():
         tiny_model(bidirectional=True).init_stream_state()
     with pytest.raises(ValueError, match="utterance"):
         tiny_model(bidirectional=False, mel_normalization="utterance").init_stream_state()
+    with pytest.raises(ValueError, match="utterance"):
+        tiny_model(bidirectional=False, mel_normalization="utterance+dataset").init_stream_state()
+
+
+def test_utterance_and_dataset_normalisation_side_by_side():
+    """`mel_normalization="utterance+dataset"` gives each frame both views of the same features:
+    standardised over the clip (the shape of its contours) and with the training set's statistics (where
+    the clip lies: its level)."""
+    both = tiny_model(mel_normalization="utterance+dataset", pitch_features=True)
+    per_clip = tiny_model(mel_normalization="utterance", pitch_features=True)
+    training_set = tiny_model(mel_normalization="dataset", pitch_features=True)
+    training_set.frontend.dataset_norm.load_state_dict(both.frontend.dataset_norm.state_dict())
+    torch.manual_seed(2)
+    waveform = torch.randn(2, 6000) * torch.tensor([[0.1], [2.0]])
+    mask = torch.ones(2, both.num_frames(6000), dtype=torch.bool)
+    with torch.no_grad():
+        features = both.frontend(waveform, mask)
+        width = both.frontend.feature_dim
+        assert features.shape[-1] == 2 * width == both.input_proj.in_features
+        torch.testing.assert_close(features[..., :width], per_clip.frontend(waveform, mask))
+        torch.testing.assert_close(features[..., width:], training_set.frontend(waveform, mask))
+    # the level survives only in the training-set view
+    assert features[1, :, width:].mean() > features[0, :, width:].mean() + 1.0
 
 
 # ------------------------------------------------------------------------------------------- bad input
@@ -453,8 +477,15 @@ def test_inputs_are_checked_by_the_feature_extractor_not_by_forward():
         dict(frontend="conv", bidirectional=False),
         dict(kernel="s4", dplr_kernel_length=512),
         dict(mel_normalization="dataset", pitch_features=True, pooling="mean_std"),
+        dict(mel_normalization="utterance+dataset", pitch_features=True, pooling="mean_std"),
     ],
-    ids=["s4d-mel-bidirectional", "s4d-conv-causal", "s4-dplr", "s4d-mel-pitch-dataset-meanstd"],
+    ids=[
+        "s4d-mel-bidirectional",
+        "s4d-conv-causal",
+        "s4-dplr",
+        "s4d-mel-pitch-dataset-meanstd",
+        "s4d-mel-pitch-utterance+dataset-meanstd",
+    ],
 )
 def test_forward_is_traceable_with_dynamic_batch_and_length(overrides):
     """torch.export traces the real forward (no data-dependent Python, no kernel cache while tracing), and

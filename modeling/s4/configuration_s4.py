@@ -8,7 +8,7 @@ _KERNELS = ("s4d", "s4")
 _INITS = ("lin", "inv")
 _DISCRETIZATIONS = ("zoh", "bilinear")
 _FRONTENDS = ("mel", "conv")
-_MEL_NORMALIZATIONS = ("utterance", "causal", "dataset", "none")
+_MEL_NORMALIZATIONS = ("utterance", "causal", "dataset", "utterance+dataset", "none")
 _POOLINGS = ("mean", "mean_std")
 _BLOCK_OUTPUTS = ("glu", "linear")
 
@@ -63,7 +63,9 @@ class S4Config(PretrainedConfig):
             Normalisation of the log-mel (and pitch) features per band: `"utterance"` (mean/variance over the
             real frames of the clip), `"causal"` (running mean/variance over the frames so far; streamable),
             `"dataset"` (mean/variance of the training set: a BatchNorm without scale and shift over real
-            frames, whose running statistics are saved with the model; streamable) or `"none"`.
+            frames, whose running statistics are saved with the model; streamable), `"utterance+dataset"`
+            (both side by side, twice the channels: the clip's contours and, unlike per-clip statistics, its
+            level and register against the training set) or `"none"`.
         pitch_features (`bool`, defaults to `False`):
             `"mel"` front-end: add two prosody channels per frame, F0 in semitones and voicing strength, from
             the normalised autocorrelation of a `pitch_window_ms` window that ends where the frame ends.

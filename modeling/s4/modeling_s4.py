@@ -278,7 +278,8 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
 
 class MelFrontend(nn.Module):
     """Log-mel frames (float32, on the model's device) and, with `pitch_features`, F0 and voicing; normalised
-    per band over the clip, causally, with the training set's statistics, or not at all."""
+    per band over the clip, causally, with the training set's statistics, over the clip and with the training
+    set's statistics side by side (twice the channels), or not at all."""
 
     def __init__(self, config: S4Config):
         super().__init__()
@@ -299,10 +300,11 @@ class MelFrontend(nn.Module):
             else None
         )
         self.lookback = self.pitch.lookback if self.pitch is not None else 0
-        self.out_dim = config.mel_bins + (2 if config.pitch_features else 0)
+        self.feature_dim = config.mel_bins + (2 if config.pitch_features else 0)
+        self.out_dim = self.feature_dim * (2 if self.normalization == "utterance+dataset" else 1)
         self.dataset_norm = (
-            MaskedBatchNorm1d(self.out_dim, affine=False, momentum=None)
-            if self.normalization == "dataset"
+            MaskedBatchNorm1d(self.feature_dim, affine=False, momentum=None)
+            if self.normalization in ("dataset", "utterance+dataset")
             else None
         )
         with torch.device("cpu"):  # real values even when transformers builds the model on the meta device
@@ -333,21 +335,23 @@ class MelFrontend(nn.Module):
         return torch.cat([features, pitch], dim=-1)
 
     def forward(self, waveform: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        features = self.frame_features(waveform)
-        if self.normalization == "utterance":
+        raw = self.frame_features(waveform)
+        parts = []
+        if self.normalization in ("utterance", "utterance+dataset"):
             weight = frame_mask.unsqueeze(-1).float()
             count = weight.sum(1, keepdim=True)
-            mean = (features * weight).sum(1, keepdim=True) / count
-            var = ((features - mean).square() * weight).sum(1, keepdim=True) / count
-            features = (features - mean) / torch.sqrt(var + 1e-5)
-        elif self.normalization == "causal":
-            features = self.causal_normalize(features, *self.empty_norm_state(features))[0]
-        elif self.normalization == "dataset":
-            features = self.dataset_norm(features.transpose(1, 2), frame_mask).transpose(1, 2)
+            mean = (raw * weight).sum(1, keepdim=True) / count
+            var = ((raw - mean).square() * weight).sum(1, keepdim=True) / count
+            parts.append((raw - mean) / torch.sqrt(var + 1e-5))
+        if self.normalization == "causal":
+            parts.append(self.causal_normalize(raw, *self.empty_norm_state(raw))[0])
+        if self.normalization in ("dataset", "utterance+dataset"):
+            parts.append(self.dataset_norm(raw.transpose(1, 2), frame_mask).transpose(1, 2))
+        features = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0] if parts else raw
         return features.masked_fill(~frame_mask.unsqueeze(-1), 0.0)
 
     def empty_norm_state(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        zeros = like.new_zeros(like.shape[0], self.out_dim)
+        zeros = like.new_zeros(like.shape[0], self.feature_dim)
         return zeros, zeros.clone(), like.new_zeros(())
 
     @staticmethod
@@ -512,10 +516,11 @@ class S4ForAudioClassification(S4PreTrainedModel):
     def _check_streamable(self) -> None:
         if self.config.bidirectional:
             raise ValueError("streaming needs a causal model: this one has bidirectional=True")
-        if self.config.frontend == "mel" and self.config.mel_normalization == "utterance":
+        if self.config.frontend == "mel" and "utterance" in self.config.mel_normalization:
+            normalization = self.config.mel_normalization
             raise ValueError(
-                "streaming needs a causal front-end: mel_normalization='utterance' uses the whole clip; "
-                "train with 'dataset', 'causal' or 'none'"
+                f"streaming needs a causal front-end: mel_normalization={normalization!r} uses the whole "
+                "clip; train with 'dataset', 'causal' or 'none'"
             )
 
     def init_stream_state(self, batch_size: int = 1) -> S4StreamState:
