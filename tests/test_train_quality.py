@@ -4,7 +4,7 @@
 * `PlateauAwareEarlyStopping` on a fake training state: evaluations at chance do not use up the patience;
 * a fresh CNN and S4 start at the chance loss ln k (the CNN used to start at 1.65-2.0 for k = 4);
 * end to end: a run at learning rate 0 is reported (warning, TrainResult, all_results.json, model card);
-  a run that learns (the demo recipe on the synthetic corpus, slow) is not.
+  that a run that learns is not is checked by the CNN learning test (tests/test_train_learning.py).
 """
 
 from __future__ import annotations
