@@ -347,7 +347,7 @@ class MelFrontend(nn.Module):
             parts.append(self.causal_normalize(raw, *self.empty_norm_state(raw))[0])
         if self.normalization in ("dataset", "utterance+dataset"):
             parts.append(self.dataset_norm(raw.transpose(1, 2), frame_mask).transpose(1, 2))
-        features = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0] if parts else raw
+        features = torch.cat(parts, dim=-1) if parts else raw
         return features.masked_fill(~frame_mask.unsqueeze(-1), 0.0)
 
     def empty_norm_state(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
