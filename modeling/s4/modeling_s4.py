@@ -242,7 +242,8 @@ class PitchTracker(nn.Module):
         frames = (frames - frames.mean(-1, keepdim=True)) * self.window
         power = torch.view_as_real(torch.fft.rfft(frames, n=self.n_fft)).pow(2).sum(-1)
         autocorrelation = power @ self.cosines  # (batch, frames, max_lag + 1)
-        normalised = autocorrelation / (autocorrelation[..., :1] + 1e-8) / self.window_autocorrelation
+        # clamp, not + 1e-8: the ONNX export lost that epsilon, and silent (padded) frames came out NaN.
+        normalised = autocorrelation / autocorrelation[..., :1].clamp(min=1e-8) / self.window_autocorrelation
         candidates = normalised[..., self.min_lag :]
         lag = (candidates - self.octave_cost).argmax(-1, keepdim=True)
         voicing = candidates.gather(-1, lag).squeeze(-1).clamp(-1.0, 1.0)
