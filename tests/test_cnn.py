@@ -14,6 +14,7 @@ from modeling.cnn.modeling_cnn import (
     MaskedBatchNorm1d,
     PitchTracker,
     masked_mean_std,
+    utterance_functionals,
 )
 
 SR = 16000
@@ -66,13 +67,19 @@ PROSODY = {
 }
 
 
+FUNCTIONALS = {"norm_type": "batch", "pitch_features": True, "functionals_head": True}
+
+
 @pytest.mark.parametrize(
-    "overrides", [{}, {"norm_type": "batch", "use_lstm": True, "lstm_hidden_size": 4}, PROSODY]
+    "overrides",
+    [{}, {"norm_type": "batch", "use_lstm": True, "lstm_hidden_size": 4}, PROSODY, FUNCTIONALS],
 )
 def test_garbage_in_the_padding_never_changes_a_prediction(overrides):
     """Stronger than zero padding: whatever the padded samples hold, the logits stay the same."""
     torch.manual_seed(0)
     model = CNNForAudioClassification(tiny_config(**overrides))
+    if model.functionals_head is not None:  # it starts at zero, where padding could not show
+        torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
     if overrides.get("norm_type") == "batch":  # give the running statistics something other than 0/1
         model.train()
         model(torch.randn(4, 8000))
@@ -159,6 +166,52 @@ def test_statistics_pooling_feeds_mean_and_std_to_the_classifier():
     assert torch.allclose(std[1], hidden[1, :3].std(0, unbiased=False), atol=1e-3)
 
 
+def test_utterance_functionals_summarise_the_real_frames_only():
+    torch.manual_seed(0)
+    features = torch.randn(2, 9, 3)
+    features[1, 6:] = 1e6  # padding
+    mask = torch.arange(9)[None] < torch.tensor([[9], [6]])
+    functionals = utterance_functionals(features, mask)
+    assert functionals.shape == (2, 12)
+    real = features[1, :6].double().numpy()
+    delta = np.diff(real, axis=0)
+    expected = np.concatenate([real.mean(0), real.std(0), np.abs(delta).mean(0), delta.std(0)])
+    np.testing.assert_allclose(functionals[1].numpy(), expected, atol=1e-3)
+
+
+def test_functionals_head_trains_as_a_logistic_regression_beside_the_cnn():
+    """The head starts at zero (the CNN's logits alone) and learns from its own loss, cross-entropy plus
+    `functionals_l2 / 2 * ||W||^2`; the CNN learns from its own; the logits are their sum."""
+    torch.manual_seed(0)
+    with_head = CNNForAudioClassification(tiny_config(functionals_head=True, functionals_l2=0.5))
+    without = CNNForAudioClassification(tiny_config())
+    without.load_state_dict(with_head.state_dict(), strict=False)
+    waveform, labels = torch.randn(4, 8000), torch.tensor([0, 1, 2, 1])
+    with_head.eval(), without.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(with_head(waveform).logits, without(waveform).logits)
+        torch.nn.init.normal_(with_head.functionals_head.weight)
+        out = with_head(waveform, labels=labels)
+        cnn_logits = without(waveform).logits
+    head = with_head.functionals_head
+    head_logits = out.logits - cnn_logits
+    expected = (
+        torch.nn.functional.cross_entropy(cnn_logits, labels)
+        + torch.nn.functional.cross_entropy(head_logits, labels)
+        + 0.25 * head.weight.pow(2).sum()
+    )
+    torch.testing.assert_close(out.loss, expected, atol=1e-4, rtol=1e-4)
+    # separate losses: the head's gradient does not depend on the CNN's logits
+    with_head.train()
+    with_head(waveform, labels=labels).loss.backward()
+    expected_grad = head.weight.grad.clone()
+    head.weight.grad = None
+    with torch.no_grad():
+        with_head.classifier[-1].bias.add_(5.0)
+    with_head(waveform, labels=labels).loss.backward()
+    torch.testing.assert_close(head.weight.grad, expected_grad)
+
+
 def test_masked_batchnorm_statistics_ignore_padding():
     norm = MaskedBatchNorm1d(3, momentum=1.0)
     norm.train()
@@ -214,7 +267,8 @@ def test_forward_is_traceable_with_dynamic_batch_and_length():
     """torch.export traces the real forward (no data-dependent Python), and the program it records gives the
     eager logits at another batch size and length."""
     torch.manual_seed(0)
-    model = CNNForAudioClassification(tiny_config(norm_type="batch")).eval()
+    model = CNNForAudioClassification(tiny_config(norm_type="batch", functionals_head=True)).eval()
+    torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
     dims = {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC}
     example = torch.randn(2, 8037)
     mask = torch.ones(2, 8037, dtype=torch.long)

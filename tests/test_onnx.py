@@ -79,8 +79,15 @@ def test_cnn_export_through_the_cli(tmp_path, capsys, normalize_waveform):
         {"kernel": "s4", "bidirectional": False, "dplr_kernel_length": 512},
         # The padded clip's silent frames: their pitch channels came out NaN in ONNX, not in PyTorch.
         {"pitch_features": True, "pooling": "mean_std"},
+        {
+            "normalize_waveform": False,
+            "mel_normalization": "utterance+dataset",
+            "pitch_features": True,
+            "pooling": "mean_std",
+            "functionals_head": True,
+        },
     ],
-    ids=["s4d-bidirectional", "s4-dplr-causal", "s4d-pitch"],
+    ids=["s4d-bidirectional", "s4-dplr-causal", "s4d-pitch", "s4d-speech-functionals-head"],
 )
 def test_s4_export_matches_pytorch(tmp_path, overrides):
     from inference.onnx_export import export_onnx
@@ -88,7 +95,12 @@ def test_s4_export_matches_pytorch(tmp_path, overrides):
     torch.manual_seed(0)
     model = S4ForAudioClassification(
         S4Config(d_model=16, n_layers=2, d_state=8, mel_bins=16, **overrides, **LABEL_KW)
-    ).eval()
+    )
+    if model.functionals_head is not None:  # statistics and weights other than 0 / 1, so that they show
+        with torch.no_grad():
+            model.train()(torch.randn(3, 16000) * 0.3)
+        torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
+    model.eval()
     extractor = feature_extractor_for(model)
     out = export_onnx(model, extractor, tmp_path / "s4.onnx")
     for seconds in (0.8, 3.1):

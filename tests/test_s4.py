@@ -53,9 +53,11 @@ def tiny_config(**overrides) -> S4Config:
 def tiny_model(**overrides) -> S4ForAudioClassification:
     torch.manual_seed(0)
     model = S4ForAudioClassification(tiny_config(**overrides))
-    if "dataset" in overrides.get("mel_normalization", ""):
+    if "dataset" in overrides.get("mel_normalization", "") or overrides.get("functionals_head"):
         with torch.no_grad():  # training-set statistics other than 0 / 1, so that applying them shows
             model.train()(torch.randn(2, 8000) * 3)
+    if model.functionals_head is not None:  # it starts at zero, where nothing it does could show
+        torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
     return model.eval()
 
 
@@ -190,6 +192,7 @@ PADDING_CASES = [
     dict(frontend="mel", bidirectional=True, kernel="s4"),
     dict(frontend="mel", mel_normalization="dataset", pitch_features=True, pooling="mean_std"),
     dict(frontend="mel", mel_normalization="utterance+dataset", pitch_features=True, pooling="mean_std"),
+    dict(frontend="mel", pitch_features=True, functionals_head=True),
 ]
 
 
@@ -422,6 +425,8 @@ def test_streaming_refuses_non_causal_models():
         tiny_model(bidirectional=False, mel_normalization="utterance").init_stream_state()
     with pytest.raises(ValueError, match="utterance"):
         tiny_model(bidirectional=False, mel_normalization="utterance+dataset").init_stream_state()
+    with pytest.raises(ValueError, match="functionals_head"):
+        tiny_model(bidirectional=False, mel_normalization="none", functionals_head=True).init_stream_state()
 
 
 def test_utterance_and_dataset_normalisation_side_by_side():
@@ -478,6 +483,7 @@ def test_inputs_are_checked_by_the_feature_extractor_not_by_forward():
         dict(kernel="s4", dplr_kernel_length=512),
         dict(mel_normalization="dataset", pitch_features=True, pooling="mean_std"),
         dict(mel_normalization="utterance+dataset", pitch_features=True, pooling="mean_std"),
+        dict(pitch_features=True, functionals_head=True),
     ],
     ids=[
         "s4d-mel-bidirectional",
@@ -485,6 +491,7 @@ def test_inputs_are_checked_by_the_feature_extractor_not_by_forward():
         "s4-dplr",
         "s4d-mel-pitch-dataset-meanstd",
         "s4d-mel-pitch-utterance+dataset-meanstd",
+        "s4d-mel-pitch-functionals",
     ],
 )
 def test_forward_is_traceable_with_dynamic_batch_and_length(overrides):
@@ -525,6 +532,7 @@ def test_dplr_refuses_inputs_longer_than_its_kernel():
         (dict(dt_min=0.1, dt_max=0.01), "dt_min"),
         (dict(conv_kernel_sizes=[4], conv_strides=[2, 2]), "conv_kernel_sizes"),
         (dict(frontend="stft"), "frontend="),
+        (dict(frontend="conv", functionals_head=True), "functionals_head"),
     ],
 )
 def test_config_validation(overrides, match):

@@ -60,6 +60,15 @@ class CNNConfig(PretrainedConfig):
             features set to 0.
         feature_masks (`int`, defaults to 0) and feature_mask_width (`int`, defaults to 8): in training only,
             this many bands of up to `feature_mask_width` feature channels set to 0.
+        functionals_head (`bool`, defaults to `False`): add a linear classifier on per-clip functionals of the
+            front-end's frame features (per channel, over the real frames: mean, standard deviation, and the
+            mean absolute value and standard deviation of the frame-to-frame difference), standardised with
+            statistics of the training set; its logits are added to the CNN's. The classical paralinguistics
+            recipe (openSMILE functionals and a linear classifier) beside the learned one.
+        functionals_l2 (`float`, defaults to 0.2): the functionals head trains as a logistic regression
+            beside the CNN: on its own cross-entropy plus `functionals_l2 / 2 * ||W||^2` (the L2 penalty of
+            scikit-learn's `LogisticRegression`, `1 / (C * n_clips)`), while the CNN trains on its own
+            cross-entropy; the returned logits are their sum.
 
     Labels: `num_labels`, `id2label`, `label2id` as in every `PretrainedConfig`.
     """
@@ -95,6 +104,8 @@ class CNNConfig(PretrainedConfig):
         time_mask_width: int = 20,
         feature_masks: int = 0,
         feature_mask_width: int = 8,
+        functionals_head: bool = False,
+        functionals_l2: float = 0.2,
         **kwargs,
     ):
         if feature_normalization not in ("utterance", "utterance_mean", "dataset", "none"):
@@ -146,6 +157,8 @@ class CNNConfig(PretrainedConfig):
         self.time_mask_width = time_mask_width
         self.feature_masks = feature_masks
         self.feature_mask_width = feature_mask_width
+        self.functionals_head = functionals_head
+        self.functionals_l2 = functionals_l2
         super().__init__(**kwargs)
 
     @property

@@ -22,8 +22,9 @@ Where it departs, and why:
 * The blocks use the paper's BatchNorm, its training statistics taken over real frames only
   (`MaskedBatchNorm1d`); `norm_type="layer"` (LayerNorm over the channels of each frame) is kept as an option.
 * Optional prosody channels (`pitch_features`: F0 and voicing, `PitchTracker`), statistics pooling beside the
-  attention (`pooling="attention_stats"`) and SpecAugment masking in training (`time_masks`,
-  `feature_masks`).
+  attention (`pooling="attention_stats"`), SpecAugment masking in training (`time_masks`, `feature_masks`)
+  and a linear classifier on the clip's functionals beside the network (`functionals_head`,
+  `FunctionalsHead`).
 * The exact layer table of the paper is not published in machine-readable form; every size is a config field
   and the defaults (64-128-256-256 channels, kernel 5) are chosen to train on a laptop CPU and to run a 3 s
   clip in a few milliseconds on one thread (see benchmarks/bench_models.py).
@@ -44,6 +45,8 @@ and loaded with `trust_remote_code=True` where this project is not installed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torchaudio
 from torch import nn
@@ -56,6 +59,19 @@ try:  # transformers >= 5: init helpers that leave weights loaded from a checkpo
     from transformers import initialization as init
 except ImportError:  # transformers 4
     from torch.nn import init
+
+
+@dataclass
+class SERClassifierOutput(SequenceClassifierOutput):
+    r"""`SequenceClassifierOutput`, and with a functionals head:
+
+    branch_logits (`tuple(torch.FloatTensor)`): the network's logits and the head's, whose sum is `logits`.
+        Each learner trains on its own cross-entropy: `loss` is the sum of theirs plus `penalty`.
+    penalty (`torch.FloatTensor`): the head's L2 penalty, `functionals_l2 / 2 * ||W||^2`.
+    """
+
+    branch_logits: tuple[torch.FloatTensor, ...] | None = None
+    penalty: torch.FloatTensor | None = None
 
 
 def lengths_to_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
@@ -199,6 +215,10 @@ class CNNFrameFeatures(nn.Module):
         return (num_samples - self.win_length) // self.hop_length + 1
 
     def forward(self, waveform: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        return self.normalize(self.extract(waveform), frame_mask)
+
+    def extract(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The frame features as computed, before `feature_normalization`."""
         frames = waveform.unfold(-1, self.win_length, self.hop_length)  # (batch, frames, win_length)
         rms = frames.pow(2).mean(-1).add(1e-10).sqrt()
         negative = torch.signbit(frames)
@@ -209,6 +229,9 @@ class CNNFrameFeatures(nn.Module):
         features = torch.cat([zcr[..., None], rms[..., None], mfcc], dim=-1).transpose(1, 2)
         if self.pitch is not None:
             features = torch.cat([features, self.pitch(waveform, frames.shape[1]).transpose(1, 2)], dim=1)
+        return features
+
+    def normalize(self, features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         if self.normalization == "none":
             return features.contiguous()
         if self.normalization == "dataset":
@@ -316,6 +339,37 @@ def masked_mean_std(hidden: torch.Tensor, frame_mask: torch.Tensor) -> tuple[tor
     return mean, (variance + 1e-5).sqrt()
 
 
+def utterance_functionals(features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+    """Frame features (batch, frames, channels) -> (batch, 4 * channels): per channel, over the real frames,
+    the mean and standard deviation of x_t, then the mean absolute value and the standard deviation of
+    x_t - x_{t-1} (how fast the channel moves), as openSMILE's functionals summarise its low-level
+    descriptors."""
+    mean, std = masked_mean_std(features, frame_mask)
+    delta_mask = frame_mask[:, 1:] & frame_mask[:, :-1]
+    delta = features[:, 1:] - features[:, :-1]
+    weight = delta_mask[..., None].to(delta.dtype)
+    delta_abs = (delta.abs() * weight).sum(1) / weight.sum(1).clamp(min=1.0)
+    _, delta_std = masked_mean_std(delta, delta_mask)
+    return torch.cat([mean, std, delta_abs, delta_std], dim=-1)
+
+
+class FunctionalsHead(nn.Module):
+    """Frame features (batch, frames, channels) -> logits of a linear classifier on their
+    `utterance_functionals`, standardised with training-set statistics (a BatchNorm without scale and
+    shift), as the challenge baseline scales its functionals before the SVM. Weights start at zero."""
+
+    def __init__(self, num_features: int, num_labels: int):
+        super().__init__()
+        self.norm = MaskedBatchNorm1d(4 * num_features, affine=False, momentum=None)
+        self.weight = nn.Parameter(torch.zeros(num_labels, 4 * num_features))
+        self.bias = nn.Parameter(torch.zeros(num_labels))
+
+    def forward(self, features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        functionals = utterance_functionals(features, frame_mask)[..., None]  # one "frame" per clip
+        clip_mask = torch.ones_like(frame_mask[:, :1])
+        return nn.functional.linear(self.norm(functionals, clip_mask).squeeze(-1), self.weight, self.bias)
+
+
 def spec_augment(features: torch.Tensor, frame_lengths: torch.Tensor, config: CNNConfig) -> torch.Tensor:
     """SpecAugment's masking on (batch, channels, frames): `time_masks` spans of up to `time_mask_width`
     real frames and `feature_masks` bands of up to `feature_mask_width` channels set to 0 (the mean of
@@ -354,6 +408,10 @@ class CNNPreTrainedModel(PreTrainedModel):
         elif isinstance(module, (nn.LayerNorm, nn.BatchNorm1d)) and module.weight is not None:
             init.ones_(module.weight)
             init.zeros_(module.bias)
+        elif isinstance(module, FunctionalsHead):
+            # Starts as logistic regression does, at zero: the CNN's logits alone, a loss near chance.
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
         elif isinstance(module, nn.LSTM):
             for name, param in module.named_parameters():
                 if "weight" in name:
@@ -386,6 +444,9 @@ class CNNForAudioClassification(CNNPreTrainedModel):
             nn.Dropout(config.classifier_dropout),
             nn.Linear(config.classifier_hidden_size, config.num_labels),
         )
+        self.functionals_head = (
+            FunctionalsHead(config.num_features, config.num_labels) if config.functionals_head else None
+        )
         self.post_init()
 
     def forward(
@@ -395,7 +456,7 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs,
-    ) -> SequenceClassifierOutput | tuple:
+    ) -> SERClassifierOutput | tuple:
         r"""
         input_values (`torch.FloatTensor` of shape `(batch, samples)`): mono 16 kHz audio, right-padded, as
             `SERFeatureExtractor` returns it (which also checks it).
@@ -406,7 +467,13 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         frame_lengths = self.features.num_frames(sample_lengths)
         num_frames = self.features.num_frames(input_values.shape[-1])
         frame_mask = lengths_to_mask(frame_lengths, num_frames)
-        hidden = self.features(input_values, frame_mask)
+        features = self.features.extract(input_values)
+        hidden = self.features.normalize(features, frame_mask)
+        functionals_logits = (
+            self.functionals_head(features.transpose(1, 2), frame_mask)
+            if self.functionals_head is not None
+            else None
+        )
         if self.training:
             hidden = spec_augment(hidden, frame_lengths, self.config)
         for block in self.conv_blocks:
@@ -429,13 +496,23 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         if self.config.pooling == "attention_stats":
             pooled = torch.cat([pooled, *masked_mean_std(hidden, frame_mask)], dim=-1)
         logits = self.classifier(pooled)
+        branches = penalty = None
+        if functionals_logits is not None:
+            branches = (logits, functionals_logits)
+            penalty = 0.5 * self.config.functionals_l2 * self.functionals_head.weight.pow(2).sum()
+            logits = logits + functionals_logits
 
         loss = None
         if labels is not None:
-            loss = nn.functional.cross_entropy(logits, labels.to(logits.device).view(-1))
+            labels = labels.to(logits.device).view(-1)
+            # With a functionals head, two learners, each on its own loss: trained on one loss (the summed
+            # logits) the pair did worse on the development corpora (README, leaderboard).
+            loss = sum(nn.functional.cross_entropy(part, labels) for part in branches or (logits,))
+            if penalty is not None:
+                loss = loss + penalty
         if return_dict is False:
             return (loss, logits) if loss is not None else (logits,)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return SERClassifierOutput(loss=loss, logits=logits, branch_logits=branches, penalty=penalty)
 
 
 __all__ = ["CNNForAudioClassification", "CNNPreTrainedModel"]

@@ -75,6 +75,16 @@ class S4Config(PretrainedConfig):
         pooling (`str`, defaults to `"mean"`):
             How the frames become one vector: `"mean"` over the real frames, or `"mean_std"` (mean and
             standard deviation, statistics pooling as in x-vectors: how much each channel varies).
+        functionals_head (`bool`, defaults to `False`):
+            `"mel"` front-end: add a linear classifier on per-clip functionals of the front-end's frames
+            before normalisation (per channel, over the real frames: mean, standard deviation, and the mean
+            absolute value and standard deviation of the frame-to-frame difference), standardised with
+            statistics of the training set; its logits are added to the S4's. The classical paralinguistics
+            recipe (openSMILE functionals and a linear classifier) beside the learned one. Offline only.
+        functionals_l2 (`float`, defaults to 0.2):
+            The functionals head trains as a logistic regression beside the S4: on its own cross-entropy plus
+            `functionals_l2 / 2 * ||W||^2` (scikit-learn's `LogisticRegression` penalty, `1 / (C * n_clips)`),
+            while the S4 trains on its own cross-entropy; the returned logits are their sum.
         conv_channels (`int`, defaults to 128):
             Channels of every layer of the `"conv"` front-end.
         conv_kernel_sizes (`list[int]`, defaults to `[80, 4]`) /
@@ -121,6 +131,8 @@ class S4Config(PretrainedConfig):
         f0_min: float = 75.0,
         f0_max: float = 500.0,
         pooling: str = "mean",
+        functionals_head: bool = False,
+        functionals_l2: float = 0.2,
         conv_channels: int = 128,
         conv_kernel_sizes: list[int] | tuple[int, ...] = (80, 4),
         conv_strides: list[int] | tuple[int, ...] = (40, 4),
@@ -159,6 +171,10 @@ class S4Config(PretrainedConfig):
                 f"S4Config: pitch_window_ms={pitch_window_ms} must hold two periods of f0_min ({f0_min} Hz) "
                 f"and the frame: give at least {max(2000 / f0_min, frame_length_ms):.1f}"
             )
+        if functionals_head and frontend != "mel":
+            raise ValueError(
+                "S4Config: functionals_head=True needs frontend='mel' (functionals of its frames)"
+            )
         if frame_shift_ms > frame_length_ms:
             raise ValueError(
                 f"S4Config: frame_shift_ms={frame_shift_ms} exceeds frame_length_ms={frame_length_ms}: "
@@ -186,6 +202,8 @@ class S4Config(PretrainedConfig):
         self.f0_min = f0_min
         self.f0_max = f0_max
         self.pooling = pooling
+        self.functionals_head = functionals_head
+        self.functionals_l2 = functionals_l2
         self.conv_channels = conv_channels
         self.conv_kernel_sizes = list(conv_kernel_sizes)
         self.conv_strides = list(conv_strides)

@@ -52,6 +52,20 @@ from .kernels_s4 import (
 )
 
 
+# Copied from modeling.cnn.modeling_cnn.SERClassifierOutput
+@dataclass
+class SERClassifierOutput(SequenceClassifierOutput):
+    r"""`SequenceClassifierOutput`, and with a functionals head:
+
+    branch_logits (`tuple(torch.FloatTensor)`): the network's logits and the head's, whose sum is `logits`.
+        Each learner trains on its own cross-entropy: `loss` is the sum of theirs plus `penalty`.
+    penalty (`torch.FloatTensor`): the head's L2 penalty, `functionals_l2 / 2 * ||W||^2`.
+    """
+
+    branch_logits: tuple[torch.FloatTensor, ...] | None = None
+    penalty: torch.FloatTensor | None = None
+
+
 # Copied from modeling.cnn.modeling_cnn.lengths_to_mask
 def lengths_to_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
     """(batch,) lengths -> (batch, max_length) bool mask, True on real positions."""
@@ -277,6 +291,50 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         return normed * self.weight[None, :, None] + self.bias[None, :, None]
 
 
+# Copied from modeling.cnn.modeling_cnn.masked_mean_std
+def masked_mean_std(hidden: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation over the real frames of (batch, frames, channels)."""
+    weight = frame_mask[..., None].to(hidden.dtype)
+    count = weight.sum(1).clamp(min=1.0)
+    hidden = hidden.masked_fill(~frame_mask[..., None], 0.0)
+    mean = hidden.sum(1) / count
+    variance = ((hidden - mean[:, None, :]).pow(2) * weight).sum(1) / count
+    return mean, (variance + 1e-5).sqrt()
+
+
+# Copied from modeling.cnn.modeling_cnn.utterance_functionals
+def utterance_functionals(features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+    """Frame features (batch, frames, channels) -> (batch, 4 * channels): per channel, over the real frames,
+    the mean and standard deviation of x_t, then the mean absolute value and the standard deviation of
+    x_t - x_{t-1} (how fast the channel moves), as openSMILE's functionals summarise its low-level
+    descriptors."""
+    mean, std = masked_mean_std(features, frame_mask)
+    delta_mask = frame_mask[:, 1:] & frame_mask[:, :-1]
+    delta = features[:, 1:] - features[:, :-1]
+    weight = delta_mask[..., None].to(delta.dtype)
+    delta_abs = (delta.abs() * weight).sum(1) / weight.sum(1).clamp(min=1.0)
+    _, delta_std = masked_mean_std(delta, delta_mask)
+    return torch.cat([mean, std, delta_abs, delta_std], dim=-1)
+
+
+# Copied from modeling.cnn.modeling_cnn.FunctionalsHead
+class FunctionalsHead(nn.Module):
+    """Frame features (batch, frames, channels) -> logits of a linear classifier on their
+    `utterance_functionals`, standardised with training-set statistics (a BatchNorm without scale and
+    shift), as the challenge baseline scales its functionals before the SVM. Weights start at zero."""
+
+    def __init__(self, num_features: int, num_labels: int):
+        super().__init__()
+        self.norm = MaskedBatchNorm1d(4 * num_features, affine=False, momentum=None)
+        self.weight = nn.Parameter(torch.zeros(num_labels, 4 * num_features))
+        self.bias = nn.Parameter(torch.zeros(num_labels))
+
+    def forward(self, features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        functionals = utterance_functionals(features, frame_mask)[..., None]  # one "frame" per clip
+        clip_mask = torch.ones_like(frame_mask[:, :1])
+        return nn.functional.linear(self.norm(functionals, clip_mask).squeeze(-1), self.weight, self.bias)
+
+
 class MelFrontend(nn.Module):
     """Log-mel frames (float32, on the model's device) and, with `pitch_features`, F0 and voicing; normalised
     per band over the clip, causally, with the training set's statistics, over the clip and with the training
@@ -336,7 +394,10 @@ class MelFrontend(nn.Module):
         return torch.cat([features, pitch], dim=-1)
 
     def forward(self, waveform: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        raw = self.frame_features(waveform)
+        return self.normalize(self.frame_features(waveform), frame_mask)
+
+    def normalize(self, raw: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """batch x frames x feature_dim -> batch x frames x out_dim, as `mel_normalization` asks."""
         parts = []
         if self.normalization in ("utterance", "utterance+dataset"):
             weight = frame_mask.unsqueeze(-1).float()
@@ -429,6 +490,10 @@ class S4PreTrainedModel(PreTrainedModel):
             if module.bias is not None and not is_loaded(module.bias):
                 with torch.no_grad():
                     module.bias.zero_()
+        elif isinstance(module, FunctionalsHead):
+            # Starts as logistic regression does, at zero: the S4's logits alone.
+            set_unless_initialised(module.weight, torch.zeros_like(module.weight, device="cpu"))
+            set_unless_initialised(module.bias, torch.zeros_like(module.bias, device="cpu"))
         elif isinstance(module, nn.LayerNorm):
             set_unless_initialised(module.weight, torch.ones_like(module.weight, device="cpu"))
             set_unless_initialised(module.bias, torch.zeros_like(module.bias, device="cpu"))
@@ -458,6 +523,9 @@ class S4ForAudioClassification(S4PreTrainedModel):
         self.dropout = nn.Dropout(config.dropout)
         pooled_size = 2 * config.d_model if config.pooling == "mean_std" else config.d_model
         self.classifier = nn.Linear(pooled_size, config.num_labels)
+        self.functionals_head = (
+            FunctionalsHead(self.frontend.feature_dim, config.num_labels) if config.functionals_head else None
+        )
         self.post_init()
 
     @property
@@ -479,7 +547,7 @@ class S4ForAudioClassification(S4PreTrainedModel):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> SequenceClassifierOutput | tuple:
+    ) -> SERClassifierOutput | tuple:
         r"""
         input_values (`torch.FloatTensor` of shape `(batch, samples)`): mono audio, right-padded, as
             `SERFeatureExtractor` returns it (which also checks it).
@@ -491,7 +559,14 @@ class S4ForAudioClassification(S4PreTrainedModel):
         # exactly 0 to the masked sums (0 * inf would be nan).
         samples = input_values.masked_fill(~lengths_to_mask(lengths, input_values.shape[-1]), 0.0)
         frame_mask = self._frame_mask(lengths, self.num_frames(samples.shape[-1]))
-        hidden = self.input_proj(self.frontend(samples, frame_mask).to(self.input_proj.weight.dtype))
+        if self.functionals_head is None:
+            features = self.frontend(samples, frame_mask)
+            functionals_logits = None
+        else:
+            raw = self.frontend.frame_features(samples)
+            features = self.frontend.normalize(raw, frame_mask)
+            functionals_logits = self.functionals_head(raw, frame_mask)
+        hidden = self.input_proj(features.to(self.input_proj.weight.dtype))
         all_hidden = [hidden] if output_hidden_states else None
         for block in self.blocks:
             hidden = block(hidden, frame_mask)
@@ -504,19 +579,36 @@ class S4ForAudioClassification(S4PreTrainedModel):
             variance = ((hidden - pooled.unsqueeze(1)).square() * weight).sum(1) / weight.sum(1)
             pooled = torch.cat([pooled, (variance + 1e-5).sqrt()], dim=-1)
         logits = self.classifier(self.dropout(pooled))
+        branches = penalty = None
+        if functionals_logits is not None:
+            branches = (logits, functionals_logits.to(logits.dtype))
+            penalty = 0.5 * self.config.functionals_l2 * self.functionals_head.weight.float().pow(2).sum()
+            logits = logits + branches[1]
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.float(), labels.to(logits.device).long())
+            labels = labels.to(logits.device).long()
+            # With a functionals head, two learners, each on its own loss: trained on one loss (the summed
+            # logits) the pair did worse on the development corpora (README, leaderboard).
+            loss = sum(F.cross_entropy(part.float(), labels) for part in branches or (logits,))
+            if penalty is not None:
+                loss = loss + penalty
         hidden_states = tuple(all_hidden) if all_hidden is not None else None
         if return_dict is False:
             return tuple(v for v in (loss, logits, hidden_states) if v is not None)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states)
+        return SERClassifierOutput(
+            loss=loss, logits=logits, hidden_states=hidden_states, branch_logits=branches, penalty=penalty
+        )
 
     # -- streaming ---------------------------------------------------------------------------------------
 
     def _check_streamable(self) -> None:
         if self.config.bidirectional:
             raise ValueError("streaming needs a causal model: this one has bidirectional=True")
+        if self.functionals_head is not None:
+            raise ValueError(
+                "streaming needs a causal model: functionals_head=True summarises the whole clip; "
+                "train without it"
+            )
         if self.config.frontend == "mel" and "utterance" in self.config.mel_normalization:
             normalization = self.config.mel_normalization
             raise ValueError(
