@@ -71,7 +71,9 @@ class WeightedCrossEntropy:
 
     With `num_items_in_batch` (training: the clips of the whole accumulated batch, over all processes) the
     weighted sum is divided by it, so gradient accumulation and data parallelism give the loss of one big
-    batch (the Trainer then leaves the loss unscaled); without it (evaluation) a weighted mean.
+    batch (the Trainer then leaves the loss unscaled); without it (evaluation) a weighted mean. A model whose
+    output has `branch_logits` (a CNN or S4 with a functionals head) trains each of them on its own weighted
+    cross-entropy and adds its `penalty`, as its own unweighted loss does.
     """
 
     def __init__(self, class_weights: torch.Tensor | Sequence[float]):
@@ -79,13 +81,20 @@ class WeightedCrossEntropy:
 
     def __call__(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        branches = (outputs.get("branch_logits") if isinstance(outputs, dict) else None) or (logits,)
+        penalty = outputs.get("penalty") if isinstance(outputs, dict) else None
         weights = self.class_weights.to(device=logits.device)
         if num_items_in_batch is None:
-            return nn.functional.cross_entropy(logits.float(), labels, weight=weights)
-        total = nn.functional.cross_entropy(logits.float(), labels, weight=weights, reduction="sum")
+            loss = sum(nn.functional.cross_entropy(p.float(), labels, weight=weights) for p in branches)
+            return loss if penalty is None else loss + penalty
+        total = sum(
+            nn.functional.cross_entropy(p.float(), labels, weight=weights, reduction="sum") for p in branches
+        )
         if torch.is_tensor(num_items_in_batch):
             num_items_in_batch = num_items_in_batch.to(total.device)
-        return total / num_items_in_batch
+        loss = total / num_items_in_batch
+        # This batch's share of the penalty, so that the accumulated batch counts it once.
+        return loss if penalty is None else loss + penalty * len(labels) / num_items_in_batch
 
 
 class SERTrainer(SSMAwareTrainer):
