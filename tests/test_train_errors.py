@@ -60,6 +60,15 @@ def common(tmp_path) -> list[str]:
             r'^--streaming with --config_overrides \{"bidirectional": true\}: a streaming S4 must be causal',
         ),
         (
+            ["--streaming", "--config_overrides", '{"mel_normalization": "utterance+dataset"}'],
+            r'^--streaming with --config_overrides \{"mel_normalization": "utterance\+dataset"\}: '
+            "normalising over the whole clip cannot be streamed",
+        ),
+        (
+            ["--streaming", "--config_overrides", '{"functionals_head": true}'],
+            r'^--streaming with --config_overrides \{"functionals_head": true\}: the head summarises',
+        ),
+        (
             ["--resume_from_checkpoint", "/nonexistent/checkpoint-3"],
             r"no such folder; give a checkpoint-N folder",
         ),

@@ -634,10 +634,17 @@ def streaming_overrides(overrides: Mapping[str, object], model_name_or_path: str
             '--streaming with --config_overrides {"bidirectional": true}: a streaming S4 must be causal; '
             'drop "bidirectional"'
         )
-    if overrides.get("mel_normalization") == "utterance":
+    normalization = overrides.get("mel_normalization")
+    if isinstance(normalization, str) and "utterance" in normalization:
         raise UsageError(
-            '--streaming with --config_overrides {"mel_normalization": "utterance"}: normalising over the '
-            'whole clip cannot be streamed; use "causal" (the default with --streaming) or "none"'
+            f'--streaming with --config_overrides {{"mel_normalization": "{normalization}"}}: normalising '
+            'over the whole clip cannot be streamed; use "causal" (the default with --streaming), "dataset" '
+            'or "none"'
+        )
+    if overrides.get("functionals_head") is True:
+        raise UsageError(
+            '--streaming with --config_overrides {"functionals_head": true}: the head summarises the whole '
+            'clip, which cannot be streamed; drop "functionals_head"'
         )
     if model_name_or_path and os.path.isfile(os.path.join(model_name_or_path, "config.json")):
         with open(os.path.join(model_name_or_path, "config.json"), encoding="utf-8") as f:
