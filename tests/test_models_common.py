@@ -159,7 +159,12 @@ def test_output_and_loss(kind, wav2vec2_dir):
     output = model(**inputs, labels=labels)
     assert isinstance(output, SequenceClassifierOutput)
     assert output.logits.shape == (4, len(LABELS))
-    assert torch.allclose(output.loss, torch.nn.functional.cross_entropy(output.logits, labels))
+    # The S4's functionals head and the network each learn on their own cross-entropy (test_cnn.py).
+    parts = getattr(output, "branch_logits", None) or (output.logits,)
+    expected = sum(torch.nn.functional.cross_entropy(part, labels) for part in parts)
+    if getattr(output, "penalty", None) is not None:
+        expected = expected + output.penalty
+    assert torch.allclose(output.loss, expected)
     assert model(**inputs).loss is None
     assert model.config.id2label == dict(enumerate(LABELS))
     assert model.config.label2id == LABEL_MAPS["label2id"]
@@ -232,6 +237,7 @@ def test_state_dict_names_are_those_of_saved_checkpoints():
         *lstm,
     }
     small = dict(d_model=8, n_layers=1, d_state=4, mel_bins=8, conv_channels=8, num_labels=3)
+    small["functionals_head"] = False
     common = {
         "blocks.0.norm.bias",
         "blocks.0.norm.weight",
@@ -252,6 +258,13 @@ def test_state_dict_names_are_those_of_saved_checkpoints():
     }
     s4d_mel = S4ForAudioClassification(S4Config(**small))
     assert set(s4d_mel.state_dict()) == common | {"frontend.analysis_window", "frontend.mel_filters"}
+    # The functionals head (the default now) came later: checkpoints without its tensors load with it at
+    # zero (test_s4.py).
+    with_head = S4ForAudioClassification(S4Config(**{**small, "functionals_head": True}))
+    assert set(with_head.state_dict()) - set(s4d_mel.state_dict()) == {
+        f"functionals_head.{name}"
+        for name in ("weight", "bias", "norm.running_mean", "norm.running_var", "norm.num_batches_tracked")
+    }
     dplr_conv = S4ForAudioClassification(S4Config(kernel="s4", frontend="conv", **small))
     assert set(dplr_conv.state_dict()) == common | {
         "blocks.0.s4.kernel.ssm_P",
@@ -397,10 +410,12 @@ def test_overfits_a_small_batch_and_every_parameter_learns(kind_, wav2vec2_dir, 
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for step in range(100):
-        loss = model(**inputs, labels=labels).loss
+        output = model(**inputs, labels=labels)
+        loss = output.loss
         optimizer.zero_grad()
         loss.backward()
-        if step == 0:
+        # Step 1, not 0: at zero logits on balanced labels the S4 functionals head's bias has no gradient.
+        if step == 1:
             silent = [
                 name
                 for name, p in model.named_parameters()
@@ -408,8 +423,9 @@ def test_overfits_a_small_batch_and_every_parameter_learns(kind_, wav2vec2_dir, 
             ]
             assert not silent, f"{kind_}: parameters without gradient: {silent}"
         optimizer.step()
-        losses.append(loss.item())
-        if loss.item() < 0.05:
+        # Memorised: the predictions' cross-entropy (the S4's loss also holds its L2-penalised head's).
+        losses.append(torch.nn.functional.cross_entropy(output.logits, labels).item())
+        if losses[-1] < 0.05:
             break
     assert losses[-1] < 0.05, f"{kind_}: loss {losses[0]:.3f} -> {losses[-1]:.3f} after {len(losses)} steps"
 

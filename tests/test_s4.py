@@ -3,6 +3,7 @@ stability, initialisation, save/load, optimiser groups, streaming and input erro
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -53,7 +54,7 @@ def tiny_config(**overrides) -> S4Config:
 def tiny_model(**overrides) -> S4ForAudioClassification:
     torch.manual_seed(0)
     model = S4ForAudioClassification(tiny_config(**overrides))
-    if "dataset" in overrides.get("mel_normalization", "") or overrides.get("functionals_head"):
+    if "dataset" in overrides.get("mel_normalization", "") or model.functionals_head is not None:
         with torch.no_grad():  # training-set statistics other than 0 / 1, so that applying them shows
             model.train()(torch.randn(2, 8000) * 3)
     if model.functionals_head is not None:  # it starts at zero, where nothing it does could show
@@ -260,7 +261,7 @@ def test_no_nan_over_hundreds_of_steps_at_recommended_rates():
 
 
 def test_overfits_a_small_batch():
-    model = tiny_model(d_model=32).train()
+    model = tiny_model(d_model=32, functionals_head=False).train()
     audio, labels = random_batch(n=6, samples=4000, seed=3)
     optimizer = torch.optim.AdamW(ssm_parameter_groups(model, weight_decay=0.0, ssm_lr=1e-3), lr=3e-3)
     first = None
@@ -317,6 +318,27 @@ def test_save_and_load_round_trip(tmp_path, overrides):
     assert loaded.config.id2label[0] == "angry"
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         torch.testing.assert_close(a, b, atol=0, rtol=0, msg=name)
+
+
+def test_the_functionals_head_is_the_mel_front_ends_only():
+    assert tiny_model().functionals_head is not None  # the default
+    assert tiny_model(frontend="conv", functionals_head=True).functionals_head is None
+
+
+def test_a_checkpoint_saved_before_the_functionals_head_predicts_as_it_did(tmp_path):
+    """Its config.json has no `functionals_head` (so the default, True, applies) and its weights no head:
+    the head is built at zero and adds nothing."""
+    model = tiny_model(functionals_head=False)
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    for field in ("functionals_head", "functionals_l2"):
+        del config[field]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = S4ForAudioClassification.from_pretrained(tmp_path).eval()
+    assert loaded.functionals_head is not None
+    audio = torch.randn(2, 6000)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(audio).logits, model(audio).logits)
 
 
 def test_missing_ssm_weights_get_the_structured_init(tmp_path):
@@ -377,10 +399,16 @@ def test_trainer_creates_the_ssm_groups(tmp_path):
 
 
 STREAM_CASES = [
-    dict(frontend="mel", mel_normalization="causal"),
+    dict(frontend="mel", mel_normalization="causal", functionals_head=False),
     # The pitch window looks back 15 ms before each frame: the stream keeps those samples.
-    dict(frontend="mel", mel_normalization="dataset", pitch_features=True, pooling="mean_std"),
-    dict(frontend="mel", mel_normalization="none"),
+    dict(
+        frontend="mel",
+        mel_normalization="dataset",
+        pitch_features=True,
+        pooling="mean_std",
+        functionals_head=False,
+    ),
+    dict(frontend="mel", mel_normalization="none", functionals_head=False),
     dict(frontend="conv"),
     dict(frontend="conv", kernel="s4"),
 ]
@@ -519,7 +547,7 @@ def test_forward_is_traceable_with_dynamic_batch_and_length(overrides):
 
 
 def test_dplr_refuses_inputs_longer_than_its_kernel():
-    model = tiny_model(kernel="s4", dplr_kernel_length=16)
+    model = tiny_model(kernel="s4", dplr_kernel_length=16, functionals_head=False)
     with pytest.raises(ValueError, match="dplr_kernel_length=16"):
         model(torch.randn(1, 400 + 160 * 20))
 
@@ -532,7 +560,6 @@ def test_dplr_refuses_inputs_longer_than_its_kernel():
         (dict(dt_min=0.1, dt_max=0.01), "dt_min"),
         (dict(conv_kernel_sizes=[4], conv_strides=[2, 2]), "conv_kernel_sizes"),
         (dict(frontend="stft"), "frontend="),
-        (dict(frontend="conv", functionals_head=True), "functionals_head"),
     ],
 )
 def test_config_validation(overrides, match):

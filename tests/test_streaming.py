@@ -23,6 +23,7 @@ def causal_s4(**overrides) -> S4ForAudioClassification:
         d_state=8,
         bidirectional=False,
         mel_normalization="causal",
+        functionals_head=False,
         mel_bins=16,
         num_labels=4,
         id2label=dict(enumerate(LABELS)),

@@ -660,4 +660,5 @@ def streaming_overrides(overrides: Mapping[str, object], model_name_or_path: str
         **overrides,
         "bidirectional": False,
         "mel_normalization": overrides.get("mel_normalization", "causal"),
+        "functionals_head": False,
     }

@@ -75,12 +75,15 @@ class S4Config(PretrainedConfig):
         pooling (`str`, defaults to `"mean"`):
             How the frames become one vector: `"mean"` over the real frames, or `"mean_std"` (mean and
             standard deviation, statistics pooling as in x-vectors: how much each channel varies).
-        functionals_head (`bool`, defaults to `False`):
-            `"mel"` front-end: add a linear classifier on per-clip functionals of the front-end's frames
-            before normalisation (per channel, over the real frames: mean, standard deviation, and the mean
-            absolute value and standard deviation of the frame-to-frame difference), standardised with
-            statistics of the training set; its logits are added to the S4's. The classical paralinguistics
-            recipe (openSMILE functionals and a linear classifier) beside the learned one. Offline only.
+        functionals_head (`bool`, defaults to `True`):
+            `"mel"` front-end only (the `"conv"` front-end has none): add a linear classifier on per-clip
+            functionals of the front-end's frames before normalisation (per channel, over the real frames:
+            mean, standard deviation, and the mean absolute value and standard deviation of the
+            frame-to-frame difference), standardised with statistics of the training set; its logits are
+            added to the S4's. The classical paralinguistics recipe (openSMILE functionals and a linear
+            classifier) beside the learned one. Offline only: it summarises the whole clip (the streaming S4
+            of `run_train.py --streaming` has none). A checkpoint saved before the head existed loads with it
+            at zero, where it adds nothing.
         functionals_l2 (`float`, defaults to 0.2):
             The functionals head trains as a logistic regression beside the S4: on its own cross-entropy plus
             `functionals_l2 / 2 * ||W||^2` (scikit-learn's `LogisticRegression` penalty, `1 / (C * n_clips)`),
@@ -131,7 +134,7 @@ class S4Config(PretrainedConfig):
         f0_min: float = 75.0,
         f0_max: float = 500.0,
         pooling: str = "mean",
-        functionals_head: bool = False,
+        functionals_head: bool = True,
         functionals_l2: float = 0.2,
         conv_channels: int = 128,
         conv_kernel_sizes: list[int] | tuple[int, ...] = (80, 4),
@@ -170,10 +173,6 @@ class S4Config(PretrainedConfig):
             raise ValueError(
                 f"S4Config: pitch_window_ms={pitch_window_ms} must hold two periods of f0_min ({f0_min} Hz) "
                 f"and the frame: give at least {max(2000 / f0_min, frame_length_ms):.1f}"
-            )
-        if functionals_head and frontend != "mel":
-            raise ValueError(
-                "S4Config: functionals_head=True needs frontend='mel' (functionals of its frames)"
             )
         if frame_shift_ms > frame_length_ms:
             raise ValueError(

@@ -494,6 +494,14 @@ class S4PreTrainedModel(PreTrainedModel):
             # Starts as logistic regression does, at zero: the S4's logits alone.
             set_unless_initialised(module.weight, torch.zeros_like(module.weight, device="cpu"))
             set_unless_initialised(module.bias, torch.zeros_like(module.bias, device="cpu"))
+        elif isinstance(module, nn.BatchNorm1d):
+            # Statistics missing from a checkpoint (one saved before the functionals head): those of a fresh
+            # BatchNorm, not the uninitialised memory the meta device leaves.
+            set_unless_initialised(module.running_mean, torch.zeros_like(module.running_mean, device="cpu"))
+            set_unless_initialised(module.running_var, torch.ones_like(module.running_var, device="cpu"))
+            set_unless_initialised(
+                module.num_batches_tracked, torch.zeros_like(module.num_batches_tracked, device="cpu")
+            )
         elif isinstance(module, nn.LayerNorm):
             set_unless_initialised(module.weight, torch.ones_like(module.weight, device="cpu"))
             set_unless_initialised(module.bias, torch.zeros_like(module.bias, device="cpu"))
@@ -524,7 +532,9 @@ class S4ForAudioClassification(S4PreTrainedModel):
         pooled_size = 2 * config.d_model if config.pooling == "mean_std" else config.d_model
         self.classifier = nn.Linear(pooled_size, config.num_labels)
         self.functionals_head = (
-            FunctionalsHead(self.frontend.feature_dim, config.num_labels) if config.functionals_head else None
+            FunctionalsHead(self.frontend.feature_dim, config.num_labels)
+            if config.functionals_head and config.frontend == "mel"
+            else None
         )
         self.post_init()
 
@@ -604,16 +614,16 @@ class S4ForAudioClassification(S4PreTrainedModel):
     def _check_streamable(self) -> None:
         if self.config.bidirectional:
             raise ValueError("streaming needs a causal model: this one has bidirectional=True")
-        if self.functionals_head is not None:
-            raise ValueError(
-                "streaming needs a causal model: functionals_head=True summarises the whole clip; "
-                "train without it"
-            )
         if self.config.frontend == "mel" and "utterance" in self.config.mel_normalization:
             normalization = self.config.mel_normalization
             raise ValueError(
                 f"streaming needs a causal front-end: mel_normalization={normalization!r} uses the whole "
                 "clip; train with 'dataset', 'causal' or 'none'"
+            )
+        if self.functionals_head is not None:
+            raise ValueError(
+                "streaming needs a causal model: functionals_head=True summarises the whole clip; "
+                "train without it"
             )
 
     def init_stream_state(self, batch_size: int = 1) -> S4StreamState:
