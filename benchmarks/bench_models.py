@@ -4,7 +4,8 @@
         [--repeats 30]
 
 `s4-speech` is the S4 configuration the README recommends for speech (`S4_SPEECH`: level kept, per-clip and
-training-set statistics side by side, pitch channels, mean and std pooling).
+training-set statistics side by side, pitch channels, mean and std pooling); `s4-no-head` the default S4
+without its functionals head (the earlier default).
 
 Inference: median milliseconds to classify one 3 s clip (batch 1, `torch.inference_mode`) and the real-time
 factor (audio seconds per compute second). Training: samples per second of forward + backward + AdamW step
@@ -63,8 +64,9 @@ S4_SPEECH = {
 def build(name: str, workdir: Path) -> torch.nn.Module:
     if name == "cnn":
         return CNNForAudioClassification(CNNConfig(**LABEL_MAPS))
-    if name in ("s4", "s4-speech"):
-        return S4ForAudioClassification(S4Config(**LABEL_MAPS, **(S4_SPEECH if name == "s4-speech" else {})))
+    if name in ("s4", "s4-speech", "s4-no-head"):
+        overrides = {"s4": {}, "s4-speech": S4_SPEECH, "s4-no-head": {"functionals_head": False}}[name]
+        return S4ForAudioClassification(S4Config(**LABEL_MAPS, **overrides))
     config = Wav2Vec2Config(**(TINY_WAV2VEC2 if name == "wav2vec2-tiny" else {}))
     checkpoint = workdir / name
     Wav2Vec2Model(config).save_pretrained(checkpoint)

@@ -68,7 +68,8 @@ def test_cnn_learns_speaker_independent_emotions(tmp_path, cache_dir):
 def test_s4_learns_speaker_independent_emotions(tmp_path, cache_dir):
     _, test = train(tmp_path, cache_dir, recipe="demo-s4")
     print("S4 test", {k: round(v, 3) for k, v in test.items() if k in ("test_accuracy", "test_uar")})
-    # chance: 0.25. Measured 0.944 (seed 42); 0.938, 0.944, 0.956, 0.931 with seeds 1, 2, 3, 5.
+    # chance: 0.25. Measured 0.969 (seed 42) with the functionals head (the default); without it 0.944 (seed
+    # 42) and 0.938, 0.944, 0.956, 0.931 with seeds 1, 2, 3, 5.
     assert test["test_accuracy"] >= 0.90
 
 
