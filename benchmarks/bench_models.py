@@ -1,11 +1,11 @@
 """Speed of the three classifiers on one CPU thread: inference per 3 s clip and training throughput.
 
-    .venv/bin/python benchmarks/bench_models.py [--models cnn s4 s4-speech wav2vec2-tiny wav2vec2-base]
-        [--repeats 30]
+    .venv/bin/python benchmarks/bench_models.py [--models cnn s4 s4-speech s4-no-head wav2vec2-tiny
+        wav2vec2-base] [--repeats 30]
 
 `s4-speech` is the S4 configuration the README recommends for speech (`S4_SPEECH`: level kept, per-clip and
-training-set statistics side by side, pitch channels, mean and std pooling); `s4-no-head` the default S4
-without its functionals head (the earlier default).
+training-set statistics side by side, pitch channels, mean and std pooling, no functionals head);
+`s4-no-head` the default S4 without its functionals head (the earlier default).
 
 Inference: median milliseconds to classify one 3 s clip (batch 1, `torch.inference_mode`) and the real-time
 factor (audio seconds per compute second). Training: samples per second of forward + backward + AdamW step
@@ -58,6 +58,7 @@ S4_SPEECH = {
     "mel_normalization": "utterance+dataset",
     "pitch_features": True,
     "pooling": "mean_std",
+    "functionals_head": False,
 }
 
 
