@@ -47,6 +47,7 @@ def common(tmp_path) -> list[str]:
             r"^--max_duration_seconds -1.0: must be >= 0 \(0 keeps whole clips\)",
         ),
         (["--max_train_samples", "0"], r"^--max_train_samples 0: must be >= 1"),
+        (["--early_stopping_start", "1.5"], r"^--early_stopping_start 1.5: must be between 0 and 1"),
         (["--per_device_train_batch_size", "0"], r"^--per_device_train_batch_size 0: must be >= 1"),
         (
             ["--merge", "anger-happy"],

@@ -139,6 +139,48 @@ def test_plateau_aware_early_stopping_counts_patience_once_the_run_left_chance()
     assert evaluations_until_stop(callback, uars) == 15
 
 
+def test_early_stopping_does_not_end_a_run_before_its_start_and_stops_there_if_the_patience_is_spent():
+    # 30 evaluations of 10 steps: an early lucky peak (evaluation 3), then nothing better
+    uars = [0.5, 0.6, 0.73] + [0.65] * 27
+
+    def stop_at(callback):
+        state, control = TrainerState(max_steps=300), TrainerControl()
+        for n, uar in enumerate(uars, 1):
+            state.global_step = 10 * n
+            if evaluate(callback, state, control, ARGS, uar):
+                return n
+        return None
+
+    assert stop_at(PlateauAwareEarlyStopping(early_stopping_patience=5)) == 8
+    assert stop_at(PlateauAwareEarlyStopping(early_stopping_patience=5, min_progress=0.5)) == 15
+    assert stop_at(PlateauAwareEarlyStopping(early_stopping_patience=5, min_progress=1.0)) == 30
+    # an improvement in the first half restarts the patience as before
+    uars[12] = 0.8
+    assert stop_at(PlateauAwareEarlyStopping(early_stopping_patience=5, min_progress=0.5)) == 18
+    restored = PlateauAwareEarlyStopping.from_state(
+        PlateauAwareEarlyStopping(early_stopping_patience=5, min_progress=0.5).state()
+    )
+    assert restored.min_progress == 0.5
+
+
+def test_run_train_defaults_stop_early_on_uar_only_in_the_second_half(tmp_path):
+    from training import parse_args
+    from training.run import early_stopping
+
+    _, data_args, training_args = parse_args(["--corpora", "emodb", "--output_dir", str(tmp_path)])
+    callback = early_stopping(data_args, training_args, [0] * 10 + [1] * 10, 2)
+    assert (callback.early_stopping_patience, callback.min_progress) == (5, 0.5)
+    assert callback.chance_bound == pytest.approx(chance_uar_bound([10, 10]))
+    _, data_args, training_args = parse_args(
+        ["--corpora", "emodb", "--output_dir", str(tmp_path), "--early_stopping_start", "0.2"]
+    )
+    assert early_stopping(data_args, training_args, [0, 1], 2).min_progress == 0.2
+    _, data_args, training_args = parse_args(
+        ["--corpora", "emodb", "--output_dir", str(tmp_path), "--early_stopping_patience", "0"]
+    )
+    assert early_stopping(data_args, training_args, [0, 1], 2) is None
+
+
 def test_plateau_aware_early_stopping_without_a_bound_is_plain_early_stopping():
     callback = PlateauAwareEarlyStopping(early_stopping_patience=3)
     assert evaluations_until_stop(callback, [0.25] * 10) == 4

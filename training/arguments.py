@@ -169,6 +169,13 @@ class DataTrainingArguments:
         default=5,
         metadata={"help": "Stop after this many evaluations without a better validation UAR (0: never)."},
     )
+    early_stopping_start: float = field(
+        default=0.5,
+        metadata={
+            "help": "Share of the training steps before which early stopping does not end a run (0.5: not in "
+            "the first half; a noisy validation UAR peaking early ended runs whose network had not learnt)."
+        },
+    )
     download: bool = field(
         default=False, metadata={"help": "Download missing corpora into --data_root first."}
     )
@@ -375,6 +382,12 @@ def check_arguments(data_args: DataTrainingArguments, training_args: SERTraining
             data_args.early_stopping_patience,
             data_args.early_stopping_patience >= 0,
             ">= 0 (0: never stop early)",
+        ),
+        (
+            "early_stopping_start",
+            data_args.early_stopping_start,
+            0.0 <= data_args.early_stopping_start <= 1.0,
+            "between 0 and 1 (e.g. 0.5: not in the first half of the run)",
         ),
     ]
     for name, value, ok, wanted in checks:

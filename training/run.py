@@ -263,6 +263,28 @@ def learning_check(
     return "; ".join(reasons) or None
 
 
+def early_stopping(
+    data_args: DataTrainingArguments,
+    training_args: SERTrainingArguments,
+    validation_labels: list[int],
+    num_labels: int,
+) -> PlateauAwareEarlyStopping | None:
+    """The run's early stopping (None when it trains all its epochs): `--early_stopping_patience`
+    evaluations without a better validation metric, not before `--early_stopping_start` of the run, and,
+    selecting on UAR, not while the validation UAR has never left chance (see the callback)."""
+    if not (training_args.load_best_model_at_end and data_args.early_stopping_patience > 0):
+        return None
+    selects_on_uar = (training_args.metric_for_best_model or "").removeprefix("eval_") == "uar"
+    chance_bound = (
+        chance_uar_bound([validation_labels.count(i) for i in range(num_labels)]) if selects_on_uar else None
+    )
+    return PlateauAwareEarlyStopping(
+        early_stopping_patience=data_args.early_stopping_patience,
+        chance_bound=chance_bound,
+        min_progress=data_args.early_stopping_start,
+    )
+
+
 def _record_did_not_learn(output_dir: str, reason: str | None) -> None:
     """Add `did_not_learn` (and why) to all_results.json, which the Trainer's save_metrics has written."""
     path = os.path.join(output_dir, "all_results.json")
@@ -478,20 +500,11 @@ def _train(
 
     # ---- training ----
     callbacks = []
-    if has_validation and training_args.load_best_model_at_end and data_args.early_stopping_patience > 0:
-        # Selecting on UAR: evaluations at chance level do not use up the patience (see the callback).
-        selects_on_uar = (training_args.metric_for_best_model or "").removeprefix("eval_") == "uar"
-        validation_labels = list(prepared["validation"]["label"])
-        chance_bound = (
-            chance_uar_bound([validation_labels.count(i) for i in range(len(label_names))])
-            if selects_on_uar
-            else None
+    if has_validation:
+        stopping = early_stopping(
+            data_args, training_args, list(prepared["validation"]["label"]), len(label_names)
         )
-        callbacks.append(
-            PlateauAwareEarlyStopping(
-                early_stopping_patience=data_args.early_stopping_patience, chance_bound=chance_bound
-            )
-        )
+        callbacks += [stopping] if stopping is not None else []
     trainer = SERTrainer(
         model=model,
         args=training_args,
@@ -625,6 +638,7 @@ __all__ = [
     "RUN_ARGS_FILE",
     "TrainResult",
     "default_output_dir",
+    "early_stopping",
     "learning_check",
     "train",
     "use_cpu_processes_without_gpu",

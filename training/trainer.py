@@ -261,10 +261,16 @@ class PlateauAwareEarlyStopping(EarlyStoppingCallback):
     `chance_bound` (see `chance_uar_bound`); a run that never gets there trains for all its epochs and is
     then reported as not having learnt (training.run).
 
+    Nor does it end a run in the first `min_progress` of its training steps. On a validation set of a
+    few speakers the metric is noisy, and a part of the model that learns fast (a functionals head) lifts
+    it above chance within an epoch: a lucky early peak then spent the patience while the network itself
+    was still at chance, and the kept checkpoint was the early one (README, leaderboard, fifth round).
+
     Args:
         early_stopping_patience, early_stopping_threshold: as in `EarlyStoppingCallback`.
         chance_bound: the value of `metric_for_best_model` (higher is better) at or below which the run is
             still on the plateau; `None` behaves as `EarlyStoppingCallback`.
+        min_progress: the share of the run's steps (`state.max_steps`) before which it does not stop.
     """
 
     def __init__(
@@ -272,9 +278,11 @@ class PlateauAwareEarlyStopping(EarlyStoppingCallback):
         early_stopping_patience: int = 1,
         early_stopping_threshold: float | None = 0.0,
         chance_bound: float | None = None,
+        min_progress: float = 0.0,
     ):
         super().__init__(early_stopping_patience, early_stopping_threshold)
         self.chance_bound = chance_bound
+        self.min_progress = min_progress
 
     def on_evaluate(self, args, state, control, metrics, **kwargs):
         metric = args.metric_for_best_model
@@ -287,10 +295,14 @@ class PlateauAwareEarlyStopping(EarlyStoppingCallback):
                 self.early_stopping_patience_counter = 0
                 return
         super().on_evaluate(args, state, control, metrics, **kwargs)
+        # The patience is counted all along; only the stop waits.
+        if state.global_step < self.min_progress * state.max_steps:
+            control.should_training_stop = False
 
     def state(self) -> dict:
         exported = super().state()
         exported["args"]["chance_bound"] = self.chance_bound
+        exported["args"]["min_progress"] = self.min_progress
         return exported
 
 
