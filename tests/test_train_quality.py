@@ -161,6 +161,10 @@ def test_early_stopping_does_not_end_a_run_before_its_start_and_stops_there_if_t
         PlateauAwareEarlyStopping(early_stopping_patience=5, min_progress=0.5).state()
     )
     assert restored.min_progress == 0.5
+    # a stop another callback asked for in the first half is not cancelled
+    state, control = TrainerState(max_steps=300, global_step=10), TrainerControl(should_training_stop=True)
+    callback = PlateauAwareEarlyStopping(early_stopping_patience=5, min_progress=0.5)
+    assert evaluate(callback, state, control, ARGS, 0.7)
 
 
 def test_run_train_defaults_stop_early_on_uar_only_in_the_second_half(tmp_path):

@@ -294,9 +294,10 @@ class PlateauAwareEarlyStopping(EarlyStoppingCallback):
             if best <= self.chance_bound:
                 self.early_stopping_patience_counter = 0
                 return
+        stop_requested = control.should_training_stop  # by another callback: not ours to cancel
         super().on_evaluate(args, state, control, metrics, **kwargs)
         # The patience is counted all along; only the stop waits.
-        if state.global_step < self.min_progress * state.max_steps:
+        if not stop_requested and state.global_step < self.min_progress * state.max_steps:
             control.should_training_stop = False
 
     def state(self) -> dict:
