@@ -400,11 +400,8 @@ class MelFrontend(nn.Module):
         """batch x frames x feature_dim -> batch x frames x out_dim, as `mel_normalization` asks."""
         parts = []
         if self.normalization in ("utterance", "utterance+dataset"):
-            weight = frame_mask.unsqueeze(-1).float()
-            count = weight.sum(1, keepdim=True)
-            mean = (raw * weight).sum(1, keepdim=True) / count
-            var = ((raw - mean).square() * weight).sum(1, keepdim=True) / count
-            parts.append((raw - mean) / torch.sqrt(var + 1e-5))
+            mean, std = masked_mean_std(raw, frame_mask)
+            parts.append((raw - mean.unsqueeze(1)) / std.unsqueeze(1))
         if self.normalization == "causal":
             parts.append(self.causal_normalize(raw, *self.empty_norm_state(raw))[0])
         if self.normalization in ("dataset", "utterance+dataset"):
