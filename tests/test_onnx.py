@@ -85,6 +85,7 @@ def test_cnn_export_through_the_cli(tmp_path, capsys, normalize_waveform):
             "pitch_features": True,
             "pooling": "mean_std",
             "functionals_head": True,
+            "spectral_shape_functionals": True,
         },
     ],
     ids=["s4d-bidirectional", "s4-dplr-causal", "s4d-pitch", "s4d-speech-functionals-head"],

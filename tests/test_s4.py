@@ -21,6 +21,7 @@ from modeling.s4 import (
     vandermonde_kernel,
     vandermonde_kernel_naive,
 )
+from modeling.s4.modeling_s4 import spectral_shape
 from training.trainer import SSMAwareTrainer
 
 RATE = 16000
@@ -194,6 +195,7 @@ PADDING_CASES = [
     dict(frontend="mel", mel_normalization="dataset", pitch_features=True, pooling="mean_std"),
     dict(frontend="mel", mel_normalization="utterance+dataset", pitch_features=True, pooling="mean_std"),
     dict(frontend="mel", pitch_features=True, functionals_head=True),
+    dict(frontend="mel", normalize_waveform=False, functionals_head=True, spectral_shape_functionals=True),
 ]
 
 
@@ -323,6 +325,27 @@ def test_save_and_load_round_trip(tmp_path, overrides):
 def test_the_functionals_head_is_the_mel_front_ends_only():
     assert tiny_model().functionals_head is not None  # the default
     assert tiny_model(frontend="conv", functionals_head=True).functionals_head is None
+
+
+def test_spectral_shape_descriptors_of_known_spectra():
+    bands = 8
+    flat = torch.zeros(1, 2, bands)  # power 1 in every band, the same in both frames
+    spike = torch.full((1, 1, bands), -30.0)
+    spike[0, 0, 5] = 0.0  # all the energy in band 5
+    energy, centroid, spread, entropy, flatness, rolloff, flux, slope = spectral_shape(flat)[0, 1]
+    torch.testing.assert_close(energy, torch.tensor(math.log(bands)))
+    torch.testing.assert_close(centroid, torch.tensor((bands - 1) / 2))
+    torch.testing.assert_close(spread, torch.tensor(math.sqrt((bands**2 - 1) / 12)))
+    torch.testing.assert_close(entropy, torch.tensor(math.log(bands)))
+    torch.testing.assert_close(flatness, torch.tensor(0.0), atol=1e-6, rtol=0)
+    assert rolloff == 6  # 85% of the energy lies in bands 0..6: 6 bands hold less than 85%
+    assert flux == 0 and slope == 0
+    energy, centroid, spread, entropy, flatness, rolloff, flux, slope = spectral_shape(spike)[0, 0]
+    torch.testing.assert_close(centroid, torch.tensor(5.0), atol=1e-4, rtol=0)
+    assert spread < 1e-3 and entropy < 1e-3 and flatness < -20 and rolloff == 5 and flux == 0
+    assert slope > 0  # the log spectrum rises towards the spike, which lies above the middle band
+    rising = torch.stack([flat[0, 0], spike[0, 0]])[None]
+    torch.testing.assert_close(spectral_shape(rising)[0, 1, 6], (spike - flat[:, :1]).norm())
 
 
 def test_a_checkpoint_saved_before_the_functionals_head_predicts_as_it_did(tmp_path):
@@ -512,6 +535,7 @@ def test_inputs_are_checked_by_the_feature_extractor_not_by_forward():
         dict(mel_normalization="dataset", pitch_features=True, pooling="mean_std"),
         dict(mel_normalization="utterance+dataset", pitch_features=True, pooling="mean_std"),
         dict(pitch_features=True, functionals_head=True),
+        dict(pitch_features=True, functionals_head=True, spectral_shape_functionals=True),
     ],
     ids=[
         "s4d-mel-bidirectional",
@@ -520,6 +544,7 @@ def test_inputs_are_checked_by_the_feature_extractor_not_by_forward():
         "s4d-mel-pitch-dataset-meanstd",
         "s4d-mel-pitch-utterance+dataset-meanstd",
         "s4d-mel-pitch-functionals",
+        "s4d-mel-pitch-functionals-spectral-shape",
     ],
 )
 def test_forward_is_traceable_with_dynamic_batch_and_length(overrides):

@@ -84,6 +84,10 @@ class S4Config(PretrainedConfig):
             classifier) beside the learned one. Offline only: it summarises the whole clip (the streaming S4
             of `run_train.py --streaming` has none). A checkpoint saved before the head existed loads with it
             at zero, where it adds nothing.
+        spectral_shape_functionals (`bool`, defaults to `False`):
+            With `functionals_head`: also summarise eight descriptors of each frame's mel spectrum (log
+            energy, centroid, spread, entropy, flatness, 85% roll-off, flux, slope), as ComParE's spectral
+            low-level descriptors do; how the spectrum's shape moves is what per-band functionals miss.
         functionals_l2 (`float`, defaults to 0.2):
             The functionals head trains as a logistic regression beside the S4: on its own cross-entropy plus
             `functionals_l2 / 2 * ||W||^2` (scikit-learn's `LogisticRegression` penalty, `1 / (C * n_clips)`),
@@ -135,6 +139,7 @@ class S4Config(PretrainedConfig):
         f0_max: float = 500.0,
         pooling: str = "mean",
         functionals_head: bool = True,
+        spectral_shape_functionals: bool = False,
         functionals_l2: float = 0.2,
         conv_channels: int = 128,
         conv_kernel_sizes: list[int] | tuple[int, ...] = (80, 4),
@@ -202,6 +207,7 @@ class S4Config(PretrainedConfig):
         self.f0_max = f0_max
         self.pooling = pooling
         self.functionals_head = functionals_head
+        self.spectral_shape_functionals = spectral_shape_functionals
         self.functionals_l2 = functionals_l2
         self.conv_channels = conv_channels
         self.conv_kernel_sizes = list(conv_kernel_sizes)

@@ -335,6 +335,29 @@ class FunctionalsHead(nn.Module):
         return nn.functional.linear(self.norm(functionals, clip_mask).squeeze(-1), self.weight, self.bias)
 
 
+def spectral_shape(log_mel: torch.Tensor) -> torch.Tensor:
+    """Log-mel frames (batch, frames, bands) -> (batch, frames, 8) spectral-shape descriptors: log energy;
+    centroid, spread and entropy of the band energies as a distribution over band index; flatness (log
+    geometric over arithmetic mean); the band below which 85% of the energy lies; flux (distance to the
+    previous frame, 0 for the first); slope of the least-squares line through the log-mel bands."""
+    power = log_mel.exp()
+    total = power.sum(-1, keepdim=True)
+    share = power / total
+    bands = torch.arange(log_mel.shape[-1], device=log_mel.device, dtype=log_mel.dtype)
+    centroid = (share * bands).sum(-1, keepdim=True)
+    spread = (share * (bands - centroid).square()).sum(-1).clamp_min(0.0).sqrt()
+    entropy = -(share * (share + 1e-12).log()).sum(-1)
+    flatness = log_mel.mean(-1) - power.mean(-1).log()
+    rolloff = (share.cumsum(-1) < 0.85).sum(-1).to(log_mel.dtype)
+    step = (log_mel[:, 1:] - log_mel[:, :-1]).square().sum(-1).sqrt()
+    flux = F.pad(step, (1, 0))
+    centred = bands - bands.mean()
+    slope = (log_mel * centred).sum(-1) / centred.square().sum()
+    energy = total.squeeze(-1).log()
+    descriptors = [energy, centroid.squeeze(-1), spread, entropy, flatness, rolloff, flux, slope]
+    return torch.stack(descriptors, dim=-1)
+
+
 class MelFrontend(nn.Module):
     """Log-mel frames (float32, on the model's device) and, with `pitch_features`, F0 and voicing; normalised
     per band over the clip, causally, with the training set's statistics, over the clip and with the training
@@ -529,7 +552,9 @@ class S4ForAudioClassification(S4PreTrainedModel):
         pooled_size = 2 * config.d_model if config.pooling == "mean_std" else config.d_model
         self.classifier = nn.Linear(pooled_size, config.num_labels)
         self.functionals_head = (
-            FunctionalsHead(self.frontend.feature_dim, config.num_labels)
+            FunctionalsHead(
+                self.frontend.feature_dim + (8 if config.spectral_shape_functionals else 0), config.num_labels
+            )
             if config.functionals_head and config.frontend == "mel"
             else None
         )
@@ -572,6 +597,8 @@ class S4ForAudioClassification(S4PreTrainedModel):
         else:
             raw = self.frontend.frame_features(samples)
             features = self.frontend.normalize(raw, frame_mask)
+            if self.config.spectral_shape_functionals:
+                raw = torch.cat([raw, spectral_shape(raw[..., : self.config.mel_bins])], dim=-1)
             functionals_logits = self.functionals_head(raw, frame_mask)
         hidden = self.input_proj(features.to(self.input_proj.weight.dtype))
         all_hidden = [hidden] if output_hidden_states else None
