@@ -338,7 +338,7 @@ def test_spectral_shape_descriptors_of_known_spectra():
     torch.testing.assert_close(spread, torch.tensor(math.sqrt((bands**2 - 1) / 12)))
     torch.testing.assert_close(entropy, torch.tensor(math.log(bands)))
     torch.testing.assert_close(flatness, torch.tensor(0.0), atol=1e-6, rtol=0)
-    assert rolloff == 6  # 85% of the energy lies in bands 0..6: 6 bands hold less than 85%
+    assert rolloff == 6  # bands 0..5 hold 75% of the energy, 0..6 hold 87.5%
     assert flux == 0 and slope == 0
     energy, centroid, spread, entropy, flatness, rolloff, flux, slope = spectral_shape(spike)[0, 0]
     torch.testing.assert_close(centroid, torch.tensor(5.0), atol=1e-4, rtol=0)

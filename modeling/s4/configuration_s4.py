@@ -88,6 +88,7 @@ class S4Config(PretrainedConfig):
             With `functionals_head`: also summarise eight descriptors of each frame's mel spectrum (log
             energy, centroid, spread, entropy, flatness, 85% roll-off, flux, slope), as ComParE's spectral
             low-level descriptors do; how the spectrum's shape moves is what per-band functionals miss.
+            Without the head it does nothing.
         functionals_l2 (`float`, defaults to 0.2):
             The functionals head trains as a logistic regression beside the S4: on its own cross-entropy plus
             `functionals_l2 / 2 * ||W||^2` (scikit-learn's `LogisticRegression` penalty, `1 / (C * n_clips)`),

@@ -338,8 +338,9 @@ class FunctionalsHead(nn.Module):
 def spectral_shape(log_mel: torch.Tensor) -> torch.Tensor:
     """Log-mel frames (batch, frames, bands) -> (batch, frames, 8) spectral-shape descriptors: log energy;
     centroid, spread and entropy of the band energies as a distribution over band index; flatness (log
-    geometric over arithmetic mean); the band below which 85% of the energy lies; flux (distance to the
-    previous frame, 0 for the first); slope of the least-squares line through the log-mel bands."""
+    geometric over arithmetic mean); roll-off (the first band where the cumulative energy reaches 85%);
+    flux (distance to the previous frame, 0 for the first); slope of the least-squares line through the
+    log-mel bands."""
     power = log_mel.exp()
     total = power.sum(-1, keepdim=True)
     share = power / total
