@@ -26,6 +26,7 @@ where this project is not installed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -341,20 +342,19 @@ def spectral_shape(log_mel: torch.Tensor) -> torch.Tensor:
     geometric over arithmetic mean); roll-off (the first band where the cumulative energy reaches 85%);
     flux (distance to the previous frame, 0 for the first); slope of the least-squares line through the
     log-mel bands."""
-    power = log_mel.exp()
-    total = power.sum(-1, keepdim=True)
-    share = power / total
+    energy = log_mel.logsumexp(-1)
+    log_share = log_mel.log_softmax(-1)
+    share = log_share.exp()
     bands = torch.arange(log_mel.shape[-1], device=log_mel.device, dtype=log_mel.dtype)
     centroid = (share * bands).sum(-1, keepdim=True)
     spread = (share * (bands - centroid).square()).sum(-1).clamp_min(0.0).sqrt()
-    entropy = -(share * (share + 1e-12).log()).sum(-1)
-    flatness = log_mel.mean(-1) - power.mean(-1).log()
+    entropy = -(share * log_share).sum(-1)
+    flatness = log_mel.mean(-1) - (energy - math.log(log_mel.shape[-1]))
     rolloff = (share.cumsum(-1) < 0.85).sum(-1).to(log_mel.dtype)
     step = (log_mel[:, 1:] - log_mel[:, :-1]).square().sum(-1).sqrt()
     flux = F.pad(step, (1, 0))
     centred = bands - bands.mean()
     slope = (log_mel * centred).sum(-1) / centred.square().sum()
-    energy = total.squeeze(-1).log()
     descriptors = [energy, centroid.squeeze(-1), spread, entropy, flatness, rolloff, flux, slope]
     return torch.stack(descriptors, dim=-1)
 
