@@ -1,11 +1,13 @@
 """Speed of the three classifiers on one CPU thread: inference per 3 s clip and training throughput.
 
-    .venv/bin/python benchmarks/bench_models.py [--models cnn s4 s4-speech s4-no-head wav2vec2-tiny
-        wav2vec2-base] [--repeats 30]
+    .venv/bin/python benchmarks/bench_models.py [--models cnn s4 s4-speech s4-no-head s4-extended
+        wav2vec2-tiny wav2vec2-base] [--repeats 30]
 
 `s4-speech` is the S4 configuration the README recommends for speech (`S4_SPEECH`: level kept, per-clip and
 training-set statistics side by side, pitch channels, mean and std pooling, no functionals head);
-`s4-no-head` the default S4 without its functionals head (the earlier default).
+`s4-no-head` the default S4 without its functionals head (the earlier default); `s4-extended` the S4 with the
+extended functionals head (`S4_EXTENDED`: level kept, pitch channels, spectral shape, 38 functionals per
+channel).
 
 Inference: median milliseconds to classify one 3 s clip (batch 1, `torch.inference_mode`) and the real-time
 factor (audio seconds per compute second). Training: samples per second of forward + backward + AdamW step
@@ -60,13 +62,25 @@ S4_SPEECH = {
     "pooling": "mean_std",
     "functionals_head": False,
 }
+S4_EXTENDED = {
+    "normalize_waveform": False,
+    "pitch_features": True,
+    "spectral_shape_functionals": True,
+    "functionals": "extended",
+}
 
 
 def build(name: str, workdir: Path) -> torch.nn.Module:
     if name == "cnn":
         return CNNForAudioClassification(CNNConfig(**LABEL_MAPS))
-    if name in ("s4", "s4-speech", "s4-no-head"):
-        overrides = {"s4": {}, "s4-speech": S4_SPEECH, "s4-no-head": {"functionals_head": False}}[name]
+    s4_variants = {
+        "s4": {},
+        "s4-speech": S4_SPEECH,
+        "s4-no-head": {"functionals_head": False},
+        "s4-extended": S4_EXTENDED,
+    }
+    if name in s4_variants:
+        overrides = s4_variants[name]
         return S4ForAudioClassification(S4Config(**LABEL_MAPS, **overrides))
     config = Wav2Vec2Config(**(TINY_WAV2VEC2 if name == "wav2vec2-tiny" else {}))
     checkpoint = workdir / name

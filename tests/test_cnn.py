@@ -13,6 +13,7 @@ from modeling.cnn.modeling_cnn import (
     CNNFrameFeatures,
     MaskedBatchNorm1d,
     PitchTracker,
+    extended_functionals,
     masked_mean_std,
     utterance_functionals,
 )
@@ -72,7 +73,13 @@ FUNCTIONALS = {"norm_type": "batch", "pitch_features": True, "functionals_head":
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"norm_type": "batch", "use_lstm": True, "lstm_hidden_size": 4}, PROSODY, FUNCTIONALS],
+    [
+        {},
+        {"norm_type": "batch", "use_lstm": True, "lstm_hidden_size": 4},
+        PROSODY,
+        FUNCTIONALS,
+        {**FUNCTIONALS, "functionals": "extended"},
+    ],
 )
 def test_garbage_in_the_padding_never_changes_a_prediction(overrides):
     """Stronger than zero padding: whatever the padded samples hold, the logits stay the same."""
@@ -177,6 +184,62 @@ def test_utterance_functionals_summarise_the_real_frames_only():
     delta = np.diff(real, axis=0)
     expected = np.concatenate([real.mean(0), real.std(0), np.abs(delta).mean(0), delta.std(0)])
     np.testing.assert_allclose(functionals[1].numpy(), expected, atol=1e-3)
+
+
+def test_extended_functionals_of_a_ramp():
+    """x_t = t over 11 frames: every order statistic, slope and timing functional is known."""
+    ramp = torch.arange(11.0)[None, :, None]
+    values = extended_functionals(ramp, torch.ones(1, 11, dtype=torch.bool))[0]
+    assert values.shape == (38,)
+    of_x, of_delta = values[:19], values[19:]
+    mean, std, skewness, kurtosis, p1, p25, p50, p75, p99, slope, residual = of_x[:11]
+    torch.testing.assert_close(mean, torch.tensor(5.0))
+    torch.testing.assert_close(std, torch.tensor(10.0).sqrt(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(skewness, torch.tensor(0.0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(kurtosis, torch.tensor(-1.22), atol=1e-5, rtol=0)  # uniform: -6/5 (n+1)/(n-1)
+    torch.testing.assert_close(torch.stack([p1, p25, p50, p75, p99]), torch.tensor([0.1, 2.5, 5.0, 7.5, 9.9]))
+    torch.testing.assert_close(slope, torch.tensor(5.0))  # 10 units over time -1..1
+    torch.testing.assert_close(residual, torch.tensor(0.0), atol=1e-2, rtol=0)  # sqrt of the 1e-5 floor
+    uplevel, rise_time, peak_rate, rising, falling = of_x[11:15], of_x[15], of_x[16], of_x[17], of_x[18]
+    torch.testing.assert_close(uplevel, torch.tensor([8, 5, 3, 1]) / 11.0)  # frames above 2.5, 5, 7.5, 9
+    assert rise_time == 1 and peak_rate == 0 and rising == 1 and falling == 0
+    # The difference of a ramp is constant: no spread, no rise, no peak.
+    assert of_delta[0] == 1 and of_delta[2] == 0 and of_delta[15] == 0 and of_delta[16] == 0
+
+
+def test_extended_functionals_summarise_the_real_frames_only():
+    """Against numpy / scipy on the real frames of a padded clip (padding 1e6 must not show)."""
+    from scipy.stats import kurtosis, skew
+
+    torch.manual_seed(0)
+    features = torch.randn(2, 40, 3, dtype=torch.float64).cumsum(1)
+    features[1, 25:] = 1e6
+    mask = torch.arange(40)[None] < torch.tensor([[40], [25]])
+    values = extended_functionals(features, mask)[1].reshape(38, 3).numpy()
+    for contour, got in (
+        (features[1, :25].numpy(), values[:19]),
+        (np.diff(features[1, :25].numpy(), axis=0), values[19:]),
+    ):
+        time = np.linspace(-1, 1, len(contour))
+        slope = np.polyfit(time, contour, 1)[0]
+        level = (contour - contour.min(0)) / (contour.max(0) - contour.min(0))
+        steps = np.diff(contour, axis=0)
+        peaks = (steps[:-1] > 0) & (steps[1:] <= 0)
+        expected = [
+            contour.mean(0),
+            contour.std(0),
+            skew(contour, axis=0),
+            kurtosis(contour, axis=0),
+            *np.percentile(contour, [1, 25, 50, 75, 99], axis=0),
+            slope,
+            (contour - contour.mean(0) - slope * time[:, None]).std(0),
+            *[(level > share).mean(0) for share in (0.25, 0.5, 0.75, 0.9)],
+            (steps > 0).mean(0),
+            peaks.sum(0) / len(contour),
+            np.where(steps > 0, steps, 0).sum(0) / (steps > 0).sum(0),
+            np.where(steps < 0, steps, 0).sum(0) / (steps < 0).sum(0),
+        ]
+        np.testing.assert_allclose(got, np.stack(expected), atol=1e-3)
 
 
 def test_functionals_head_trains_as_a_logistic_regression_beside_the_cnn():
@@ -297,6 +360,7 @@ def test_forward_is_traceable_with_dynamic_batch_and_length():
         ("conv_kernel_size", 4, "odd"),
         ("conv_channels", [], "conv_channels"),
         ("n_mels", 20, "n_mels"),
+        ("functionals", "all", "functionals"),
     ],
 )
 def test_config_rejects_bad_values(field, value, message):

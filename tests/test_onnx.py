@@ -87,8 +87,20 @@ def test_cnn_export_through_the_cli(tmp_path, capsys, normalize_waveform):
             "functionals_head": True,
             "spectral_shape_functionals": True,
         },
+        {
+            "normalize_waveform": False,
+            "pitch_features": True,
+            "spectral_shape_functionals": True,
+            "functionals": "extended",
+        },
     ],
-    ids=["s4d-bidirectional", "s4-dplr-causal", "s4d-pitch", "s4d-speech-functionals-head"],
+    ids=[
+        "s4d-bidirectional",
+        "s4-dplr-causal",
+        "s4d-pitch",
+        "s4d-speech-functionals-head",
+        "s4d-extended-functionals-head",
+    ],
 )
 def test_s4_export_matches_pytorch(tmp_path, overrides):
     from inference.onnx_export import export_onnx
@@ -106,4 +118,5 @@ def test_s4_export_matches_pytorch(tmp_path, overrides):
     out = export_onnx(model, extractor, tmp_path / "s4.onnx")
     for seconds in (0.8, 3.1):
         expected, got, _ = run_both(model, extractor, out, seconds)
-        np.testing.assert_allclose(got, expected, atol=1e-4)
+        # rtol: the extended functionals head's logits reach |100| here (statistics of three noise clips).
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-5)

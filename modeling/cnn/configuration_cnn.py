@@ -65,6 +65,10 @@ class CNNConfig(PretrainedConfig):
             mean absolute value and standard deviation of the frame-to-frame difference), standardised with
             statistics of the training set; its logits are added to the CNN's. The classical paralinguistics
             recipe (openSMILE functionals and a linear classifier) beside the learned one.
+        functionals (`str`, defaults to `"basic"`): what the functionals head computes per channel:
+            `"basic"`, the four above; `"extended"`, 38 after the families of ComParE's functionals (moments,
+            percentiles, a line over time, up-level times, rise time, peaks, rising and falling steps) of the
+            channel and of its frame-to-frame difference (`modeling_cnn.extended_functionals`).
         functionals_l2 (`float`, defaults to 0.2): the functionals head trains as a logistic regression
             beside the CNN: on its own cross-entropy plus `functionals_l2 / 2 * ||W||^2` (the L2 penalty of
             scikit-learn's `LogisticRegression`, `1 / (C * n_clips)`), while the CNN trains on its own
@@ -105,6 +109,7 @@ class CNNConfig(PretrainedConfig):
         feature_masks: int = 0,
         feature_mask_width: int = 8,
         functionals_head: bool = False,
+        functionals: str = "basic",
         functionals_l2: float = 0.2,
         **kwargs,
     ):
@@ -122,6 +127,8 @@ class CNNConfig(PretrainedConfig):
                 f"pitch_win_length ({pitch_win_length}) must hold two periods of f0_min ({f0_min} Hz) and "
                 f"the frame: give at least {max(int(2 * sampling_rate / f0_min) + 1, win_length)} samples"
             )
+        if functionals not in ("basic", "extended"):
+            raise ValueError(f"functionals: {functionals!r}; choose 'basic' or 'extended'")
         if norm_type not in ("layer", "batch"):
             raise ValueError(f"norm_type: {norm_type!r}; choose 'layer' or 'batch'")
         if conv_kernel_size % 2 != 1:
@@ -158,6 +165,7 @@ class CNNConfig(PretrainedConfig):
         self.feature_masks = feature_masks
         self.feature_mask_width = feature_mask_width
         self.functionals_head = functionals_head
+        self.functionals = functionals
         self.functionals_l2 = functionals_l2
         super().__init__(**kwargs)
 

@@ -353,19 +353,93 @@ def utterance_functionals(features: torch.Tensor, frame_mask: torch.Tensor) -> t
     return torch.cat([mean, std, delta_abs, delta_std], dim=-1)
 
 
-class FunctionalsHead(nn.Module):
-    """Frame features (batch, frames, channels) -> logits of a linear classifier on their
-    `utterance_functionals`, standardised with training-set statistics (a BatchNorm without scale and
-    shift), as the challenge baseline scales its functionals before the SVM. Weights start at zero."""
+def contour_functionals(contours: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The 19 functionals of `extended_functionals` of contours (batch, rows, frames) over their real frames
+    (`mask`, the same shape, True where real) -> (batch, 19, rows)."""
+    count = mask.sum(-1, dtype=contours.dtype).clamp(min=1.0)  # (batch, rows)
+    contours = contours.masked_fill(~mask, 0.0)
+    mean = contours.sum(-1) / count
+    centred = (contours - mean[..., None]).masked_fill(~mask, 0.0)
+    square = centred * centred
+    variance = square.sum(-1) / count + 1e-5
+    skewness = (square * centred).sum(-1) / count / (variance * variance.sqrt())
+    kurtosis = (square * square).sum(-1) / count / (variance * variance) - 3.0
+    # Order statistics: padding sorts last (+inf), so statistic k of the real frames sits at index k;
+    # percentiles interpolate between neighbours as numpy.percentile does. Quantiles 0 and 1: min and max.
+    ordered = contours.masked_fill(~mask, float("inf")).sort(dim=-1).values
+    quantiles = torch.tensor(
+        [0.0, 0.01, 0.25, 0.5, 0.75, 0.99, 1.0], dtype=contours.dtype, device=contours.device
+    )
+    position = quantiles * (count[..., None] - 1)  # (batch, rows, quantiles)
+    below = position.floor()
+    above = torch.minimum(below + 1, count[..., None] - 1)
+    low, high = ordered.gather(-1, below.long()), ordered.gather(-1, above.long())
+    lowest, *percentiles, highest = (low + (position - below) * (high - low)).unbind(-1)
+    # Least-squares line over time scaled to [-1, 1] across the real frames.
+    index = torch.arange(contours.shape[-1], device=contours.device, dtype=contours.dtype)
+    time = (2 * index / (count[..., None] - 1).clamp(min=1.0) - 1).masked_fill(~mask, 0.0)
+    slope = (centred * time).sum(-1) / (time * time).sum(-1).clamp(min=1e-5)
+    residual = centred - slope[..., None] * time
+    spread = ((residual * residual).sum(-1) / count + 1e-5).sqrt()
+    # Up-level times: the share of frames above 25 / 50 / 75 / 90 % of the clip's range.
+    level = (contours - lowest[..., None]) / (highest - lowest).clamp(min=1e-5)[..., None]
+    uplevel = [
+        ((level > share) & mask).sum(-1, dtype=count.dtype) / count for share in (0.25, 0.5, 0.75, 0.9)
+    ]
+    # Rise time, peaks per frame and the mean rising / falling step, from the steps between real frames.
+    step_mask = mask[..., 1:] & mask[..., :-1]
+    steps = (contours[..., 1:] - contours[..., :-1]).masked_fill(~step_mask, 0.0)
+    rising, falling = steps > 0, steps < 0
+    rise_time = rising.sum(-1, dtype=count.dtype) / step_mask.sum(-1, dtype=count.dtype).clamp(min=1.0)
+    peak_rate = (rising[..., :-1] & ~rising[..., 1:] & step_mask[..., 1:]).sum(-1, dtype=count.dtype) / count
+    rising_step = steps.clamp(min=0).sum(-1) / rising.sum(-1, dtype=count.dtype).clamp(min=1.0)
+    falling_step = steps.clamp(max=0).sum(-1) / falling.sum(-1, dtype=count.dtype).clamp(min=1.0)
+    functionals = [mean, variance.sqrt(), skewness, kurtosis, *percentiles, slope, spread, *uplevel]
+    functionals += [rise_time, peak_rate, rising_step, falling_step]
+    return torch.stack(functionals, dim=1)
 
-    def __init__(self, num_features: int, num_labels: int):
+
+def extended_functionals(features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+    """Frame features (batch, frames, channels) -> (batch, 38 * channels): per channel, 19 functionals of x_t
+    and the same of x_t - x_{t-1}, over the real frames, after the families of ComParE's: moments (mean,
+    standard deviation, skewness, excess kurtosis), percentiles 1 / 25 / 50 / 75 / 99, the slope of a line
+    over time and the spread around it, the share of frames above 25 / 50 / 75 / 90 % of the range, the
+    share of rising steps, local maxima per frame, and the mean rising and falling step. Timing and peak
+    functionals carry the speaking rate and the shape of the contours, which moments miss. Order: the 19
+    functionals of x (each over all channels), then those of the difference."""
+    batch, _, channels = features.shape
+    contours = features.transpose(1, 2)  # frames last: reductions and the sort run along memory
+    # The difference gets one padded frame at the end, so that it stacks with x.
+    delta = nn.functional.pad(contours[..., 1:] - contours[..., :-1], (0, 1))
+    delta_mask = nn.functional.pad(frame_mask[:, 1:] & frame_mask[:, :-1], (0, 1))
+    # x and its difference as rows of one tensor: every step below runs once for both.
+    rows = torch.cat([contours, delta], dim=1)
+    mask = torch.cat(
+        [frame_mask[:, None, :].expand(-1, channels, -1), delta_mask[:, None, :].expand(-1, channels, -1)], 1
+    )
+    functionals = contour_functionals(rows, mask)  # (batch, 19, 2 * channels)
+    return functionals.reshape(batch, 19, 2, channels).transpose(1, 2).reshape(batch, 38 * channels)
+
+
+class FunctionalsHead(nn.Module):
+    """Frame features (batch, frames, channels) -> logits of a linear classifier on their functionals
+    (`utterance_functionals` or `extended_functionals`, as `functionals` says), standardised with
+    training-set statistics (a BatchNorm without scale and shift), as the challenge baseline scales its
+    functionals before the SVM. Weights start at zero."""
+
+    per_channel = {"basic": 4, "extended": 38}
+
+    def __init__(self, num_features: int, num_labels: int, functionals: str = "basic"):
         super().__init__()
-        self.norm = MaskedBatchNorm1d(4 * num_features, affine=False, momentum=None)
-        self.weight = nn.Parameter(torch.zeros(num_labels, 4 * num_features))
+        self.functionals = functionals
+        width = self.per_channel[functionals] * num_features
+        self.norm = MaskedBatchNorm1d(width, affine=False, momentum=None)
+        self.weight = nn.Parameter(torch.zeros(num_labels, width))
         self.bias = nn.Parameter(torch.zeros(num_labels))
 
     def forward(self, features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        functionals = utterance_functionals(features, frame_mask)[..., None]  # one "frame" per clip
+        summarise = extended_functionals if self.functionals == "extended" else utterance_functionals
+        functionals = summarise(features, frame_mask)[..., None]  # one "frame" per clip
         clip_mask = torch.ones_like(frame_mask[:, :1])
         return nn.functional.linear(self.norm(functionals, clip_mask).squeeze(-1), self.weight, self.bias)
 
@@ -445,7 +519,9 @@ class CNNForAudioClassification(CNNPreTrainedModel):
             nn.Linear(config.classifier_hidden_size, config.num_labels),
         )
         self.functionals_head = (
-            FunctionalsHead(config.num_features, config.num_labels) if config.functionals_head else None
+            FunctionalsHead(config.num_features, config.num_labels, config.functionals)
+            if config.functionals_head
+            else None
         )
         self.post_init()
 

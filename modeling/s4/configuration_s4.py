@@ -11,6 +11,7 @@ _FRONTENDS = ("mel", "conv")
 _MEL_NORMALIZATIONS = ("utterance", "causal", "dataset", "utterance+dataset", "none")
 _POOLINGS = ("mean", "mean_std")
 _BLOCK_OUTPUTS = ("glu", "linear")
+_FUNCTIONALS = ("basic", "extended")
 
 
 class S4Config(PretrainedConfig):
@@ -89,6 +90,14 @@ class S4Config(PretrainedConfig):
             energy, centroid, spread, entropy, flatness, 85% roll-off, flux, slope), as ComParE's spectral
             low-level descriptors do; how the spectrum's shape moves is what per-band functionals miss.
             Without the head it does nothing.
+        functionals (`str`, defaults to `"basic"`):
+            What the functionals head computes per channel: `"basic"`, the four above; `"extended"`, 38 after
+            the families of ComParE's functionals, for the contour and its frame-to-frame difference each:
+            moments (mean, standard deviation, skewness, kurtosis), percentiles 1 / 25 / 50 / 75 / 99, a line
+            over time (slope and the spread around it), up-level times (the share of frames above 25 / 50 / 75
+            / 90 % of the range), the share of rising steps, local maxima per frame and the mean rising and
+            falling step. The timing and peak functionals carry the speaking rate and the shape of the pitch
+            and energy contours.
         functionals_l2 (`float`, defaults to 0.2):
             The functionals head trains as a logistic regression beside the S4: on its own cross-entropy plus
             `functionals_l2 / 2 * ||W||^2` (scikit-learn's `LogisticRegression` penalty, `1 / (C * n_clips)`),
@@ -141,6 +150,7 @@ class S4Config(PretrainedConfig):
         pooling: str = "mean",
         functionals_head: bool = True,
         spectral_shape_functionals: bool = False,
+        functionals: str = "basic",
         functionals_l2: float = 0.2,
         conv_channels: int = 128,
         conv_kernel_sizes: list[int] | tuple[int, ...] = (80, 4),
@@ -159,6 +169,7 @@ class S4Config(PretrainedConfig):
             ("mel_normalization", mel_normalization, _MEL_NORMALIZATIONS),
             ("block_output", block_output, _BLOCK_OUTPUTS),
             ("pooling", pooling, _POOLINGS),
+            ("functionals", functionals, _FUNCTIONALS),
         ):
             if value not in allowed:
                 raise ValueError(f"S4Config: {name}={value!r} is not one of {allowed}")
@@ -209,6 +220,7 @@ class S4Config(PretrainedConfig):
         self.pooling = pooling
         self.functionals_head = functionals_head
         self.spectral_shape_functionals = spectral_shape_functionals
+        self.functionals = functionals
         self.functionals_l2 = functionals_l2
         self.conv_channels = conv_channels
         self.conv_kernel_sizes = list(conv_kernel_sizes)
