@@ -1,13 +1,14 @@
 """Speed of the three classifiers on one CPU thread: inference per 3 s clip and training throughput.
 
-    .venv/bin/python benchmarks/bench_models.py [--models cnn s4 s4-speech s4-no-head s4-extended
+    .venv/bin/python benchmarks/bench_models.py [--models cnn s4 s4-speech s4-utterance-dataset s4-no-head
         wav2vec2-tiny wav2vec2-base] [--repeats 30]
 
-`s4-speech` is the S4 configuration the README recommends for speech (`S4_SPEECH`: level kept, per-clip and
-training-set statistics side by side, pitch channels, mean and std pooling, no functionals head);
-`s4-no-head` the default S4 without its functionals head (the earlier default); `s4-extended` the S4 with the
-extended functionals head (`S4_EXTENDED`: level kept, pitch channels, spectral shape, 38 functionals per
-channel).
+`s4-speech` is the S4 the README recommends for speech, the architecture of the recipe
+`training/recipes/s4-speech.yaml` (level kept, pitch channels, spectral shape, the extended functionals head);
+`s4-utterance-dataset` the one recommended before it (`S4_UTTERANCE_DATASET`: level kept, per-clip and
+training-set statistics side by side, pitch channels, mean and std pooling, no functionals head; called
+`s4-speech` until the seventh round); `s4-no-head` the default S4 without its functionals head (the earlier
+default).
 
 Inference: median milliseconds to classify one 3 s clip (batch 1, `torch.inference_mode`) and the real-time
 factor (audio seconds per compute second). Training: samples per second of forward + backward + AdamW step
@@ -20,6 +21,7 @@ fine-tuning); every row is also given as a speed ratio against it. Goal: CNN and
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -38,6 +40,7 @@ from modeling import (  # noqa: E402
     S4ForAudioClassification,
     build_wav2vec2,
 )
+from training import load_recipe  # noqa: E402
 
 SR = 16000
 LABELS = ["anger", "happy", "neutral", "sadness"]
@@ -55,18 +58,12 @@ TINY_WAV2VEC2 = {
     "classifier_proj_size": 16,
 }
 GOAL_MS = 10.0
-S4_SPEECH = {
+S4_UTTERANCE_DATASET = {
     "normalize_waveform": False,
     "mel_normalization": "utterance+dataset",
     "pitch_features": True,
     "pooling": "mean_std",
     "functionals_head": False,
-}
-S4_EXTENDED = {
-    "normalize_waveform": False,
-    "pitch_features": True,
-    "spectral_shape_functionals": True,
-    "functionals": "extended",
 }
 
 
@@ -75,9 +72,9 @@ def build(name: str, workdir: Path) -> torch.nn.Module:
         return CNNForAudioClassification(CNNConfig(**LABEL_MAPS))
     s4_variants = {
         "s4": {},
-        "s4-speech": S4_SPEECH,
+        "s4-speech": json.loads(load_recipe("s4-speech")["config_overrides"]),
+        "s4-utterance-dataset": S4_UTTERANCE_DATASET,
         "s4-no-head": {"functionals_head": False},
-        "s4-extended": S4_EXTENDED,
     }
     if name in s4_variants:
         overrides = s4_variants[name]

@@ -12,7 +12,7 @@ import torch
 from test_train_run import TINY_CNN
 
 from loaders.fixtures import build_download
-from training import TrainResult, arguments_dict, load_recipe, parse_args, train
+from training import TrainResult, arguments_dict, load_recipe, parse_args, recipe_path, train
 from training.metrics import EmotionClassificationMetric
 
 
@@ -51,6 +51,16 @@ def test_recipe_then_file_then_flags(no_datasets_here, tmp_path):
     # wav2vec2 has no demo recipe: its own, with unused-parameter detection for layerdrop
     _, _, training_args = parse_args(["--model", "wav2vec2"])
     assert training_args.learning_rate == 3e-5 and training_args.ddp_find_unused_parameters is True
+
+
+def test_the_speech_recipe_is_the_s4_defaults_with_its_own_architecture(no_datasets_here):
+    from modeling import S4Config
+
+    speech = str(recipe_path("s4-speech"))
+    model_args, _, training_args = parse_args([speech, "--corpora", "emodb"])
+    assert model_args.model == "s4" and training_args.learning_rate == load_recipe("s4")["learning_rate"]
+    config = S4Config(**json.loads(model_args.config_overrides))
+    assert config.functionals == "extended" and config.pitch_features and not config.normalize_waveform
 
 
 def test_a_checkpoint_keeps_its_architecture(no_datasets_here, tmp_path):

@@ -408,7 +408,7 @@ def make_parser() -> HfArgumentParser:
 
 
 def recipe_path(name: str) -> Path:
-    """The shipped recipe `name` (cnn, s4, encoder, demo-cnn, demo-s4) as a file path."""
+    """The shipped recipe `name` (cnn, s4, encoder, demo-cnn, demo-s4, s4-speech) as a file path."""
     return RECIPES_DIR / f"{name}.yaml"
 
 
