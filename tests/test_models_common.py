@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import (
     AutoConfig,
     AutoFeatureExtractor,
@@ -275,6 +276,28 @@ def test_state_dict_names_are_those_of_saved_checkpoints():
         "frontend.norm.bias",
         "frontend.norm.weight",
     }
+
+
+@pytest.mark.parametrize("kind_", ["cnn", "s4"])
+def test_a_checkpoint_of_the_cosine_table_pitch_tracker_predicts_as_it_did(kind_, wav2vec2_dir, tmp_path):
+    """The tracker's buffers are constants of the configuration. A checkpoint saved before the
+    autocorrelation became an inverse FFT holds `cosines` and `window_autocorrelation` and lacks
+    `window_correction`: the constant is rebuilt, not left as the meta device's uninitialised memory."""
+    model, _ = build(kind_, wav2vec2_dir)
+    model.config.pitch_features = True
+    model = type(model)(model.config).eval()
+    model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    prefix = next(name for name in weights if name.endswith("pitch.window_correction")).rsplit(".", 1)[0]
+    correction = weights.pop(f"{prefix}.window_correction")
+    weights[f"{prefix}.cosines"] = torch.zeros(513, 214)
+    weights[f"{prefix}.window_autocorrelation"] = torch.ones(214)
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    loaded = type(model).from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(loaded.get_submodule(prefix).window_correction, correction)
+    audio = torch.randn(2, 8000)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(audio).logits, model(audio).logits)
 
 
 def test_custom_models_are_registered_and_export_their_code(tmp_path):

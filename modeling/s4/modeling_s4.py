@@ -227,17 +227,23 @@ class PitchTracker(nn.Module):
         self.max_lag = int(sampling_rate // f0_min)
         # Long enough that lags up to max_lag do not wrap around the circular autocorrelation.
         self.n_fft = 1 << (pitch_win_length + self.max_lag - 1).bit_length()
+        for name, value in self.constants().items():
+            self.register_buffer(name, value)
+
+    def constants(self) -> dict[str, torch.Tensor]:
+        """The buffers, functions of the configuration alone: the models' `_init_weights` writes those a
+        checkpoint lacks (one saved by an earlier version of the tracker)."""
         with torch.device("cpu"):  # real values even when transformers builds the model on the meta device
-            window = torch.hann_window(pitch_win_length, dtype=torch.float64)
+            window = torch.hann_window(self.pitch_win_length, dtype=torch.float64)
             window_power = torch.fft.rfft(window, n=self.n_fft).abs().square()
             window_autocorrelation = torch.fft.irfft(window_power, n=self.n_fft)[: self.max_lag + 1]
             octaves_below_f0_max = torch.log2(torch.arange(self.min_lag, self.max_lag + 1) / self.min_lag)
-        self.register_buffer("window", window.float())
-        # 1 / the window's own normalised autocorrelation, at the candidate lags.
-        self.register_buffer(
-            "window_correction", (window_autocorrelation[0] / window_autocorrelation[self.min_lag :]).float()
-        )
-        self.register_buffer("octave_cost", 0.05 * octaves_below_f0_max.float())
+        return {
+            "window": window.float(),
+            # 1 / the window's own normalised autocorrelation, at the candidate lags.
+            "window_correction": (window_autocorrelation[0] / window_autocorrelation[self.min_lag :]).float(),
+            "octave_cost": 0.05 * octaves_below_f0_max.float(),
+        }
 
     def forward(
         self, waveform: torch.Tensor, num_frames: int, history: torch.Tensor | None = None
@@ -590,6 +596,9 @@ class S4PreTrainedModel(PreTrainedModel):
             # Starts as logistic regression does, at zero: the S4's logits alone.
             set_unless_initialised(module.weight, torch.zeros_like(module.weight, device="cpu"))
             set_unless_initialised(module.bias, torch.zeros_like(module.bias, device="cpu"))
+        elif isinstance(module, PitchTracker):
+            for name, value in module.constants().items():
+                set_unless_initialised(getattr(module, name), value)
         elif isinstance(module, nn.BatchNorm1d):
             # Statistics missing from a checkpoint (one saved before the functionals head): those of a fresh
             # BatchNorm, not the uninitialised memory the meta device leaves.
