@@ -242,6 +242,17 @@ def test_extended_functionals_summarise_the_real_frames_only():
         np.testing.assert_allclose(got, np.stack(expected), atol=1e-3)
 
 
+def test_extended_functionals_of_a_one_frame_clip_are_finite():
+    """Its difference has no real frame: none of its functionals is inf or nan, its percentiles are 0
+    (padding sorts as +inf and would otherwise be read as the clip's order statistics)."""
+    features = torch.randn(2, 5, 3)
+    mask = torch.tensor([[True] * 5, [True] + [False] * 4])
+    values = extended_functionals(features, mask).reshape(2, 2, 19, 3)
+    assert torch.isfinite(values).all()
+    assert (values[1, 1, 4:9] == 0).all()
+    torch.testing.assert_close(values[1, 0, 4:9], features[1, :1].expand(5, 3))  # percentiles of one value
+
+
 def test_functionals_head_trains_as_a_logistic_regression_beside_the_cnn():
     """The head starts at zero (the CNN's logits alone) and learns from its own loss, cross-entropy plus
     `functionals_l2 / 2 * ||W||^2`; the CNN learns from its own; the logits are their sum."""

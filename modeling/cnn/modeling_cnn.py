@@ -378,7 +378,10 @@ def contour_functionals(contours: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     position = quantiles * (count[..., None] - 1)  # (batch, rows, quantiles)
     below = position.floor()
     above = torch.minimum(below + 1, count[..., None] - 1)
-    low, high = ordered.gather(-1, below.long()), ordered.gather(-1, above.long())
+    # A row without real frames (the difference of a one-frame clip) reads padding: +inf, made 0.
+    empty = ~mask.any(-1, keepdim=True)
+    low = ordered.gather(-1, below.long()).masked_fill(empty, 0.0)
+    high = ordered.gather(-1, above.long()).masked_fill(empty, 0.0)
     lowest, *percentiles, highest = (low + (position - below) * (high - low)).unbind(-1)
     # Least-squares line over time scaled to [-1, 1] across the real frames.
     index = torch.arange(contours.shape[-1], device=contours.device, dtype=contours.dtype)
