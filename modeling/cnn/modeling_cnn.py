@@ -361,17 +361,19 @@ def utterance_functionals(features: torch.Tensor, frame_mask: torch.Tensor) -> t
 def contour_functionals(contours: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The 19 functionals of `extended_functionals` of contours (batch, rows, frames) over their real frames
     (`mask`, the same shape, True where real) -> (batch, 19, rows)."""
-    count = mask.sum(-1, dtype=contours.dtype).clamp(min=1.0)  # (batch, rows)
-    contours = contours.masked_fill(~mask, 0.0)
+    padding = ~mask
+    real = mask.sum(-1, dtype=contours.dtype)  # (batch, rows)
+    count = real.clamp(min=1.0)
+    contours = contours.masked_fill(padding, 0.0)
     mean = contours.sum(-1) / count
-    centred = (contours - mean[..., None]).masked_fill(~mask, 0.0)
+    centred = (contours - mean[..., None]).masked_fill(padding, 0.0)
     square = centred * centred
     variance = square.sum(-1) / count + 1e-5
     skewness = (square * centred).sum(-1) / count / (variance * variance.sqrt())
     kurtosis = (square * square).sum(-1) / count / (variance * variance) - 3.0
     # Order statistics: padding sorts last (+inf), so statistic k of the real frames sits at index k;
     # percentiles interpolate between neighbours as numpy.percentile does. Quantiles 0 and 1: min and max.
-    ordered = contours.masked_fill(~mask, float("inf")).sort(dim=-1).values
+    ordered = contours.masked_fill(padding, float("inf")).sort(dim=-1).values
     quantiles = torch.tensor(
         [0.0, 0.01, 0.25, 0.5, 0.75, 0.99, 1.0], dtype=contours.dtype, device=contours.device
     )
@@ -379,28 +381,29 @@ def contour_functionals(contours: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     below = position.floor()
     above = torch.minimum(below + 1, count[..., None] - 1)
     # A row without real frames (the difference of a one-frame clip) reads padding: +inf, made 0.
-    empty = ~mask.any(-1, keepdim=True)
+    empty = (real == 0)[..., None]
     low = ordered.gather(-1, below.long()).masked_fill(empty, 0.0)
     high = ordered.gather(-1, above.long()).masked_fill(empty, 0.0)
     lowest, *percentiles, highest = (low + (position - below) * (high - low)).unbind(-1)
     # Least-squares line over time scaled to [-1, 1] across the real frames.
     index = torch.arange(contours.shape[-1], device=contours.device, dtype=contours.dtype)
-    time = (2 * index / (count[..., None] - 1).clamp(min=1.0) - 1).masked_fill(~mask, 0.0)
+    time = (2 * index / (count[..., None] - 1).clamp(min=1.0) - 1).masked_fill(padding, 0.0)
     slope = (centred * time).sum(-1) / (time * time).sum(-1).clamp(min=1e-5)
     residual = centred - slope[..., None] * time
     spread = ((residual * residual).sum(-1) / count + 1e-5).sqrt()
     # Up-level times: the share of frames above 25 / 50 / 75 / 90 % of the clip's range.
     level = (contours - lowest[..., None]) / (highest - lowest).clamp(min=1e-5)[..., None]
-    uplevel = [
-        ((level > share) & mask).sum(-1, dtype=count.dtype) / count for share in (0.25, 0.5, 0.75, 0.9)
-    ]
+    shares = torch.tensor([0.25, 0.5, 0.75, 0.9], dtype=contours.dtype, device=contours.device)
+    above_share = (level[..., None, :] > shares[:, None]) & mask[..., None, :]  # (batch, rows, 4, frames)
+    uplevel = (above_share.sum(-1, dtype=count.dtype) / count[..., None]).unbind(-1)
     # Rise time, peaks per frame and the mean rising / falling step, from the steps between real frames.
     step_mask = mask[..., 1:] & mask[..., :-1]
     steps = (contours[..., 1:] - contours[..., :-1]).masked_fill(~step_mask, 0.0)
     rising, falling = steps > 0, steps < 0
-    rise_time = rising.sum(-1, dtype=count.dtype) / step_mask.sum(-1, dtype=count.dtype).clamp(min=1.0)
+    rises = rising.sum(-1, dtype=count.dtype)
+    rise_time = rises / step_mask.sum(-1, dtype=count.dtype).clamp(min=1.0)
     peak_rate = (rising[..., :-1] & ~rising[..., 1:] & step_mask[..., 1:]).sum(-1, dtype=count.dtype) / count
-    rising_step = steps.clamp(min=0).sum(-1) / rising.sum(-1, dtype=count.dtype).clamp(min=1.0)
+    rising_step = steps.clamp(min=0).sum(-1) / rises.clamp(min=1.0)
     falling_step = steps.clamp(max=0).sum(-1) / falling.sum(-1, dtype=count.dtype).clamp(min=1.0)
     functionals = [mean, variance.sqrt(), skewness, kurtosis, *percentiles, slope, spread, *uplevel]
     functionals += [rise_time, peak_rate, rising_step, falling_step]
