@@ -489,7 +489,9 @@ class MelFrontend(nn.Module):
         """batch x samples -> batch x frames x mel_bins (frames whose window fits in the given samples)."""
         with torch.autocast(device_type=waveform.device.type, enabled=False):
             frames = waveform.float().unfold(-1, self.window, self.hop) * self.analysis_window.float()
-            power = torch.fft.rfft(frames, n=self.n_fft).abs().square()
+            spectrum = torch.view_as_real(torch.fft.rfft(frames, n=self.n_fft))
+            real, imaginary = spectrum[..., 0], spectrum[..., 1]
+            power = real * real + imaginary * imaginary  # no square root, unlike .abs().square()
             return torch.log(power @ self.mel_filters.float() + 1e-6)
 
     def frame_features(self, waveform: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
