@@ -1,14 +1,15 @@
 """Speed of the three classifiers on one CPU thread: inference per 3 s clip and training throughput.
 
-    .venv/bin/python benchmarks/bench_models.py [--models cnn s4 s4-speech s4-utterance-dataset s4-no-head
-        wav2vec2-tiny wav2vec2-base] [--repeats 30]
+    .venv/bin/python benchmarks/bench_models.py [--models cnn s4 s4-speech s4-earlier-defaults
+        s4-utterance-dataset s4-no-head wav2vec2-tiny wav2vec2-base] [--repeats 30]
 
-`s4-speech` is the S4 the README recommends for speech, the architecture of the recipe
-`training/recipes/s4-speech.yaml` (level kept, pitch channels, spectral shape, the extended functionals head);
-`s4-utterance-dataset` the one recommended before it (`S4_UTTERANCE_DATASET`: level kept, per-clip and
-training-set statistics side by side, pitch channels, mean and std pooling, no functionals head; called
-`s4-speech` until the seventh round); `s4-no-head` the default S4 without its functionals head (the earlier
-default).
+`s4` is the S4's defaults; `s4-speech` the larger S4 of the recipe `training/recipes/s4-speech.yaml` (the
+defaults' features at 4 layers of width 128, with the functionals of every mel band); `s4-earlier-defaults`
+the defaults before the eighth round (`EARLIER_DEFAULTS`: 4 layers of width 128, unit-variance clips, no pitch
+channels, the four basic functionals of every mel band); `s4-utterance-dataset` the configuration
+recommended before the seventh round (`S4_UTTERANCE_DATASET`: level kept, per-clip and training-set
+statistics side by side, pitch channels, mean and std pooling, no functionals head); `s4-no-head` the
+default S4 without its functionals head.
 
 Inference: median milliseconds to classify one 3 s clip (batch 1, `torch.inference_mode`) and the real-time
 factor (audio seconds per compute second). Training: samples per second of forward + backward + AdamW step
@@ -40,6 +41,7 @@ from modeling import (  # noqa: E402
     S4ForAudioClassification,
     build_wav2vec2,
 )
+from modeling.s4.configuration_s4 import EARLIER_DEFAULTS  # noqa: E402
 from training import load_recipe  # noqa: E402
 
 SR = 16000
@@ -75,6 +77,7 @@ def build(name: str, workdir: Path) -> torch.nn.Module:
         "s4-speech": json.loads(load_recipe("s4-speech")["config_overrides"]),
         "s4-utterance-dataset": S4_UTTERANCE_DATASET,
         "s4-no-head": {"functionals_head": False},
+        "s4-earlier-defaults": EARLIER_DEFAULTS,
     }
     if name in s4_variants:
         overrides = s4_variants[name]

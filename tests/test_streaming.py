@@ -98,7 +98,7 @@ def test_models_without_a_recurrent_form_are_refused():
 
 
 def test_per_clip_normalisation_is_flagged():
-    model = causal_s4()
+    model = causal_s4(normalize_waveform=True)
     with pytest.warns(UserWarning, match="do_normalize"):
         StreamingClassifier(model, feature_extractor_for(model))
 

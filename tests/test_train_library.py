@@ -61,6 +61,17 @@ def test_the_speech_recipe_is_the_s4_defaults_with_its_own_architecture(no_datas
     assert model_args.model == "s4" and training_args.learning_rate == load_recipe("s4")["learning_rate"]
     config = S4Config(**json.loads(model_args.config_overrides))
     assert config.functionals == "extended" and config.pitch_features and not config.normalize_waveform
+    assert (config.d_model, config.n_layers, config.functionals_mel_group) == (128, 4, 1)  # as measured
+
+
+def test_the_demo_s4_is_the_s4_defaults_on_a_shorter_schedule():
+    """The learning test trains the demo recipe: it must be the defaults (no architecture of its own), so
+    that the test checks what users get."""
+    demo, defaults = load_recipe("demo-s4"), load_recipe("s4")
+    assert "config_overrides" not in demo
+    shared = set(defaults) - {"num_train_epochs"}
+    assert {key: demo[key] for key in shared} == {key: defaults[key] for key in shared}
+    assert demo["num_train_epochs"] < defaults["num_train_epochs"]
 
 
 def test_a_checkpoint_keeps_its_architecture(no_datasets_here, tmp_path):

@@ -12,6 +12,17 @@ _MEL_NORMALIZATIONS = ("utterance", "causal", "dataset", "utterance+dataset", "n
 _POOLINGS = ("mean", "mean_std")
 _BLOCK_OUTPUTS = ("glu", "linear")
 _FUNCTIONALS = ("basic", "extended")
+# What a saved configuration without these fields was trained with: the defaults before the eighth round
+# (README), or the behaviour before the field existed.
+EARLIER_DEFAULTS = {
+    "d_model": 128,
+    "n_layers": 4,
+    "pitch_features": False,
+    "spectral_shape_functionals": False,
+    "functionals": "basic",
+    "functionals_mel_group": 1,
+    "normalize_waveform": True,
+}
 
 
 class S4Config(PretrainedConfig):
@@ -19,13 +30,16 @@ class S4Config(PretrainedConfig):
     Configuration of [`S4ForAudioClassification`]: a front-end that turns 16 kHz audio into frames, a stack of
     prenorm residual S4 blocks, masked mean pooling and a linear head.
 
-    The defaults (log-mel front-end at 100 frames/s, 4 bidirectional S4D layers of width 128) classify a 3 s
-    clip in a few milliseconds on one CPU thread; `benchmarks/bench_s4_layer.py` measures it.
+    The defaults are those measured best on speech within the inference goal (README, leaderboard): the
+    recording level kept, a log-mel front-end at 100 frames/s with pitch channels, 2 bidirectional S4D layers
+    of width 64, and beside them a linear classifier on ComParE-like functionals of the frames (pitch, 16
+    mel bands, spectral shape). They classify a 3 s clip in about 10 ms on one CPU thread
+    (`benchmarks/bench_models.py`).
 
     Args:
-        d_model (`int`, defaults to 128):
+        d_model (`int`, defaults to 64):
             Width H of the residual stream; every S4 layer has H independent channels.
-        n_layers (`int`, defaults to 4):
+        n_layers (`int`, defaults to 2):
             Number of prenorm residual blocks `[LayerNorm -> S4 -> GELU -> Dropout -> GLU/Linear]`.
         d_state (`int`, defaults to 64):
             State size N of each SSM. Must be even: the N states are kept as N/2 complex-conjugate pairs.
@@ -67,7 +81,7 @@ class S4Config(PretrainedConfig):
             frames, whose running statistics are saved with the model; streamable), `"utterance+dataset"`
             (both side by side, twice the channels: the clip's contours and, unlike per-clip statistics, its
             level and register against the training set) or `"none"`.
-        pitch_features (`bool`, defaults to `False`):
+        pitch_features (`bool`, defaults to `True`):
             `"mel"` front-end: add two prosody channels per frame, F0 in semitones and voicing strength, from
             the normalised autocorrelation of a `pitch_window_ms` window that ends where the frame ends.
         pitch_window_ms (`float`, defaults to 40.0) / f0_min (`float`, defaults to 75.0) /
@@ -85,12 +99,12 @@ class S4Config(PretrainedConfig):
             classifier) beside the learned one. Offline only: it summarises the whole clip (the streaming S4
             of `run_train.py --streaming` has none). A checkpoint saved before the head existed loads with it
             at zero, where it adds nothing.
-        spectral_shape_functionals (`bool`, defaults to `False`):
+        spectral_shape_functionals (`bool`, defaults to `True`):
             With `functionals_head`: also summarise eight descriptors of each frame's mel spectrum (log
             energy, centroid, spread, entropy, flatness, 85% roll-off, flux, slope), as ComParE's spectral
             low-level descriptors do; how the spectrum's shape moves is what per-band functionals miss.
             Without the head it does nothing.
-        functionals (`str`, defaults to `"basic"`):
+        functionals (`str`, defaults to `"extended"`):
             What the functionals head computes per channel: `"basic"`, the four above; `"extended"`, 38 after
             the families of ComParE's functionals, for the contour and its frame-to-frame difference each:
             moments (mean, standard deviation, skewness, kurtosis), percentiles 1 / 25 / 50 / 75 / 99, a line
@@ -98,6 +112,11 @@ class S4Config(PretrainedConfig):
             / 90 % of the range), the share of rising steps, local maxima per frame and the mean rising and
             falling step. The timing and peak functionals carry the speaking rate and the shape of the pitch
             and energy contours.
+        functionals_mel_group (`int`, defaults to 4):
+            The functionals head summarises the log-mel in bands of this many adjacent mel bands, averaged
+            (16 of the default 64; the S4 still sees every band). Broader bands keep the head's cost in bounds
+            with the extended functionals (38 per channel) and lost little on speech (README, leaderboard).
+            Must divide `mel_bins`.
         functionals_l2 (`float`, defaults to 0.2):
             The functionals head trains as a logistic regression beside the S4: on its own cross-entropy plus
             `functionals_l2 / 2 * ||W||^2` (scikit-learn's `LogisticRegression` penalty, `1 / (C * n_clips)`),
@@ -115,19 +134,23 @@ class S4Config(PretrainedConfig):
             Standard deviation of the normal initialisation of the Linear / Conv1d weights (not the SSM).
         sampling_rate (`int`, defaults to 16000):
             Sampling rate of `input_values`; the front-end sizes above are converted with it.
-        normalize_waveform (`bool`, defaults to `True`):
+        normalize_waveform (`bool`, defaults to `False`):
             Whether the model's feature extractor scales each clip to zero mean and unit variance before the
             model sees it. `False` keeps the recording level, and with it loudness, a cue of arousal.
         num_labels / id2label / label2id:
             The emotions, as in every `PretrainedConfig`.
+
+    A saved configuration that lacks a field whose default has changed since loads with the value it was
+    trained with (`from_dict`): d_model 128, n_layers 4, no pitch channels, no spectral shape, the basic
+    functionals of every mel band, unit-variance clips.
     """
 
     model_type = "ser-s4"
 
     def __init__(
         self,
-        d_model: int = 128,
-        n_layers: int = 4,
+        d_model: int = 64,
+        n_layers: int = 2,
         d_state: int = 64,
         kernel: str = "s4d",
         init: str = "lin",
@@ -143,14 +166,15 @@ class S4Config(PretrainedConfig):
         frame_length_ms: float = 25.0,
         frame_shift_ms: float = 10.0,
         mel_normalization: str = "utterance",
-        pitch_features: bool = False,
+        pitch_features: bool = True,
         pitch_window_ms: float = 40.0,
         f0_min: float = 75.0,
         f0_max: float = 500.0,
         pooling: str = "mean",
         functionals_head: bool = True,
-        spectral_shape_functionals: bool = False,
-        functionals: str = "basic",
+        spectral_shape_functionals: bool = True,
+        functionals: str = "extended",
+        functionals_mel_group: int = 4,
         functionals_l2: float = 0.2,
         conv_channels: int = 128,
         conv_kernel_sizes: list[int] | tuple[int, ...] = (80, 4),
@@ -158,7 +182,7 @@ class S4Config(PretrainedConfig):
         dplr_kernel_length: int = 2048,
         initializer_range: float = 0.02,
         sampling_rate: int = 16000,
-        normalize_waveform: bool = True,
+        normalize_waveform: bool = False,
         **kwargs,
     ):
         for name, value, allowed in (
@@ -191,6 +215,11 @@ class S4Config(PretrainedConfig):
                 f"S4Config: pitch_window_ms={pitch_window_ms} must hold two periods of f0_min ({f0_min} Hz) "
                 f"and the frame: give at least {max(2000 / f0_min, frame_length_ms):.1f}"
             )
+        if functionals_mel_group < 1 or mel_bins % functionals_mel_group:
+            raise ValueError(
+                f"S4Config: functionals_mel_group={functionals_mel_group} must divide mel_bins={mel_bins} "
+                "(the functionals head averages groups of adjacent bands); give a divisor, 1 for every band"
+            )
         if frame_shift_ms > frame_length_ms:
             raise ValueError(
                 f"S4Config: frame_shift_ms={frame_shift_ms} exceeds frame_length_ms={frame_length_ms}: "
@@ -221,6 +250,7 @@ class S4Config(PretrainedConfig):
         self.functionals_head = functionals_head
         self.spectral_shape_functionals = spectral_shape_functionals
         self.functionals = functionals
+        self.functionals_mel_group = functionals_mel_group
         self.functionals_l2 = functionals_l2
         self.conv_channels = conv_channels
         self.conv_kernel_sizes = list(conv_kernel_sizes)
@@ -231,5 +261,10 @@ class S4Config(PretrainedConfig):
         self.normalize_waveform = normalize_waveform
         super().__init__(**kwargs)
 
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        # A saved configuration lacking a field whose default has changed was trained with the old value.
+        return super().from_dict({**EARLIER_DEFAULTS, **config_dict}, **kwargs)
 
-__all__ = ["S4Config"]
+
+__all__ = ["EARLIER_DEFAULTS", "S4Config"]

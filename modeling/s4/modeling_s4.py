@@ -646,7 +646,10 @@ class S4ForAudioClassification(S4PreTrainedModel):
         self.classifier = nn.Linear(pooled_size, config.num_labels)
         self.functionals_head = (
             FunctionalsHead(
-                self.frontend.feature_dim + (8 if config.spectral_shape_functionals else 0),
+                self.frontend.feature_dim
+                - config.mel_bins
+                + config.mel_bins // config.functionals_mel_group
+                + (8 if config.spectral_shape_functionals else 0),
                 config.num_labels,
                 config.functionals,
             )
@@ -692,9 +695,7 @@ class S4ForAudioClassification(S4PreTrainedModel):
         else:
             raw = self.frontend.frame_features(samples)
             features = self.frontend.normalize(raw, frame_mask)
-            if self.config.spectral_shape_functionals:
-                raw = torch.cat([raw, spectral_shape(raw[..., : self.config.mel_bins])], dim=-1)
-            functionals_logits = self.functionals_head(raw, frame_mask)
+            functionals_logits = self.functionals_head(self.functionals_input(raw), frame_mask)
         hidden = self.input_proj(features.to(self.input_proj.weight.dtype))
         all_hidden = [hidden] if output_hidden_states else None
         for block in self.blocks:
@@ -727,6 +728,17 @@ class S4ForAudioClassification(S4PreTrainedModel):
         return SERClassifierOutput(
             loss=loss, logits=logits, hidden_states=hidden_states, branch_logits=branches, penalty=penalty
         )
+
+    def functionals_input(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw front-end frames (batch, frames, feature_dim) -> the channels the functionals head summarises:
+        the log-mel averaged over groups of `functionals_mel_group` adjacent bands, the pitch channels, and
+        with `spectral_shape_functionals` the shape descriptors of the full-resolution log-mel."""
+        mel_bins, group = self.config.mel_bins, self.config.functionals_mel_group
+        log_mel = raw[..., :mel_bins]
+        parts = [log_mel.unflatten(-1, (mel_bins // group, group)).mean(-1), raw[..., mel_bins:]]
+        if self.config.spectral_shape_functionals:
+            parts.append(spectral_shape(log_mel))
+        return torch.cat(parts, dim=-1)
 
     # -- streaming ---------------------------------------------------------------------------------------
 
