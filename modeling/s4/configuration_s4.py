@@ -30,11 +30,11 @@ class S4Config(PretrainedConfig):
     Configuration of [`S4ForAudioClassification`]: a front-end that turns 16 kHz audio into frames, a stack of
     prenorm residual S4 blocks, masked mean pooling and a linear head.
 
-    The defaults are those measured best on speech within the inference goal (README, leaderboard): the
-    recording level kept, a log-mel front-end at 100 frames/s with pitch channels, 2 bidirectional S4D layers
-    of width 64, and beside them a linear classifier on ComParE-like functionals of the frames (pitch, 16
-    mel bands, spectral shape). They classify a 3 s clip in about 10 ms on one CPU thread
-    (`benchmarks/bench_models.py`).
+    The defaults are the speech configuration of the README's leaderboard (eighth round), sized to cost about
+    what the earlier defaults did: the recording level kept, a log-mel front-end at 100 frames/s with pitch
+    channels, 2 bidirectional S4D layers of width 64, and beside them a linear classifier on ComParE-like
+    functionals of the frames (pitch, 16 mel bands, spectral shape). They classify a 3 s clip in 10-14 ms on
+    one thread of the 2-core development machine (`benchmarks/bench_models.py`; README, "Speed").
 
     Args:
         d_model (`int`, defaults to 64):
