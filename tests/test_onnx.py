@@ -75,31 +75,28 @@ def test_cnn_export_through_the_cli(tmp_path, capsys, normalize_waveform):
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"bidirectional": True},
+        {"bidirectional": True},  # the defaults: pitch channels, spectral shape, the extended functionals
         {"kernel": "s4", "bidirectional": False, "dplr_kernel_length": 512},
-        # The padded clip's silent frames: their pitch channels came out NaN in ONNX, not in PyTorch.
-        {"pitch_features": True, "pooling": "mean_std"},
+        # The padded clip's silent frames: their pitch channels came out NaN in ONNX, not in PyTorch (the
+        # defaults' case checks those); this one, the basic functionals of every band without pitch.
         {
-            "normalize_waveform": False,
-            "mel_normalization": "utterance+dataset",
-            "pitch_features": True,
-            "pooling": "mean_std",
-            "functionals_head": True,
-            "spectral_shape_functionals": True,
+            "pitch_features": False,
+            "spectral_shape_functionals": False,
+            "functionals": "basic",
+            "functionals_mel_group": 1,
+            "normalize_waveform": True,
         },
         {
-            "normalize_waveform": False,
-            "pitch_features": True,
-            "spectral_shape_functionals": True,
-            "functionals": "extended",
+            "mel_normalization": "utterance+dataset",
+            "pooling": "mean_std",
+            "functionals": "basic",
         },
     ],
     ids=[
-        "s4d-bidirectional",
+        "s4d-defaults",
         "s4-dplr-causal",
-        "s4d-pitch",
-        "s4d-speech-functionals-head",
-        "s4d-extended-functionals-head",
+        "s4d-earlier-defaults",
+        "s4d-utterance-dataset-meanstd-basic-functionals",
     ],
 )
 def test_s4_export_matches_pytorch(tmp_path, overrides):

@@ -576,19 +576,21 @@ def test_inputs_are_checked_by_the_feature_extractor_not_by_forward():
         dict(kernel="s4", dplr_kernel_length=512),
         dict(mel_normalization="dataset", pitch_features=True, pooling="mean_std"),
         dict(mel_normalization="utterance+dataset", pitch_features=True, pooling="mean_std"),
-        dict(pitch_features=True, functionals_head=True),
-        dict(pitch_features=True, functionals_head=True, spectral_shape_functionals=True),
-        dict(pitch_features=True, spectral_shape_functionals=True, functionals="extended"),
+        dict(
+            pitch_features=False,
+            spectral_shape_functionals=False,
+            functionals="basic",
+            functionals_mel_group=1,
+            normalize_waveform=True,
+        ),
     ],
     ids=[
-        "s4d-mel-bidirectional",
+        "s4d-mel-defaults",  # pitch channels, spectral shape, the extended functionals of grouped bands
         "s4d-conv-causal",
         "s4-dplr",
         "s4d-mel-pitch-dataset-meanstd",
         "s4d-mel-pitch-utterance+dataset-meanstd",
-        "s4d-mel-pitch-functionals",
-        "s4d-mel-pitch-functionals-spectral-shape",
-        "s4d-mel-pitch-extended-functionals",
+        "s4d-mel-earlier-defaults",  # no pitch, the basic functionals of every band
     ],
 )
 def test_forward_is_traceable_with_dynamic_batch_and_length(overrides):
