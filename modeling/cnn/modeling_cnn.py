@@ -535,7 +535,7 @@ class CNNForAudioClassification(CNNPreTrainedModel):
             nn.Linear(config.classifier_hidden_size, config.num_labels),
         )
         self.functionals_head = (
-            FunctionalsHead(config.num_features, config.num_labels, config.functionals)
+            FunctionalsHead(config.num_functionals_channels, config.num_labels, config.functionals)
             if config.functionals_head
             else None
         )
@@ -562,7 +562,7 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         features = self.features.extract(input_values)
         hidden = self.features.normalize(features, frame_mask)
         functionals_logits = (
-            self.functionals_head(features.transpose(1, 2), frame_mask)
+            self.functionals_head(self.functionals_input(features), frame_mask)
             if self.functionals_head is not None
             else None
         )
@@ -605,6 +605,15 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         if return_dict is False:
             return (loss, logits) if loss is not None else (logits,)
         return SERClassifierOutput(loss=loss, logits=logits, branch_logits=branches, penalty=penalty)
+
+    def functionals_input(self, features: torch.Tensor) -> torch.Tensor:
+        """Front-end features (batch, channels, frames), before normalisation -> the frames (batch, frames,
+        channels) the functionals head summarises: ZCR, RMS, the first `functionals_mfcc` MFCCs (and the
+        pitch channels)."""
+        if self.config.functionals_mfcc is not None:
+            kept = 2 + self.config.functionals_mfcc
+            features = torch.cat([features[:, :kept], features[:, 2 + self.config.n_mfcc :]], dim=1)
+        return features.transpose(1, 2)
 
 
 __all__ = ["CNNForAudioClassification", "CNNPreTrainedModel"]
