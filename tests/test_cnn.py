@@ -78,7 +78,7 @@ FUNCTIONALS = {"norm_type": "batch", "pitch_features": True, "functionals_head":
         {"norm_type": "batch", "use_lstm": True, "lstm_hidden_size": 4},
         PROSODY,
         FUNCTIONALS,
-        {**FUNCTIONALS, "functionals": "extended"},
+        {**FUNCTIONALS, "functionals": "extended", "functionals_mfcc": 3},
     ],
 )
 def test_garbage_in_the_padding_never_changes_a_prediction(overrides):
@@ -286,6 +286,22 @@ def test_functionals_head_trains_as_a_logistic_regression_beside_the_cnn():
     torch.testing.assert_close(head.weight.grad, expected_grad)
 
 
+@pytest.mark.parametrize("pitch_features", [True, False])
+def test_functionals_head_summarises_zcr_rms_the_first_mfccs_and_pitch(pitch_features):
+    config = tiny_config(
+        functionals_head=True, functionals="extended", functionals_mfcc=3, pitch_features=pitch_features
+    )
+    model = CNNForAudioClassification(config).eval()
+    features = model.features.extract(torch.randn(2, 8000))  # (batch, channels, frames)
+    kept = model.functionals_input(features)
+    pitch = [42, 43] if pitch_features else []
+    torch.testing.assert_close(kept, features[:, [0, 1, 2, 3, 4, *pitch]].transpose(1, 2))
+    assert config.num_functionals_channels == kept.shape[-1] == 5 + len(pitch)
+    assert model.functionals_head.weight.shape == (3, 38 * kept.shape[-1])
+    every_mfcc = CNNForAudioClassification(tiny_config(functionals_head=True, pitch_features=pitch_features))
+    assert every_mfcc.functionals_input(features).shape[-1] == features.shape[1]
+
+
 def test_masked_batchnorm_statistics_ignore_padding():
     norm = MaskedBatchNorm1d(3, momentum=1.0)
     norm.train()
@@ -372,6 +388,7 @@ def test_forward_is_traceable_with_dynamic_batch_and_length():
         ("conv_channels", [], "conv_channels"),
         ("n_mels", 20, "n_mels"),
         ("functionals", "all", "functionals"),
+        ("functionals_mfcc", 41, "functionals_mfcc"),
     ],
 )
 def test_config_rejects_bad_values(field, value, message):
