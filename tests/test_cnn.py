@@ -298,8 +298,10 @@ def test_functionals_head_summarises_zcr_rms_the_first_mfccs_and_pitch(pitch_fea
     torch.testing.assert_close(kept, features[:, [0, 1, 2, 3, 4, *pitch]].transpose(1, 2))
     assert config.num_functionals_channels == kept.shape[-1] == 5 + len(pitch)
     assert model.functionals_head.weight.shape == (3, 38 * kept.shape[-1])
-    every_mfcc = CNNForAudioClassification(tiny_config(functionals_head=True, pitch_features=pitch_features))
-    assert every_mfcc.functionals_input(features).shape[-1] == features.shape[1]
+    for count in (None, 99):  # or a count over n_mfcc
+        config = tiny_config(functionals_head=True, functionals_mfcc=count, pitch_features=pitch_features)
+        model = CNNForAudioClassification(config)
+        assert model.functionals_input(features).shape[-1] == features.shape[1] == 42 + len(pitch)
 
 
 def test_masked_batchnorm_statistics_ignore_padding():
@@ -388,7 +390,7 @@ def test_forward_is_traceable_with_dynamic_batch_and_length():
         ("conv_channels", [], "conv_channels"),
         ("n_mels", 20, "n_mels"),
         ("functionals", "all", "functionals"),
-        ("functionals_mfcc", 41, "functionals_mfcc"),
+        ("functionals_mfcc", -1, "functionals_mfcc"),
     ],
 )
 def test_config_rejects_bad_values(field, value, message):

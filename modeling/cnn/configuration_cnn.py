@@ -72,7 +72,7 @@ class CNNConfig(PretrainedConfig):
         functionals_mfcc (`int`, *optional*): the functionals head summarises ZCR, RMS, the pitch channels and
             only the first `functionals_mfcc` MFCCs (ComParE's functionals take MFCC 1-14), the spectral
             envelope without its fine detail: fewer functionals to estimate from a few hundred clips, and a
-            third of the extended head's time. `None`: all `n_mfcc`.
+            third of the extended head's time. `None`, or a count over `n_mfcc`: all MFCCs.
         functionals_l2 (`float`, defaults to 0.2): the functionals head trains as a logistic regression
             beside the CNN: on its own cross-entropy plus `functionals_l2 / 2 * ||W||^2` (the L2 penalty of
             scikit-learn's `LogisticRegression`, `1 / (C * n_clips)`), while the CNN trains on its own
@@ -134,8 +134,8 @@ class CNNConfig(PretrainedConfig):
             )
         if functionals not in ("basic", "extended"):
             raise ValueError(f"functionals: {functionals!r}; choose 'basic' or 'extended'")
-        if functionals_mfcc is not None and not 0 <= functionals_mfcc <= n_mfcc:
-            raise ValueError(f"functionals_mfcc ({functionals_mfcc}): give 0 to n_mfcc ({n_mfcc}) or None")
+        if functionals_mfcc is not None and functionals_mfcc < 0:
+            raise ValueError(f"functionals_mfcc ({functionals_mfcc}): give a count >= 0 (None: all MFCCs)")
         if norm_type not in ("layer", "batch"):
             raise ValueError(f"norm_type: {norm_type!r}; choose 'layer' or 'batch'")
         if conv_kernel_size % 2 != 1:
@@ -183,10 +183,14 @@ class CNNConfig(PretrainedConfig):
         return self.n_mfcc + 2 + (2 if self.pitch_features else 0)
 
     @property
+    def num_functionals_mfcc(self) -> int:
+        """MFCCs the functionals head summarises: the first `functionals_mfcc` (all without it)."""
+        return self.n_mfcc if self.functionals_mfcc is None else min(self.functionals_mfcc, self.n_mfcc)
+
+    @property
     def num_functionals_channels(self) -> int:
         """Channels the functionals head summarises: ZCR, RMS, its MFCCs (and F0 and voicing)."""
-        n_mfcc = self.n_mfcc if self.functionals_mfcc is None else self.functionals_mfcc
-        return n_mfcc + 2 + (2 if self.pitch_features else 0)
+        return self.num_functionals_mfcc + 2 + (2 if self.pitch_features else 0)
 
     @property
     def min_input_samples(self) -> int:

@@ -610,8 +610,8 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         """Front-end features (batch, channels, frames), before normalisation -> the frames (batch, frames,
         channels) the functionals head summarises: ZCR, RMS, the first `functionals_mfcc` MFCCs (and the
         pitch channels)."""
-        if self.config.functionals_mfcc is not None:
-            kept = 2 + self.config.functionals_mfcc
+        if self.config.num_functionals_mfcc < self.config.n_mfcc:
+            kept = 2 + self.config.num_functionals_mfcc
             features = torch.cat([features[:, :kept], features[:, 2 + self.config.n_mfcc :]], dim=1)
         return features.transpose(1, 2)
 
