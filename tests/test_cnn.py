@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torchaudio
 
 from modeling.auto import feature_extractor_for
 from modeling.cnn import CNNConfig, CNNForAudioClassification
@@ -31,6 +32,20 @@ def test_frames_lie_fully_inside_the_clip():
     assert features.num_frames(torch.tensor([399, 400, 559, 560, 48000])).tolist() == [0, 1, 1, 2, 298]
     out = features(torch.randn(2, 48000), torch.ones(2, 298, dtype=torch.bool))
     assert out.shape == (2, 42, 298)
+
+
+def test_mfcc_channels_are_torchaudios_mfcc():
+    """The same numbers as torchaudio.transforms.MFCC with log_mels and no centring, whose power spectrum
+    is computed its own way (the model's is squared in place)."""
+    features = CNNFrameFeatures(tiny_config(feature_normalization="none"))
+    clip = torch.randn(2, 16000)
+    reference = torchaudio.transforms.MFCC(
+        SR,
+        n_mfcc=40,
+        log_mels=True,
+        melkwargs={"n_fft": 400, "hop_length": 160, "n_mels": 64, "center": False, "f_max": 8000.0},
+    )(clip)
+    torch.testing.assert_close(features.extract(clip)[:, 2:], reference, atol=1e-4, rtol=1e-5)
 
 
 def test_zcr_and_rms_channels():

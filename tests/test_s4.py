@@ -80,6 +80,18 @@ def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, tol: float
     assert error <= tol * scale, f"max error {error:.3g} > {tol} x scale {scale:.3g}"
 
 
+# ------------------------------------------------------------------------------------------- front-end
+
+
+def test_log_mel_is_the_mel_filtered_power_spectrum_of_each_frame():
+    frontend = tiny_model().frontend
+    clip = torch.randn(2, 4000)
+    frames = clip.unfold(-1, frontend.window, frontend.hop) * frontend.analysis_window
+    power = torch.fft.rfft(frames, n=frontend.n_fft).abs().square()
+    expected = torch.log(power @ frontend.mel_filters + 1e-6)
+    torch.testing.assert_close(frontend.log_mel(clip), expected, atol=1e-4, rtol=1e-5)
+
+
 # ------------------------------------------------------------------------------------------- kernels
 
 
