@@ -154,7 +154,7 @@ def main() -> None:
     baseline = next((r for r in rows if r[0] == "wav2vec2-base"), rows[0])
     print(f"\nOne CPU thread ({torch.get_num_threads()}), torch {torch.__version__}; baseline: {baseline[0]}")
     header = (
-        f"{'model':<15}{'params':>12}{'ms / 3 s clip':>15}{'(best)':>8}{'x real time':>13}{'vs base':>10}"
+        f"{'model':<22}{'params':>12}{'ms / 3 s clip':>15}{'(best)':>8}{'x real time':>13}{'vs base':>10}"
         f"{'train samples/s':>17}{'vs base':>10}  goal <= {GOAL_MS:.0f} ms"
     )
     print(header)
@@ -162,7 +162,7 @@ def main() -> None:
     for name, parameters, ms, best_ms, samples in rows:
         goal = ("met" if ms <= GOAL_MS else "MISSED") if name in ("cnn", "s4") else ""
         print(
-            f"{name:<15}{parameters:>12,}{ms:>15.2f}{best_ms:>8.2f}"
+            f"{name:<22}{parameters:>12,}{ms:>15.2f}{best_ms:>8.2f}"
             f"{3000 / ms:>12.0f}x{baseline[2] / ms:>9.1f}x"
             f"{samples:>17.1f}{samples / baseline[4]:>9.1f}x  {goal}"
         )
