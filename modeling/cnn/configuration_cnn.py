@@ -71,8 +71,8 @@ class CNNConfig(PretrainedConfig):
             channel and of its frame-to-frame difference (`modeling_cnn.extended_functionals`).
         functionals_mfcc (`int`, *optional*): the functionals head summarises ZCR, RMS, the pitch channels and
             only the first `functionals_mfcc` MFCCs (ComParE's functionals take MFCC 1-14), the spectral
-            envelope without its fine detail: fewer functionals to estimate from a few hundred clips, and a
-            third of the extended head's time. `None`, or a count over `n_mfcc`: all MFCCs.
+            envelope without its fine detail: fewer functionals to estimate from a few hundred clips, and
+            about half the extended head's time at 14. `None`, or a count over `n_mfcc`: all MFCCs.
         functionals_l2 (`float`, defaults to 0.2): the functionals head trains as a logistic regression
             beside the CNN: on its own cross-entropy plus `functionals_l2 / 2 * ||W||^2` (the L2 penalty of
             scikit-learn's `LogisticRegression`, `1 / (C * n_clips)`), while the CNN trains on its own
