@@ -422,6 +422,29 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param(
+            lambda: CNNForAudioClassification(
+                CNNConfig(conv_channels=[8], attention_size=8, classifier_hidden_size=8, pitch_features=True)
+            ),
+            id="cnn-pitch",
+        ),
+        pytest.param(
+            lambda: S4ForAudioClassification(S4Config(d_model=16, n_layers=1, mel_bins=16)), id="s4-defaults"
+        ),
+    ],
+)
+def test_gradients_reach_the_input_audio(model):
+    """Saliency maps and adversarial training differentiate the logits by the waveform: the front-ends (the
+    pitch tracker's and the spectra's squares included) must let the gradient through."""
+    torch.manual_seed(0)
+    audio = torch.randn(2, 8000, requires_grad=True)
+    model().eval()(audio).logits.sum().backward()
+    assert torch.isfinite(audio.grad).all() and audio.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("kind_", KINDS)
 def test_overfits_a_small_batch_and_every_parameter_learns(kind_, wav2vec2_dir, one_thread):
     """Memorising 8 clips (dropout off, so the check is about gradient flow and capacity, not luck)."""

@@ -258,8 +258,9 @@ class PitchTracker(nn.Module):
         # In place where a new temporary is not needed: each is about 1 MB per 3 s clip, and fewer of them
         # took a sixth off this tracker's median time.
         frames = (frames - frames.mean(-1, keepdim=True)).mul_(self.window)
-        spectrum = torch.fft.rfft(frames, n=self.n_fft)
-        power = spectrum.mul_(spectrum.conj())  # |X|^2 in place (complex): a fifth off the tracker's time
+        spectrum = torch.view_as_real(torch.fft.rfft(frames, n=self.n_fft))
+        real, imaginary = spectrum[..., 0], spectrum[..., 1]
+        power = (real * real).addcmul_(imaginary, imaginary)  # not .pow(2).sum(-1) over pairs: 4x the time
         autocorrelation = torch.fft.irfft(power, n=self.n_fft)[..., : self.max_lag + 1]
         # clamp, not + 1e-8: the ONNX export lost that epsilon, and silent (padded) frames came out NaN.
         energy = autocorrelation[..., :1].clamp(min=1e-8)
@@ -490,9 +491,9 @@ class MelFrontend(nn.Module):
         """batch x samples -> batch x frames x mel_bins (frames whose window fits in the given samples)."""
         with torch.autocast(device_type=waveform.device.type, enabled=False):
             frames = waveform.float().unfold(-1, self.window, self.hop) * self.analysis_window.float()
-            spectrum = torch.fft.rfft(frames, n=self.n_fft)
-            # |X|^2 in place (no square root, unlike abs()): half the time of squaring the real pairs
-            power = torch.view_as_real(spectrum.mul_(spectrum.conj()))[..., 0]
+            spectrum = torch.view_as_real(torch.fft.rfft(frames, n=self.n_fft))
+            real, imaginary = spectrum[..., 0], spectrum[..., 1]
+            power = real * real + imaginary * imaginary  # no square root, unlike .abs().square()
             return torch.log(power @ self.mel_filters.float() + 1e-6)
 
     def frame_features(self, waveform: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
