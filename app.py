@@ -22,6 +22,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from inference.allocator import keep_freed_memory  # noqa: E402
 from inference.classify import EmotionClassifier, PredictOptions, predict_files  # noqa: E402
 from inference.outputs import TIMELINE_COLUMNS, timeline_records  # noqa: E402
 
@@ -79,6 +80,7 @@ def build_app(
     trust_remote_code: bool = False,
 ) -> gr.Blocks:
     """The Gradio Blocks app for ``model`` (a directory, a Hub id, or a loaded EmotionClassifier)."""
+    keep_freed_memory()  # a server classifies clip after clip
     classifier = (
         model
         if isinstance(model, EmotionClassifier)

@@ -16,7 +16,8 @@ factor (audio seconds per compute second). Training: samples per second of forwa
 at batch 16 x 4 s. Weights are random: speed does not depend on them. The baseline, measured in the same run,
 is a wav2vec2-base-sized model (the default checkpoint's architecture, feature encoder frozen as in
 fine-tuning); every row is also given as a speed ratio against it. Goal: CNN and S4 classify a 3 s clip in
-<= 10 ms (>= 300x real time).
+<= 10 ms (>= 300x real time). `--keep-freed-memory` measures as the project's inference entry points run
+(glibc keeps freed memory between calls: `inference/allocator.py`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from inference.allocator import keep_freed_memory  # noqa: E402
 from modeling import (  # noqa: E402
     CNNConfig,
     CNNForAudioClassification,
@@ -136,8 +138,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30, help="timed inference calls per model")
     parser.add_argument("--train-steps", type=int, default=3, help="timed training steps (wav2vec2-base: 1)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="glibc keeps freed memory between calls, as `python -m modeling.predict` and the demo set it",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.keep_freed_memory and not keep_freed_memory():
+        print(
+            "--keep-freed-memory: this C library has no glibc mallopt; measuring without it", file=sys.stderr
+        )
     torch.manual_seed(0)
 
     rows = []

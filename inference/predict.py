@@ -28,6 +28,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from inference.allocator import keep_freed_memory
 from inference.classify import SEGMENT_MODES, EmotionClassifier, FileResult, PredictOptions, predict_files
 from inference.inputs import collect_inputs
 from inference.outputs import format_table, format_timeline, write_results, write_timeline
@@ -178,6 +179,7 @@ def run_predict(argv: Sequence[str] | None = None) -> int:
         print(problem, file=sys.stderr)
         return 2
     entries = collect_inputs(args.paths)
+    keep_freed_memory()
     classifier = EmotionClassifier.from_pretrained(args.model, args.device, args.trust_remote_code)
     options = PredictOptions(
         segment=args.segment,
