@@ -418,7 +418,8 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
 
 def test_inference_keeps_freed_memory_between_clips(tmp_path, monkeypatch, cnn_dir):
     """Without it glibc handed the pitch tracker's ~1 MB temporaries back after every clip and faulted them
-    in again at the next (about 1,000 page faults per 3 s clip, half the S4's time); the CLI sets it."""
+    in again at the next (about 1,100 page faults per 3 s clip, 40 % of the S4 defaults' time); the CLI sets
+    it."""
     result = subprocess.run(
         [sys.executable, "-c", PAGE_FAULTS, "keep"], capture_output=True, text=True, check=False, timeout=300
     )
