@@ -36,7 +36,7 @@ def test_frames_lie_fully_inside_the_clip():
 
 def test_mfcc_channels_are_torchaudios_mfcc():
     """The same numbers as torchaudio.transforms.MFCC with log_mels and no centring, whose power spectrum
-    is computed its own way (the model's is squared in place)."""
+    is computed its own way (the model's is a complex product)."""
     features = CNNFrameFeatures(tiny_config(feature_normalization="none"))
     clip = torch.randn(2, 16000)
     reference = torchaudio.transforms.MFCC(
