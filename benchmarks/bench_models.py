@@ -1,15 +1,17 @@
 """Speed of the three classifiers on one CPU thread: inference per 3 s clip and training throughput.
 
-    .venv/bin/python benchmarks/bench_models.py [--models cnn s4 s4-speech s4-earlier-defaults
-        s4-utterance-dataset s4-no-head wav2vec2-tiny wav2vec2-base] [--repeats 30]
+    .venv/bin/python benchmarks/bench_models.py [--models cnn cnn-earlier-defaults s4 s4-speech
+        s4-earlier-defaults s4-utterance-dataset s4-no-head wav2vec2-tiny wav2vec2-base] [--repeats 30]
 
-`s4` is the S4's defaults; `s4-speech` the larger S4 of the recipe `training/recipes/s4-speech.yaml` (the
-defaults' features at 4 layers of width 128, with the functionals of every mel band); `s4-earlier-defaults`
-the defaults before the eighth round (`EARLIER_DEFAULTS`: 4 layers of width 128, unit-variance clips, no pitch
-channels, the four basic functionals of every mel band); `s4-utterance-dataset` the configuration
-recommended before the seventh round (`S4_UTTERANCE_DATASET`: level kept, per-clip and training-set
-statistics side by side, pitch channels, mean and std pooling, no functionals head); `s4-no-head` the
-default S4 without its functionals head.
+`cnn` is the CNN's defaults; `cnn-earlier-defaults` those before the tenth round (`EARLIER_DEFAULTS` of
+`configuration_cnn.py`: no pitch channels, no functionals head). `s4` is the S4's defaults; `s4-speech` the
+larger S4 of the recipe `training/recipes/s4-speech.yaml` (the defaults' features at 4 layers of width 128,
+with the functionals of every mel band); `s4-earlier-defaults` the defaults before the eighth round
+(`EARLIER_DEFAULTS`: 4 layers of width 128, unit-variance clips, no pitch channels, the four basic
+functionals of every mel band); `s4-utterance-dataset` the configuration recommended before the seventh
+round (`S4_UTTERANCE_DATASET`: level kept, per-clip and training-set statistics side by side, pitch
+channels, mean and std pooling, no functionals head); `s4-no-head` the default S4 without its functionals
+head.
 
 Inference: median milliseconds to classify one 3 s clip (batch 1, `torch.inference_mode`) and the real-time
 factor (audio seconds per compute second). Training: samples per second of forward + backward + AdamW step
@@ -43,6 +45,7 @@ from modeling import (  # noqa: E402
     S4ForAudioClassification,
     build_wav2vec2,
 )
+from modeling.cnn.configuration_cnn import EARLIER_DEFAULTS as CNN_EARLIER_DEFAULTS  # noqa: E402
 from modeling.s4.configuration_s4 import EARLIER_DEFAULTS  # noqa: E402
 from training import load_recipe  # noqa: E402
 
@@ -72,8 +75,9 @@ S4_UTTERANCE_DATASET = {
 
 
 def build(name: str, workdir: Path) -> torch.nn.Module:
-    if name == "cnn":
-        return CNNForAudioClassification(CNNConfig(**LABEL_MAPS))
+    cnn_variants = {"cnn": {}, "cnn-earlier-defaults": CNN_EARLIER_DEFAULTS}
+    if name in cnn_variants:
+        return CNNForAudioClassification(CNNConfig(**LABEL_MAPS, **cnn_variants[name]))
     s4_variants = {
         "s4": {},
         "s4-speech": json.loads(load_recipe("s4-speech")["config_overrides"]),

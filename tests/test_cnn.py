@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ import torchaudio
 
 from modeling.auto import feature_extractor_for
 from modeling.cnn import CNNConfig, CNNForAudioClassification
+from modeling.cnn.configuration_cnn import EARLIER_DEFAULTS
 from modeling.cnn.modeling_cnn import (
     AdditiveAttentionPooling,
     CNNFrameFeatures,
@@ -31,7 +34,7 @@ def test_frames_lie_fully_inside_the_clip():
     features = CNNFrameFeatures(tiny_config())
     assert features.num_frames(torch.tensor([399, 400, 559, 560, 48000])).tolist() == [0, 1, 1, 2, 298]
     out = features(torch.randn(2, 48000), torch.ones(2, 298, dtype=torch.bool))
-    assert out.shape == (2, 42, 298)
+    assert out.shape == (2, 44, 298)  # ZCR, RMS, 40 MFCCs, F0, voicing
 
 
 def test_mfcc_channels_are_torchaudios_mfcc():
@@ -45,7 +48,7 @@ def test_mfcc_channels_are_torchaudios_mfcc():
         log_mels=True,
         melkwargs={"n_fft": 400, "hop_length": 160, "n_mels": 64, "center": False, "f_max": 8000.0},
     )(clip)
-    torch.testing.assert_close(features.extract(clip)[:, 2:], reference, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(features.extract(clip)[:, 2:42], reference, atol=1e-4, rtol=1e-5)
 
 
 def test_zcr_and_rms_channels():
@@ -67,10 +70,10 @@ def test_utterance_normalisation_uses_real_frames_only():
     mask = torch.arange(73)[None] < 48
     with_padding = features(padded, mask)[..., :48]
     assert torch.allclose(alone, with_padding, atol=1e-4)
-    assert torch.allclose(alone.mean(-1), torch.zeros(42), atol=1e-4)
+    assert torch.allclose(alone.mean(-1), torch.zeros(44), atol=1e-4)
     # ZCR and RMS vary little, so the 1e-5 added to their variance shows; the MFCCs come out at unit variance.
     assert torch.allclose(alone.std(-1, unbiased=False)[0, :2], torch.ones(2), atol=3e-2)
-    assert torch.allclose(alone.std(-1, unbiased=False)[0, 2:], torch.ones(40), atol=1e-3)
+    assert torch.allclose(alone.std(-1, unbiased=False)[0, 2:42], torch.ones(40), atol=1e-3)
 
 
 PROSODY = {
@@ -366,8 +369,11 @@ def test_inputs_are_checked_by_the_feature_extractor_not_by_forward():
         mask[1, 2799:] = 0  # one sample short of the minimum: no frame left after the last pooling
         logits = model(torch.randn(2, 4000), attention_mask=mask).logits
     assert torch.isfinite(logits[0]).all() and torch.isnan(logits[1]).all()
-    loss, logits = model(torch.randn(2, 4000), labels=torch.tensor([0, 2]), return_dict=False)
-    assert torch.isclose(loss, torch.nn.functional.cross_entropy(logits, torch.tensor([0, 2])))
+    audio, labels = torch.randn(2, 4000), torch.tensor([0, 2])
+    loss, logits = model(audio, labels=labels, return_dict=False)
+    output = model(audio, labels=labels)
+    branches = sum(torch.nn.functional.cross_entropy(part, labels) for part in output.branch_logits)
+    assert torch.isclose(loss, branches + output.penalty) and torch.equal(logits, output.logits)
 
 
 def test_forward_is_traceable_with_dynamic_batch_and_length():
@@ -413,10 +419,29 @@ def test_config_rejects_bad_values(field, value, message):
         CNNConfig(**{field: value})
 
 
+@pytest.mark.parametrize("field,legacy", sorted(EARLIER_DEFAULTS.items()))
+def test_a_checkpoint_saved_before_a_default_changed_loads_as_it_was_trained(tmp_path, field, legacy):
+    """Its config.json lacks the field (it predates it, or predates the default's change): the value it was
+    trained with applies, not today's default."""
+    model = CNNForAudioClassification(tiny_config(**{field: legacy})).eval()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config[field]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = CNNForAudioClassification.from_pretrained(tmp_path).eval()
+    assert getattr(loaded.config, field) == legacy != getattr(CNNConfig(), field)
+    audio = torch.randn(2, 6000)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(audio).logits, model(audio).logits)
+    assert CNNConfig.from_dict(tiny_config().to_dict()).to_dict() == tiny_config().to_dict()  # saved: kept
+
+
 def test_defaults_are_the_documented_architecture():
     config = CNNConfig()
     model = CNNForAudioClassification(config)
-    assert config.num_features == 42 and config.win_length == 400 and config.hop_length == 160
+    assert config.num_features == 44 and config.win_length == 400 and config.hop_length == 160
+    assert config.pitch_features and config.functionals_head and config.functionals == "extended"
+    assert model.functionals_head.weight.shape == (config.num_labels, 38 * 44)
     assert [block.conv.out_channels for block in model.conv_blocks] == config.conv_channels
     assert all(block.conv.kernel_size == (5,) for block in model.conv_blocks)
     assert model.lstm is None and model.classifier[-1].out_features == config.num_labels

@@ -202,6 +202,8 @@ def test_state_dict_names_are_those_of_saved_checkpoints():
     cnn = CNNForAudioClassification(
         CNNConfig(
             feature_normalization="utterance",
+            pitch_features=False,  # those checkpoints' settings
+            functionals_head=False,
             conv_channels=[8],
             norm_type="batch",
             use_lstm=True,

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+# Defaults before the tenth round, for configurations saved before a field existed (`CNNConfig.from_dict`).
+EARLIER_DEFAULTS = {
+    "pitch_features": False,
+    "functionals_head": False,
+    "functionals": "basic",
+}
+
 
 class CNNConfig(PretrainedConfig):
     r"""Configuration of [`CNNForAudioClassification`]: frame features, a 1-D CNN, attention pooling.
@@ -22,7 +29,7 @@ class CNNConfig(PretrainedConfig):
             gives `n_mfcc + 2` channels per frame, and 2 more with `pitch_features`.
         n_mels (`int`, defaults to 64): mel bands the MFCCs are computed from (must be >= `n_mfcc`).
         f_min (`float`, defaults to 0.0) and f_max (`float`, defaults to 8000.0): mel filterbank range in Hz.
-        pitch_features (`bool`, defaults to `False`): add two prosody channels per frame, the fundamental
+        pitch_features (`bool`, defaults to `True`): add two prosody channels per frame, the fundamental
             frequency in semitones and the voicing strength, from the normalised autocorrelation of a
             `pitch_win_length` window (what eGeMAPS and ComParE carry and MFCCs drop).
         pitch_win_length (`int`, defaults to 640): the pitch analysis window in samples (40 ms: three periods
@@ -60,12 +67,12 @@ class CNNConfig(PretrainedConfig):
             features set to 0.
         feature_masks (`int`, defaults to 0) and feature_mask_width (`int`, defaults to 8): in training only,
             this many bands of up to `feature_mask_width` feature channels set to 0.
-        functionals_head (`bool`, defaults to `False`): add a linear classifier on per-clip functionals of the
+        functionals_head (`bool`, defaults to `True`): add a linear classifier on per-clip functionals of the
             front-end's frame features (per channel, over the real frames: mean, standard deviation, and the
             mean absolute value and standard deviation of the frame-to-frame difference), standardised with
             statistics of the training set; its logits are added to the CNN's. The classical paralinguistics
             recipe (openSMILE functionals and a linear classifier) beside the learned one.
-        functionals (`str`, defaults to `"basic"`): what the functionals head computes per channel:
+        functionals (`str`, defaults to `"extended"`): what the functionals head computes per channel:
             `"basic"`, the four above; `"extended"`, 38 after the families of ComParE's functionals (moments,
             percentiles, a line over time, up-level times, rise time, peaks, rising and falling steps) of the
             channel and of its frame-to-frame difference (`modeling_cnn.extended_functionals`).
@@ -93,7 +100,7 @@ class CNNConfig(PretrainedConfig):
         n_mels: int = 64,
         f_min: float = 0.0,
         f_max: float = 8000.0,
-        pitch_features: bool = False,
+        pitch_features: bool = True,
         pitch_win_length: int = 640,
         f0_min: float = 75.0,
         f0_max: float = 500.0,
@@ -112,8 +119,8 @@ class CNNConfig(PretrainedConfig):
         time_mask_width: int = 20,
         feature_masks: int = 0,
         feature_mask_width: int = 8,
-        functionals_head: bool = False,
-        functionals: str = "basic",
+        functionals_head: bool = True,
+        functionals: str = "extended",
         functionals_l2: float = 0.2,
         functionals_mfcc: int | None = None,
         **kwargs,
@@ -197,3 +204,11 @@ class CNNConfig(PretrainedConfig):
         """Shortest clip that leaves at least one frame after every conv block's pooling."""
         min_frames = 2 ** len(self.conv_channels)
         return self.win_length + (min_frames - 1) * self.hop_length
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        # A saved configuration lacking a field whose default has changed was trained with the old value.
+        return super().from_dict({**EARLIER_DEFAULTS, **config_dict}, **kwargs)
+
+
+__all__ = ["EARLIER_DEFAULTS", "CNNConfig"]

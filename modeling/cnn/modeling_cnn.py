@@ -21,10 +21,12 @@ Where it departs, and why:
   development corpora").
 * The blocks use the paper's BatchNorm, its training statistics taken over real frames only
   (`MaskedBatchNorm1d`); `norm_type="layer"` (LayerNorm over the channels of each frame) is kept as an option.
-* Optional prosody channels (`pitch_features`: F0 and voicing, `PitchTracker`), statistics pooling beside the
-  attention (`pooling="attention_stats"`), SpecAugment masking in training (`time_masks`, `feature_masks`)
-  and a linear classifier on the clip's functionals beside the network (`functionals_head`,
-  `FunctionalsHead`).
+* Two prosody channels (`pitch_features`: F0 and voicing, `PitchTracker`) and a linear classifier on the
+  clip's functionals beside the network (`functionals_head`, `FunctionalsHead`: ComParE's families of
+  functionals, as the challenge baseline classifies them), on by default: together they gained 3 to 6 points
+  of UAR on every development corpus (README, "Leaderboard of the development corpora"). Optional:
+  statistics pooling beside the attention (`pooling="attention_stats"`) and SpecAugment masking in training
+  (`time_masks`, `feature_masks`).
 * The exact layer table of the paper is not published in machine-readable form; every size is a config field
   and the defaults (64-128-256-256 channels, kernel 5) are chosen to train on a laptop CPU and to run a 3 s
   clip in a few milliseconds on one thread (see benchmarks/bench_models.py).
