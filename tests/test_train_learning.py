@@ -1,11 +1,11 @@
 """Models learn through run_train.py on the synthetic corpus (speaker split, the four default emotions).
 
 The CNN and S4 train with the no-argument demo's recipes (training/recipes/demo-{cnn,s4}.yaml, given as the
-arguments file), so the demo is what is shown to learn: the S4's is its defaults on a shorter schedule
-(test_train_library checks it has no architecture of its own), the CNN's its defaults at a smaller size with
-a short schedule. The synthetic corpus is generated once per module into a temporary cache. Each run takes
-one to two and a half minutes on 2 CPU cores; the accuracies measured on the seed-42 split (test speakers
-F03, M05) and on other seeds are in the asserts' comments.
+arguments file), so the demo is what is shown to learn: each is the model's defaults on a shorter schedule
+(test_train_library checks they have no architecture of their own), so these tests check the defaults. The
+synthetic corpus is generated once per module into a temporary cache. Each run takes under two minutes on 2
+CPU cores; the accuracies measured on the seed-42 split (test speakers F03, M05) and with other seeds are in
+the asserts' comments.
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ def train(tmp_path, cache_dir, *extra, recipe: str | None = None):
 def test_cnn_learns_speaker_independent_emotions(tmp_path, cache_dir):
     result, test = train(tmp_path, cache_dir, recipe="demo-cnn")
     print("CNN test", {k: round(v, 3) for k, v in test.items() if k in ("test_accuracy", "test_uar")})
-    # chance: 0.25. Measured with the CNN's defaults (level kept, training-set statistics): 0.981 (seed 42),
-    # 0.963 (seed 1, other test speakers); the earlier recipe (unit-variance clips, per-utterance mean
-    # removal) 0.925 and 0.919.
-    assert test["test_accuracy"] >= 0.90
+    # chance: 0.25. Measured with the tenth round's defaults on this recipe's 4 epochs: 0.863 (seed 42),
+    # 0.900 / 0.781 / 0.800 with model seeds 1 / 2 / 3 (--data_seed 42). The earlier demo (a smaller CNN with
+    # crops and speed perturbation, tuned on this corpus) gave 0.92-0.98 here and did worse on speech.
+    assert test["test_accuracy"] >= 0.75
     # and a run that learns is not flagged as one that did not
     assert not result.did_not_learn, result.did_not_learn_reason
     out = tmp_path / "run"
