@@ -1,10 +1,12 @@
 """Speed of the three classifiers on one CPU thread: inference per 3 s clip and training throughput.
 
-    .venv/bin/python benchmarks/bench_models.py [--models cnn cnn-earlier-defaults s4 s4-speech
-        s4-earlier-defaults s4-utterance-dataset s4-no-head wav2vec2-tiny wav2vec2-base] [--repeats 30]
+    .venv/bin/python benchmarks/bench_models.py [--models cnn cnn-earlier-defaults cnn-head-mfcc14 s4
+        s4-speech s4-earlier-defaults s4-utterance-dataset s4-no-head wav2vec2-tiny wav2vec2-base]
+        [--repeats 30]
 
 `cnn` is the CNN's defaults; `cnn-earlier-defaults` those before the tenth round (`EARLIER_DEFAULTS` of
-`configuration_cnn.py`: no pitch channels, no functionals head). `s4` is the S4's defaults; `s4-speech` the
+`configuration_cnn.py`: no pitch channels, no functionals head); `cnn-head-mfcc14` the defaults with the
+functionals head on the first 14 MFCCs (`functionals_mfcc`). `s4` is the S4's defaults; `s4-speech` the
 larger S4 of the recipe `training/recipes/s4-speech.yaml` (the defaults' features at 4 layers of width 128,
 with the functionals of every mel band); `s4-earlier-defaults` the defaults before the eighth round
 (`EARLIER_DEFAULTS`: 4 layers of width 128, unit-variance clips, no pitch channels, the four basic
@@ -75,7 +77,11 @@ S4_UTTERANCE_DATASET = {
 
 
 def build(name: str, workdir: Path) -> torch.nn.Module:
-    cnn_variants = {"cnn": {}, "cnn-earlier-defaults": CNN_EARLIER_DEFAULTS}
+    cnn_variants = {
+        "cnn": {},
+        "cnn-earlier-defaults": CNN_EARLIER_DEFAULTS,
+        "cnn-head-mfcc14": {"functionals_mfcc": 14},
+    }
     if name in cnn_variants:
         return CNNForAudioClassification(CNNConfig(**LABEL_MAPS, **cnn_variants[name]))
     s4_variants = {
