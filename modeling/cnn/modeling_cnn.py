@@ -29,7 +29,7 @@ Where it departs, and why:
   (`time_masks`, `feature_masks`).
 * The exact layer table of the paper is not published in machine-readable form; every size is a config field
   and the defaults (64-128-256-256 channels, kernel 5) are chosen to train on a laptop CPU and to run a 3 s
-  clip in a few milliseconds on one thread (see benchmarks/bench_models.py).
+  clip within 10 ms on one thread (see benchmarks/bench_models.py).
 * An optional BiLSTM (`use_lstm`) sits between the conv blocks and the attention.
 
 Padding never changes a prediction: the frame mask comes from `attention_mask` (right padding), masked frames
