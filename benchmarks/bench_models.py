@@ -76,24 +76,26 @@ S4_UTTERANCE_DATASET = {
 }
 
 
+CNN_VARIANTS = {
+    "cnn": {},
+    "cnn-earlier-defaults": CNN_EARLIER_DEFAULTS,
+    "cnn-head-mfcc14": {"functionals_mfcc": 14},
+}
+S4_VARIANTS = {
+    "s4": {},
+    "s4-speech": json.loads(load_recipe("s4-speech")["config_overrides"]),
+    "s4-utterance-dataset": S4_UTTERANCE_DATASET,
+    "s4-no-head": {"functionals_head": False},
+    "s4-earlier-defaults": EARLIER_DEFAULTS,
+}
+MODELS = [*CNN_VARIANTS, *S4_VARIANTS, "wav2vec2-tiny", "wav2vec2-base"]
+
+
 def build(name: str, workdir: Path) -> torch.nn.Module:
-    cnn_variants = {
-        "cnn": {},
-        "cnn-earlier-defaults": CNN_EARLIER_DEFAULTS,
-        "cnn-head-mfcc14": {"functionals_mfcc": 14},
-    }
-    if name in cnn_variants:
-        return CNNForAudioClassification(CNNConfig(**LABEL_MAPS, **cnn_variants[name]))
-    s4_variants = {
-        "s4": {},
-        "s4-speech": json.loads(load_recipe("s4-speech")["config_overrides"]),
-        "s4-utterance-dataset": S4_UTTERANCE_DATASET,
-        "s4-no-head": {"functionals_head": False},
-        "s4-earlier-defaults": EARLIER_DEFAULTS,
-    }
-    if name in s4_variants:
-        overrides = s4_variants[name]
-        return S4ForAudioClassification(S4Config(**LABEL_MAPS, **overrides))
+    if name in CNN_VARIANTS:
+        return CNNForAudioClassification(CNNConfig(**LABEL_MAPS, **CNN_VARIANTS[name]))
+    if name in S4_VARIANTS:
+        return S4ForAudioClassification(S4Config(**LABEL_MAPS, **S4_VARIANTS[name]))
     config = Wav2Vec2Config(**(TINY_WAV2VEC2 if name == "wav2vec2-tiny" else {}))
     checkpoint = workdir / name
     Wav2Vec2Model(config).save_pretrained(checkpoint)
@@ -143,7 +145,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--models", nargs="+", default=["wav2vec2-base", "wav2vec2-tiny", "cnn", "s4", "s4-speech"]
+        "--models",
+        nargs="+",
+        choices=MODELS,
+        default=["wav2vec2-base", "wav2vec2-tiny", "cnn", "s4", "s4-speech"],
     )
     parser.add_argument("--repeats", type=int, default=30, help="timed inference calls per model")
     parser.add_argument("--train-steps", type=int, default=3, help="timed training steps (wav2vec2-base: 1)")
