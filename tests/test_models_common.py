@@ -21,6 +21,8 @@ import pytest
 import soundfile as sf
 import torch
 from safetensors.torch import load_file, save_file
+from test_cnn import tiny_config as tiny_cnn_config
+from test_s4 import tiny_model as tiny_s4_model
 from transformers import (
     AutoConfig,
     AutoFeatureExtractor,
@@ -43,6 +45,8 @@ from modeling import (
     push_to_hub,
     save_for_hub,
 )
+from modeling.cnn.configuration_cnn import EARLIER_DEFAULTS as CNN_EARLIER_DEFAULTS
+from modeling.s4.configuration_s4 import EARLIER_DEFAULTS as S4_EARLIER_DEFAULTS
 
 LABELS = ["anger", "happy", "neutral", "sadness"]
 LABEL_MAPS = {"id2label": dict(enumerate(LABELS)), "label2id": {name: i for i, name in enumerate(LABELS)}}
@@ -300,6 +304,40 @@ def test_a_checkpoint_of_the_cosine_table_pitch_tracker_predicts_as_it_did(kind_
     audio = torch.randn(2, 8000)
     with torch.no_grad():
         torch.testing.assert_close(loaded(audio).logits, model(audio).logits)
+
+
+def model_with(kind_: str, **overrides) -> torch.nn.Module:
+    """A tiny CNN or S4 whose every part shows in its logits (the functionals head starts at zero)."""
+    if kind_ == "s4":
+        return tiny_s4_model(**overrides)
+    torch.manual_seed(0)
+    model = CNNForAudioClassification(tiny_cnn_config(**overrides))
+    if model.functionals_head is not None:
+        torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    "kind_,field,legacy",
+    [("cnn", *item) for item in sorted(CNN_EARLIER_DEFAULTS.items())]
+    + [("s4", *item) for item in sorted(S4_EARLIER_DEFAULTS.items())],
+)
+def test_a_checkpoint_saved_before_a_default_changed_loads_as_it_was_trained(tmp_path, kind_, field, legacy):
+    """Its config.json lacks the field (it predates it, or predates the default's change): the value it was
+    trained with applies, not today's default (each config's `from_dict` and `EARLIER_DEFAULTS`)."""
+    model = model_with(kind_, **{field: legacy})
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config[field]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    model_class, config_class = type(model), type(model.config)
+    loaded = model_class.from_pretrained(tmp_path).eval()
+    assert getattr(loaded.config, field) == legacy != getattr(config_class(), field)
+    audio = torch.randn(2, 6000)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(audio).logits, model(audio).logits)
+    saved = model_with(kind_).config.to_dict()
+    assert config_class.from_dict(saved).to_dict() == saved  # a field the file has is kept
 
 
 def test_custom_models_are_registered_and_export_their_code(tmp_path):

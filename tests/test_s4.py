@@ -379,34 +379,6 @@ def test_a_checkpoint_saved_before_the_functionals_head_predicts_as_it_did(tmp_p
         torch.testing.assert_close(loaded(audio).logits, model(audio).logits)
 
 
-@pytest.mark.parametrize(
-    "field,legacy",
-    [
-        ("functionals_mel_group", 1),
-        ("functionals", "basic"),
-        ("spectral_shape_functionals", False),
-        ("pitch_features", False),
-        ("normalize_waveform", True),
-        ("d_model", 128),
-        ("n_layers", 4),
-    ],
-)
-def test_a_checkpoint_saved_before_a_default_changed_loads_as_it_was_trained(tmp_path, field, legacy):
-    """Its config.json lacks the field (it predates it, or predates the default's change): the value it was
-    trained with applies, not today's default."""
-    model = tiny_model(**{field: legacy})
-    model.save_pretrained(tmp_path)
-    config = json.loads((tmp_path / "config.json").read_text())
-    del config[field]
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    loaded = S4ForAudioClassification.from_pretrained(tmp_path).eval()
-    assert getattr(loaded.config, field) == legacy != getattr(S4Config(), field)
-    audio = torch.randn(2, 6000)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(audio).logits, model.eval()(audio).logits)
-    assert S4Config.from_dict(tiny_config().to_dict()).to_dict() == tiny_config().to_dict()  # saved: kept
-
-
 def test_the_functionals_head_summarises_groups_of_mel_bands():
     model = tiny_model(pitch_features=True, spectral_shape_functionals=True, functionals="basic")
     raw = torch.randn(2, 7, 16 + 2)
