@@ -317,6 +317,36 @@ def model_with(kind_: str, **overrides) -> torch.nn.Module:
     return model.eval()
 
 
+@pytest.mark.parametrize("kind_", CUSTOM_KINDS)
+def test_the_logits_are_the_branches_weighted_by_branch_weights(kind_, tmp_path):
+    """`logits` = branch_weights[0] * network + branch_weights[1] * head; the branches themselves (each
+    trained on its own loss) are unweighted, and the weights are saved with the model."""
+    model = model_with(kind_)
+    audio = torch.randn(2, 8000)
+    with torch.no_grad():
+        plain = model(audio)
+        model.config.branch_weights = [0.25, 3.0]
+        weighted = model(audio)
+    network, head = plain.branch_logits
+    assert not torch.allclose(network, torch.zeros_like(network)) and not torch.allclose(head, 0 * head)
+    torch.testing.assert_close(plain.logits, network + head)
+    torch.testing.assert_close(weighted.logits, 0.25 * network + 3.0 * head)
+    for after, before in zip(weighted.branch_logits, plain.branch_logits, strict=True):
+        torch.testing.assert_close(after, before)
+    model.save_pretrained(tmp_path)
+    loaded = type(model).from_pretrained(tmp_path).eval()
+    assert loaded.config.branch_weights == [0.25, 3.0]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(audio).logits, weighted.logits)
+
+
+@pytest.mark.parametrize("config_class", [CNNConfig, S4Config])
+@pytest.mark.parametrize("weights", [[1.0], [1.0, -0.5], [1.0, float("inf")]])
+def test_branch_weights_must_be_two_finite_non_negative_numbers(config_class, weights):
+    with pytest.raises(ValueError, match="branch_weights"):
+        config_class(branch_weights=weights)
+
+
 @pytest.mark.parametrize(
     "kind_,field,legacy",
     [("cnn", *item) for item in sorted(CNN_EARLIER_DEFAULTS.items())]

@@ -206,3 +206,24 @@ def test_per_corpus_metrics_from_predictions_equal_a_direct_computation(make_tin
         assert metrics[f"test_corpus_{corpus}_uar"] == direct["per_group"][corpus]["uar"]
         assert metrics[f"test_corpus_{corpus}_accuracy"] == direct["per_group"][corpus]["accuracy"]
     assert metrics["test_uar"] == pytest.approx(direct["uar"])
+
+
+def test_a_run_fits_the_branch_weights_on_its_validation_clips(data_root, tmp_path):
+    """After training, the CNN's two branches are weighted as the validation clips say (written to the saved
+    config.json and the model card); `--fit_branch_weights false` keeps their plain sum. Training itself is
+    the same."""
+    from safetensors.torch import load_file
+
+    args = tiny_run_args(data_root, tmp_path / "cache")
+    train(*parse_args([*args, "--output_dir", str(tmp_path / "fitted")]))
+    train(*parse_args([*args, "--output_dir", str(tmp_path / "plain"), "--fit_branch_weights", "false"]))
+    fitted = json.loads((tmp_path / "fitted" / "config.json").read_text())["branch_weights"]
+    assert json.loads((tmp_path / "plain" / "config.json").read_text())["branch_weights"] == [1.0, 1.0]
+    assert len(fitted) == 2 and fitted != [1.0, 1.0] and min(fitted) > 0
+    weights, plain_weights = (load_file(tmp_path / run / "model.safetensors") for run in ("fitted", "plain"))
+    for name, value in weights.items():
+        torch.testing.assert_close(value, plain_weights[name])
+    card = (tmp_path / "fitted" / "README.md").read_text()
+    plain_card = (tmp_path / "plain" / "README.md").read_text()
+    assert "branch_weights (fitted on validation)" in card
+    assert "branch_weights (fitted on validation)" not in plain_card

@@ -176,6 +176,14 @@ class DataTrainingArguments:
             "the first half; a noisy validation UAR peaking early ended runs whose network had not learnt)."
         },
     )
+    fit_branch_weights: bool = field(
+        default=True,
+        metadata={
+            "help": "After training, weigh a two-branch model's logits (the network and its functionals "
+            "head) by the pair of weights that minimises the cross-entropy on the validation set: the branch "
+            "that generalises better counts more and the scores are calibrated (false: their plain sum)."
+        },
+    )
     download: bool = field(
         default=False, metadata={"help": "Download missing corpora into --data_root first."}
     )

@@ -35,6 +35,7 @@ from .arguments import (
     non_default_arguments,
     resolve_model_kind,
 )
+from .calibration import calibrate_branch_weights
 from .data import AudioCollator, class_weights, prepare_model_inputs
 from .model_card import TrainingSummary, corpus_info, render_model_card
 from .plots import plot_confusion_matrix
@@ -533,6 +534,11 @@ def _train(
         f"{trainer.state.global_step} steps",
         flush=True,
     )
+    branch_weights = (
+        calibrate_branch_weights(trainer, prepared["validation"])
+        if has_validation and data_args.fit_branch_weights
+        else None
+    )
     trainer.save_model()
     train_metrics = {
         **train_output.metrics,
@@ -597,6 +603,11 @@ def _train(
             "epochs_trained": round(trainer.state.epoch or 0, 2),
             "world_size": training_args.world_size,
             **{f"config.{k}": v for k, v in overrides.items()},
+            **(
+                {"branch_weights (fitted on validation)": [round(w, 3) for w in branch_weights]}
+                if branch_weights
+                else {}
+            ),
         },
         num_parameters=sum(p.numel() for p in trainer.model.parameters()),
         arguments=non_default_arguments(model_args, data_args, training_args),

@@ -70,8 +70,9 @@ class CNNConfig(PretrainedConfig):
         functionals_head (`bool`, defaults to `True`): add a linear classifier on per-clip functionals of the
             front-end's frame features (per channel, over the real frames: mean, standard deviation, and the
             mean absolute value and standard deviation of the frame-to-frame difference), standardised with
-            statistics of the training set; its logits are added to the CNN's. The classical paralinguistics
-            recipe (openSMILE functionals and a linear classifier) beside the learned one.
+            statistics of the training set; its logits are added to the CNN's (`branch_weights`). The
+            classical paralinguistics recipe (openSMILE functionals and a linear classifier) beside the
+            learned one.
         functionals (`str`, defaults to `"extended"`): what the functionals head computes per channel:
             `"basic"`, the four above; `"extended"`, 38 after the families of ComParE's functionals (moments,
             percentiles, a line over time, up-level times, rise time, peaks, rising and falling steps) of the
@@ -83,7 +84,12 @@ class CNNConfig(PretrainedConfig):
         functionals_l2 (`float`, defaults to 0.2): the functionals head trains as a logistic regression
             beside the CNN: on its own cross-entropy plus `functionals_l2 / 2 * ||W||^2` (the L2 penalty of
             scikit-learn's `LogisticRegression`, `1 / (C * n_clips)`), while the CNN trains on its own
-            cross-entropy; the returned logits are their sum.
+            cross-entropy; the returned logits are their weighted sum (`branch_weights`).
+        branch_weights (`list[float]`, defaults to `[1.0, 1.0]`): with `functionals_head`, the logits are
+            `branch_weights[0]` times the CNN's plus `branch_weights[1]` times the head's. Training leaves
+            them at 1 (each branch learns on its own loss); `run_train.py` then fits them on the validation
+            set (`training.calibration`: the pair that minimises the cross-entropy of the weighted sum), so
+            that the branch that generalises better counts more and the scores are calibrated.
 
     Labels: `num_labels`, `id2label`, `label2id` as in every `PretrainedConfig`.
     """
@@ -123,6 +129,7 @@ class CNNConfig(PretrainedConfig):
         functionals: str = "extended",
         functionals_l2: float = 0.2,
         functionals_mfcc: int | None = None,
+        branch_weights: list[float] | tuple[float, float] = (1.0, 1.0),
         **kwargs,
     ):
         if feature_normalization not in ("utterance", "utterance_mean", "dataset", "none"):
@@ -143,6 +150,8 @@ class CNNConfig(PretrainedConfig):
             raise ValueError(f"functionals: {functionals!r}; choose 'basic' or 'extended'")
         if functionals_mfcc is not None and functionals_mfcc < 0:
             raise ValueError(f"functionals_mfcc ({functionals_mfcc}): give a count >= 0 (None: all MFCCs)")
+        if len(branch_weights) != 2 or not all(0.0 <= w < float("inf") for w in branch_weights):
+            raise ValueError(f"branch_weights: {branch_weights!r}; give two finite weights >= 0 (CNN, head)")
         if norm_type not in ("layer", "batch"):
             raise ValueError(f"norm_type: {norm_type!r}; choose 'layer' or 'batch'")
         if conv_kernel_size % 2 != 1:
@@ -182,6 +191,7 @@ class CNNConfig(PretrainedConfig):
         self.functionals = functionals
         self.functionals_l2 = functionals_l2
         self.functionals_mfcc = functionals_mfcc
+        self.branch_weights = [float(w) for w in branch_weights]
         super().__init__(**kwargs)
 
     @property

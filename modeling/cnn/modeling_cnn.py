@@ -67,8 +67,9 @@ except ImportError:  # transformers 4
 class SERClassifierOutput(SequenceClassifierOutput):
     r"""`SequenceClassifierOutput`, and with a functionals head:
 
-    branch_logits (`tuple(torch.FloatTensor)`): the network's logits and the head's, whose sum is `logits`.
-        Each learner trains on its own cross-entropy: `loss` is the sum of theirs plus `penalty`.
+    branch_logits (`tuple(torch.FloatTensor)`): the network's logits and the head's; `logits` is their sum
+        weighted by `config.branch_weights`. Each learner trains on its own cross-entropy: `loss` is the sum
+        of theirs plus `penalty`.
     penalty (`torch.FloatTensor`): the head's L2 penalty, `functionals_l2 / 2 * ||W||^2`.
     """
 
@@ -595,7 +596,8 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         if functionals_logits is not None:
             branches = (logits, functionals_logits)
             penalty = 0.5 * self.config.functionals_l2 * self.functionals_head.weight.pow(2).sum()
-            logits = logits + functionals_logits
+            network_weight, head_weight = self.config.branch_weights
+            logits = network_weight * logits + head_weight * functionals_logits
 
         loss = None
         if labels is not None:

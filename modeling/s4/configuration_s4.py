@@ -95,10 +95,10 @@ class S4Config(PretrainedConfig):
             functionals of the front-end's frames before normalisation (per channel, over the real frames:
             mean, standard deviation, and the mean absolute value and standard deviation of the
             frame-to-frame difference), standardised with statistics of the training set; its logits are
-            added to the S4's. The classical paralinguistics recipe (openSMILE functionals and a linear
-            classifier) beside the learned one. Offline only: it summarises the whole clip (the streaming S4
-            of `run_train.py --streaming` has none). A checkpoint saved before the head existed loads with it
-            at zero, where it adds nothing.
+            added to the S4's (`branch_weights`). The classical paralinguistics recipe (openSMILE functionals
+            and a linear classifier) beside the learned one. Offline only: it summarises the whole clip (the
+            streaming S4 of `run_train.py --streaming` has none). A checkpoint saved before the head existed
+            loads with it at zero, where it adds nothing.
         spectral_shape_functionals (`bool`, defaults to `True`):
             With `functionals_head`: also summarise eight descriptors of each frame's mel spectrum (log
             energy, centroid, spread, entropy, flatness, 85% roll-off, flux, slope), as ComParE's spectral
@@ -120,7 +120,14 @@ class S4Config(PretrainedConfig):
         functionals_l2 (`float`, defaults to 0.2):
             The functionals head trains as a logistic regression beside the S4: on its own cross-entropy plus
             `functionals_l2 / 2 * ||W||^2` (scikit-learn's `LogisticRegression` penalty, `1 / (C * n_clips)`),
-            while the S4 trains on its own cross-entropy; the returned logits are their sum.
+            while the S4 trains on its own cross-entropy; the returned logits are their weighted sum
+            (`branch_weights`).
+        branch_weights (`list[float]`, defaults to `[1.0, 1.0]`):
+            With the functionals head, the logits are `branch_weights[0]` times the S4's plus
+            `branch_weights[1]` times the head's. Training leaves them at 1 (each branch learns on its own
+            loss); `run_train.py` then fits them on the validation set (`training.calibration`: the pair that
+            minimises the cross-entropy of the weighted sum), so that the branch that generalises better
+            counts more and the scores are calibrated.
         conv_channels (`int`, defaults to 128):
             Channels of every layer of the `"conv"` front-end.
         conv_kernel_sizes (`list[int]`, defaults to `[80, 4]`) /
@@ -176,6 +183,7 @@ class S4Config(PretrainedConfig):
         functionals: str = "extended",
         functionals_mel_group: int = 4,
         functionals_l2: float = 0.2,
+        branch_weights: list[float] | tuple[float, float] = (1.0, 1.0),
         conv_channels: int = 128,
         conv_kernel_sizes: list[int] | tuple[int, ...] = (80, 4),
         conv_strides: list[int] | tuple[int, ...] = (40, 4),
@@ -220,6 +228,10 @@ class S4Config(PretrainedConfig):
                 f"S4Config: functionals_mel_group={functionals_mel_group} must divide mel_bins={mel_bins} "
                 "(the functionals head averages groups of adjacent bands); give a divisor, 1 for every band"
             )
+        if len(branch_weights) != 2 or not all(0.0 <= w < float("inf") for w in branch_weights):
+            raise ValueError(
+                f"S4Config: branch_weights={branch_weights!r}: give two finite weights >= 0 (S4, head)"
+            )
         if frame_shift_ms > frame_length_ms:
             raise ValueError(
                 f"S4Config: frame_shift_ms={frame_shift_ms} exceeds frame_length_ms={frame_length_ms}: "
@@ -252,6 +264,7 @@ class S4Config(PretrainedConfig):
         self.functionals = functionals
         self.functionals_mel_group = functionals_mel_group
         self.functionals_l2 = functionals_l2
+        self.branch_weights = [float(w) for w in branch_weights]
         self.conv_channels = conv_channels
         self.conv_kernel_sizes = list(conv_kernel_sizes)
         self.conv_strides = list(conv_strides)

@@ -58,8 +58,9 @@ from .kernels_s4 import (
 class SERClassifierOutput(SequenceClassifierOutput):
     r"""`SequenceClassifierOutput`, and with a functionals head:
 
-    branch_logits (`tuple(torch.FloatTensor)`): the network's logits and the head's, whose sum is `logits`.
-        Each learner trains on its own cross-entropy: `loss` is the sum of theirs plus `penalty`.
+    branch_logits (`tuple(torch.FloatTensor)`): the network's logits and the head's; `logits` is their sum
+        weighted by `config.branch_weights`. Each learner trains on its own cross-entropy: `loss` is the sum
+        of theirs plus `penalty`.
     penalty (`torch.FloatTensor`): the head's L2 penalty, `functionals_l2 / 2 * ||W||^2`.
     """
 
@@ -715,7 +716,8 @@ class S4ForAudioClassification(S4PreTrainedModel):
         if functionals_logits is not None:
             branches = (logits, functionals_logits.to(logits.dtype))
             penalty = 0.5 * self.config.functionals_l2 * self.functionals_head.weight.float().pow(2).sum()
-            logits = logits + branches[1]
+            network_weight, head_weight = self.config.branch_weights
+            logits = network_weight * logits + head_weight * branches[1]
         loss = None
         if labels is not None:
             labels = labels.to(logits.device).long()
