@@ -1,0 +1,174 @@
+"""Each branch of a benchmark's saved two-branch runs, and how best to weigh them: a replay, no training.
+
+    python -m benchmarks.branch_weights RESULTS_DIR [RESULTS_DIR ...] [--data_root ROOT] [--model cnn]
+
+RESULTS_DIR is a `run_benchmark.py --output_dir` (its folds.csv and runs/<model>/<corpus>/fold-K/model/);
+`--data_root` is the benchmark's. For every run of a model with a functionals head (the CNN and S4 defaults),
+the validation and test clips of its fold go through the saved model once, and the test clips are scored
+with: the network's logits alone, the head's alone, their plain sum (the models before the branch weights),
+and the weights fitted on the validation clips (`training.calibration.fit_branch_weights`, what `run_train.py`
+does after training now). Printed per run and as mean ± std over the folds of each RESULTS_DIR: test UAR of
+each, the test cross-entropy and expected calibration error (10 confidence bins) of the sum and of the fitted
+weights, and the weights. Training never sees the weights (each branch learns on its own loss), so a run
+trained before them replays exactly what the same run would report now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import balanced_accuracy_score, log_loss
+from transformers import AutoModelForAudioClassification
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from loaders import load_corpora  # noqa: E402
+from modeling import feature_extractor_for, register_auto_classes  # noqa: E402
+from training.calibration import fit_branch_weights  # noqa: E402
+
+SCORES = ("network", "head", "sum", "fitted")
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by the share of clips."""
+    confidence = probabilities.max(1)
+    correct = probabilities.argmax(1) == labels
+    error = 0.0
+    for low in np.linspace(0.0, 1.0, bins, endpoint=False):
+        members = (confidence > low) & (confidence <= low + 1.0 / bins)
+        if members.any():
+            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(error)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    return torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()
+
+
+def branch_logits(model, extractor, dataset, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(network, head) logits of the clips at `rows`, one clip at a time."""
+    network, head = [], []
+    for row in rows:
+        audio = dataset[row]["audio"]
+        inputs = extractor(audio["array"], sampling_rate=audio["sampling_rate"], return_tensors="pt")
+        with torch.inference_mode():
+            output = model(**inputs)
+        network.append(output.branch_logits[0][0].double().numpy())
+        head.append(output.branch_logits[1][0].double().numpy())
+    return np.stack(network), np.stack(head)
+
+
+def replay_run(model_dir: Path, fold_files: dict[str, list[str]], dataset, index: dict[str, int]) -> dict:
+    model = AutoModelForAudioClassification.from_pretrained(model_dir).eval()
+    if getattr(model, "functionals_head", None) is None:
+        raise SystemExit(f"{model_dir}: this model has no functionals head; nothing to weigh")
+    extractor = feature_extractor_for(model)
+    run_args = json.loads((model_dir.parent / "run_args.json").read_text())
+    mapping = run_args["fold"]["mapping"]
+    label_id = model.config.label2id
+    split = {}
+    for name in ("validation", "test"):
+        rows = [index[file] for file in fold_files[name]]
+        labels = np.array([label_id[mapping.get(e, e)] for e in dataset.select(rows)["emotion"]])
+        split[name] = (*branch_logits(model, extractor, dataset, rows), labels)
+    weights = fit_branch_weights(*split["validation"])
+    network, head, labels = split["test"]
+    logits = {
+        "network": network,
+        "head": head,
+        "sum": network + head,
+        "fitted": weights[0] * network + weights[1] * head,
+    }
+    result = {f"uar_{name}": balanced_accuracy_score(labels, z.argmax(1)) for name, z in logits.items()}
+    classes = list(range(network.shape[1]))
+    for name in ("sum", "fitted"):
+        probabilities = softmax(logits[name])
+        result[f"nll_{name}"] = log_loss(labels, probabilities, labels=classes)
+        result[f"ece_{name}"] = expected_calibration_error(probabilities, labels)
+    result["weight_network"], result["weight_head"] = weights
+    return result
+
+
+def replay(results_dir: Path, data_root: str | None, model_kind: str) -> list[dict]:
+    folds = list(csv.DictReader((results_dir / "folds.csv").open()))
+    if not folds:
+        raise SystemExit(f"{results_dir / 'folds.csv'}: no folds; give a run_benchmark.py --output_dir")
+    corpora = sorted({row["corpus"] for row in folds})
+    dataset = load_corpora(corpora, data_root, split=None)
+    index = {file: i for i, file in enumerate(dataset["file"])}
+    results = []
+    for run in sorted({row["run"] for row in folds}):
+        model_dir = results_dir / "runs" / model_kind / run / "model"
+        if not (model_dir / "config.json").is_file():
+            print(f"skipped {run}: no saved model in {model_dir}", file=sys.stderr)
+            continue
+        files = {
+            name: [row["file"] for row in folds if row["run"] == run and row["split"] == name]
+            for name in ("validation", "test")
+        }
+        result = {"run": run, **replay_run(model_dir, files, dataset, index)}
+        results.append(result)
+        print(results_dir.name, format_row(result), flush=True)
+    return results
+
+
+def format_row(result: dict) -> str:
+    uar = " ".join(f"{name} {result[f'uar_{name}']:.3f}" for name in SCORES)
+    return (
+        f"{result['run']}: UAR {uar} | cross-entropy {result['nll_sum']:.3f} -> {result['nll_fitted']:.3f} | "
+        f"ECE {result['ece_sum']:.3f} -> {result['ece_fitted']:.3f} | weights "
+        f"{result['weight_network']:.2f}, {result['weight_head']:.2f}"
+    )
+
+
+def mean_std(values: Sequence[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("results_dirs", nargs="+", type=Path, help="run_benchmark.py output folders")
+    parser.add_argument("--data_root", default=None, help="the benchmark's --data_root")
+    parser.add_argument("--model", default="cnn", help="model kind whose runs to replay (cnn, s4)")
+    args = parser.parse_args(argv)
+    register_auto_classes()
+    for results_dir in args.results_dirs:
+        if not (results_dir / "folds.csv").is_file():
+            parser.error(f"{results_dir}: no folds.csv; give a run_benchmark.py --output_dir")
+    summaries = []
+    for results_dir in args.results_dirs:
+        results = replay(results_dir, args.data_root, args.model)
+        if not results:
+            continue
+        cells = [mean_std([r[f"uar_{name}"] for r in results]) for name in SCORES]
+        cells.append(
+            f"{statistics.mean(r['nll_sum'] for r in results):.3f} -> "
+            f"{statistics.mean(r['nll_fitted'] for r in results):.3f}"
+        )
+        cells.append(
+            f"{statistics.mean(r['ece_sum'] for r in results):.3f} -> "
+            f"{statistics.mean(r['ece_fitted'] for r in results):.3f}"
+        )
+        cells.append(
+            f"{statistics.mean(r['weight_network'] for r in results):.2f}, "
+            f"{statistics.mean(r['weight_head'] for r in results):.2f}"
+        )
+        summaries.append(f"| {results_dir.name} | {len(results)} | " + " | ".join(cells) + " |")
+    header = " | ".join(f"UAR {name}" for name in SCORES)
+    columns = "cross-entropy sum -> fitted | ECE sum -> fitted | weights (network, head)"
+    print(f"| results | runs | {header} | {columns} |")
+    print("|---" * (len(SCORES) + 5) + "|")
+    print("\n".join(summaries))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""benchmarks/branch_weights.py: a saved two-branch run replayed branch by branch, with the weights fitted on
+its validation clips, as `run_train.py` fits them."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import balanced_accuracy_score, log_loss
+from test_cnn import tiny_config
+
+from benchmarks import branch_weights
+from loaders import load_corpora
+from modeling import CNNForAudioClassification, feature_extractor_for
+from training.calibration import fit_branch_weights
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return load_corpora(["synthetic"], None, split=None)
+
+
+def saved_run(results_dir, dataset, functionals_head: bool = True):
+    """A benchmark folder with one fold of the synthetic corpus: 12 validation and 16 test clips."""
+    labels = dataset.features["label"].names
+    torch.manual_seed(0)
+    config = tiny_config(
+        functionals_head=functionals_head,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+    )
+    model = CNNForAudioClassification(config).eval()
+    if functionals_head:
+        torch.nn.init.normal_(model.functionals_head.weight, std=0.3)  # it starts at zero
+    run_dir = results_dir / "runs" / "cnn" / "synthetic" / "fold-1"
+    model.save_pretrained(run_dir / "model")
+    feature_extractor_for(model).save_pretrained(run_dir / "model")
+    mapping = {name: name for name in labels}
+    (run_dir / "run_args.json").write_text(json.dumps({"model": "cnn", "fold": {"mapping": mapping}}))
+    rows = {"validation": range(0, 960, 80), "test": range(7, 960, 60)}
+    with (results_dir / "folds.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["corpus", "fold", "split", "file", "run"])
+        for split, indices in rows.items():
+            for i in indices:
+                writer.writerow(["synthetic", 1, split, dataset[i]["file"], "synthetic/fold-1"])
+    return model, rows
+
+
+def test_a_replay_scores_each_branch_and_the_weights_fitted_on_validation(tmp_path, corpus, capsys):
+    model, rows = saved_run(tmp_path, corpus)
+    branch_weights.main([str(tmp_path)])
+    out = capsys.readouterr().out
+
+    extractor = feature_extractor_for(model)
+    logits = {}
+    for split, indices in rows.items():
+        outputs = []
+        for i in indices:
+            audio = corpus[i]["audio"]
+            with torch.no_grad():
+                outputs.append(model(**extractor(audio["array"], sampling_rate=16000, return_tensors="pt")))
+        network = torch.cat([o.branch_logits[0] for o in outputs]).double().numpy()
+        head = torch.cat([o.branch_logits[1] for o in outputs]).double().numpy()
+        logits[split] = network, head, np.array([corpus[i]["label"] for i in indices])
+    weights = fit_branch_weights(*logits["validation"])
+    network, head, labels = logits["test"]
+    expected = {
+        "network": network,
+        "head": head,
+        "sum": network + head,
+        "fitted": weights[0] * network + weights[1] * head,
+    }
+    run_line = next(line for line in out.splitlines() if "synthetic/fold-1:" in line)
+    for name, z in expected.items():
+        assert f"{name} {balanced_accuracy_score(labels, z.argmax(1)):.3f}" in run_line
+    probabilities = {name: torch.softmax(torch.as_tensor(expected[name]), -1).numpy() for name in expected}
+    cross_entropy = {name: log_loss(labels, probabilities[name], labels=[0, 1, 2, 3]) for name in expected}
+    assert f"cross-entropy {cross_entropy['sum']:.3f} -> {cross_entropy['fitted']:.3f}" in run_line
+    assert run_line.endswith(f"weights {weights[0]:.2f}, {weights[1]:.2f}")
+    assert out.splitlines()[-1].startswith(f"| {tmp_path.name} | 1 | ")
+
+
+def test_a_model_without_a_head_is_refused(tmp_path, corpus):
+    saved_run(tmp_path, corpus, functionals_head=False)
+    with pytest.raises(SystemExit, match="no functionals head"):
+        branch_weights.main([str(tmp_path)])
+
+
+def test_a_folder_without_folds_is_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        branch_weights.main([str(tmp_path)])
+    assert "no folds.csv; give a run_benchmark.py --output_dir" in capsys.readouterr().err
