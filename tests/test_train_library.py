@@ -63,6 +63,16 @@ def test_the_speech_recipe_is_the_s4_defaults_with_its_own_architecture(no_datas
     assert (config.d_model, config.n_layers, config.functionals_mel_group) == (128, 4, 1)  # as measured
 
 
+@pytest.mark.parametrize("kind,fitted", [("cnn", True), ("s4", False)])
+def test_the_branch_weights_are_fitted_by_default_where_that_helped(no_datasets_here, kind, fitted):
+    """The CNN's two branches get weights fitted on validation; the S4's keep their plain sum (measured on the
+    development corpora: README, leaderboard, eleventh round)."""
+    _, data_args, _ = parse_args(["--model", kind])
+    assert data_args.fit_branch_weights is fitted
+    _, data_args, _ = parse_args(["--model", kind, "--fit_branch_weights", str(not fitted).lower()])
+    assert data_args.fit_branch_weights is not fitted
+
+
 @pytest.mark.parametrize("kind", ["cnn", "s4"])
 def test_the_demo_is_the_defaults_on_a_shorter_schedule(kind):
     """The learning test trains the demo recipe: it must be the defaults (no architecture of its own), so
