@@ -4,13 +4,14 @@
 
 RESULTS_DIR is a `run_benchmark.py --output_dir` (its folds.csv and runs/<model>/<corpus>/fold-K/model/);
 `--data_root` is the benchmark's. For every run of a model with a functionals head (the CNN and S4 defaults),
-the validation and test clips of its fold go through the saved model once, and the test clips are scored
-with: the network's logits alone, the head's alone, their plain sum (the models before the branch weights),
-and the weights fitted on the validation clips (`training.calibration.fit_branch_weights`, what `run_train.py`
-does after training now). Printed per run and as mean ± std over the folds of each RESULTS_DIR: test UAR of
-each, the test cross-entropy and expected calibration error (10 confidence bins) of the sum and of the fitted
-weights, and the weights. Training never sees the weights (each branch learns on its own loss), so a run
-trained before them replays exactly what the same run would report now.
+the validation and test clips of its fold go through the saved model once (cut to their middle
+`max_duration_seconds`, as the run's evaluation cut them), and the test clips are scored with: the network's
+logits alone, the head's alone, their plain sum (the models before the branch weights), and the weights fitted
+on the validation clips (`training.calibration.fit_branch_weights`, what `run_train.py` does after training
+now). Printed per run and as mean ± std over the folds of each RESULTS_DIR: test UAR of each, the test
+cross-entropy and expected calibration error (10 confidence bins) of the sum and of the fitted weights, and
+the weights. Training never sees the weights (each branch learns on its own loss), so a run trained before
+them replays exactly what the same run would report now.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from transformers import AutoModelForAudioClassification
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loaders import load_corpora  # noqa: E402
+from loaders.schema import SAMPLING_RATE  # noqa: E402
 from modeling import feature_extractor_for, register_auto_classes  # noqa: E402
 from training.calibration import fit_branch_weights  # noqa: E402
+from training.data import centre_crop  # noqa: E402
 
 SCORES = ("network", "head", "sum", "fitted")
 
@@ -53,12 +56,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()
 
 
-def branch_logits(model, extractor, dataset, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """(network, head) logits of the clips at `rows`, one clip at a time."""
+def branch_logits(
+    model, extractor, dataset, rows: Sequence[int], max_samples: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(network, head) logits of the clips at `rows`, one clip at a time, each cut to its middle
+    `max_samples` as the run's evaluation cut it."""
     network, head = [], []
     for row in rows:
         audio = dataset[row]["audio"]
-        inputs = extractor(audio["array"], sampling_rate=audio["sampling_rate"], return_tensors="pt")
+        samples = centre_crop(np.asarray(audio["array"], dtype=np.float32), max_samples)
+        inputs = extractor(samples, sampling_rate=audio["sampling_rate"], return_tensors="pt")
         with torch.inference_mode():
             output = model(**inputs)
         network.append(output.branch_logits[0][0].double().numpy())
@@ -73,12 +80,17 @@ def replay_run(model_dir: Path, fold_files: dict[str, list[str]], dataset, index
     extractor = feature_extractor_for(model)
     run_args = json.loads((model_dir.parent / "run_args.json").read_text())
     mapping = run_args["fold"]["mapping"]
+    training_args = model_dir / "run_args.json"
+    max_seconds = (
+        json.loads(training_args.read_text()).get("max_duration_seconds") if training_args.is_file() else None
+    )
+    max_samples = int(max_seconds * SAMPLING_RATE) if max_seconds else None
     label_id = model.config.label2id
     split = {}
     for name in ("validation", "test"):
         rows = [index[file] for file in fold_files[name]]
         labels = np.array([label_id[mapping.get(e, e)] for e in dataset.select(rows)["emotion"]])
-        split[name] = (*branch_logits(model, extractor, dataset, rows), labels)
+        split[name] = (*branch_logits(model, extractor, dataset, rows, max_samples), labels)
     weights = fit_branch_weights(*split["validation"])
     network, head, labels = split["test"]
     logits = {
