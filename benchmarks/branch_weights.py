@@ -1,6 +1,7 @@
 """Each branch of a benchmark's saved two-branch runs, and how best to weigh them: a replay, no training.
 
     python -m benchmarks.branch_weights RESULTS_DIR [RESULTS_DIR ...] [--data_root ROOT] [--model cnn]
+        [--prior 0.01]
 
 RESULTS_DIR is a `run_benchmark.py --output_dir` (its folds.csv and runs/<model>/<corpus>/fold-K/model/);
 `--data_root` is the benchmark's. For every run of a model with a functionals head (the CNN and S4 defaults),
@@ -10,8 +11,9 @@ logits alone, the head's alone, their plain sum (the models before the branch we
 on the validation clips (`training.calibration.fit_branch_weights`, what `run_train.py` does after training
 now). Printed per run and as mean ± std over the folds of each RESULTS_DIR: test UAR of each, the test
 cross-entropy and expected calibration error (10 confidence bins) of the sum and of the fitted weights, and
-the weights. Training never sees the weights (each branch learns on its own loss), so a run trained before
-them replays exactly what the same run would report now.
+the weights (`--prior`: fitted with another weight of the prior on the log-weights, for a sweep). Training
+never sees the weights (each branch learns on its own loss), so a run trained before them replays exactly
+what the same run would report now.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from loaders import load_corpora  # noqa: E402
 from loaders.schema import SAMPLING_RATE  # noqa: E402
 from modeling import feature_extractor_for, register_auto_classes  # noqa: E402
-from training.calibration import fit_branch_weights  # noqa: E402
+from training.calibration import PRIOR, fit_branch_weights  # noqa: E402
 from training.data import centre_crop  # noqa: E402
 
 SCORES = ("network", "head", "sum", "fitted")
@@ -73,7 +75,9 @@ def branch_logits(
     return np.stack(network), np.stack(head)
 
 
-def replay_run(model_dir: Path, fold_files: dict[str, list[str]], dataset, index: dict[str, int]) -> dict:
+def replay_run(
+    model_dir: Path, fold_files: dict[str, list[str]], dataset, index: dict[str, int], prior: float = PRIOR
+) -> dict:
     model = AutoModelForAudioClassification.from_pretrained(model_dir).eval()
     if getattr(model, "functionals_head", None) is None:
         raise SystemExit(f"{model_dir}: this model has no functionals head; nothing to weigh")
@@ -91,7 +95,7 @@ def replay_run(model_dir: Path, fold_files: dict[str, list[str]], dataset, index
         rows = [index[file] for file in fold_files[name]]
         labels = np.array([label_id[mapping.get(e, e)] for e in dataset.select(rows)["emotion"]])
         split[name] = (*branch_logits(model, extractor, dataset, rows, max_samples), labels)
-    weights = fit_branch_weights(*split["validation"])
+    weights = fit_branch_weights(*split["validation"], prior=prior)
     network, head, labels = split["test"]
     logits = {
         "network": network,
@@ -109,7 +113,7 @@ def replay_run(model_dir: Path, fold_files: dict[str, list[str]], dataset, index
     return result
 
 
-def replay(results_dir: Path, data_root: str | None, model_kind: str) -> list[dict]:
+def replay(results_dir: Path, data_root: str | None, model_kind: str, prior: float = PRIOR) -> list[dict]:
     folds = list(csv.DictReader((results_dir / "folds.csv").open()))
     if not folds:
         raise SystemExit(f"{results_dir / 'folds.csv'}: no folds; give a run_benchmark.py --output_dir")
@@ -126,7 +130,7 @@ def replay(results_dir: Path, data_root: str | None, model_kind: str) -> list[di
             name: [row["file"] for row in folds if row["run"] == run and row["split"] == name]
             for name in ("validation", "test")
         }
-        result = {"run": run, **replay_run(model_dir, files, dataset, index)}
+        result = {"run": run, **replay_run(model_dir, files, dataset, index, prior)}
         results.append(result)
         print(results_dir.name, format_row(result), flush=True)
     return results
@@ -151,6 +155,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("results_dirs", nargs="+", type=Path, help="run_benchmark.py output folders")
     parser.add_argument("--data_root", default=None, help="the benchmark's --data_root")
     parser.add_argument("--model", default="cnn", help="model kind whose runs to replay (cnn, s4)")
+    parser.add_argument(
+        "--prior",
+        type=float,
+        default=PRIOR,
+        help=f"weight of the prior on the log-weights (default {PRIOR}, as run_train.py fits them)",
+    )
     args = parser.parse_args(argv)
     register_auto_classes()
     for results_dir in args.results_dirs:
@@ -158,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error(f"{results_dir}: no folds.csv; give a run_benchmark.py --output_dir")
     summaries = []
     for results_dir in args.results_dirs:
-        results = replay(results_dir, args.data_root, args.model)
+        results = replay(results_dir, args.data_root, args.model, args.prior)
         if not results:
             continue
         cells = [mean_std([r[f"uar_{name}"] for r in results]) for name in SCORES]

@@ -94,6 +94,11 @@ def test_a_replay_scores_each_branch_and_the_weights_fitted_on_validation(tmp_pa
     assert run_line.endswith(f"weights {weights[0]:.2f}, {weights[1]:.2f}")
     assert out.splitlines()[-1].startswith(f"| {tmp_path.name} | 1 | ")
 
+    branch_weights.main([str(tmp_path), "--prior", "0.5"])  # another prior, as a sweep would give it
+    run_line = next(line for line in capsys.readouterr().out.splitlines() if "synthetic/fold-1:" in line)
+    weights = fit_branch_weights(*logits["validation"], prior=0.5)
+    assert run_line.endswith(f"weights {weights[0]:.2f}, {weights[1]:.2f}")
+
 
 def test_a_model_without_a_head_is_refused(tmp_path, corpus):
     saved_run(tmp_path, corpus, functionals_head=False)
