@@ -1,7 +1,7 @@
 """Each branch of a benchmark's saved two-branch runs, and how best to weigh them: a replay, no training.
 
     python -m benchmarks.branch_weights RESULTS_DIR [RESULTS_DIR ...] [--data_root ROOT] [--model cnn]
-        [--prior 0.01]
+        [--prior 0.01] [--refit_head]
 
 RESULTS_DIR is a `run_benchmark.py --output_dir` (its folds.csv and runs/<model>/<corpus>/fold-K/model/);
 `--data_root` is the benchmark's. For every run of a model with a functionals head (the CNN and S4 defaults),
@@ -14,6 +14,11 @@ cross-entropy and expected calibration error (10 confidence bins) of the sum and
 the weights (`--prior`: fitted with another weight of the prior on the log-weights, for a sweep). Training
 never sees the weights (each branch learns on its own loss), so a run trained before them replays exactly
 what the same run would report now.
+
+`--refit_head` also asks whether the head stopped short of its own optimum: its linear classifier is refitted
+on the fold's training clips (their functionals as the saved model standardises them, cut as in evaluation)
+to convergence, on the objective it trains on (mean cross-entropy + `functionals_l2 / 2 * ||W||^2`; scikit-
+learn's LogisticRegression), and scored alone, summed with the network and with weights fitted on validation.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, log_loss
 from transformers import AutoModelForAudioClassification
 
@@ -40,6 +46,7 @@ from training.calibration import PRIOR, fit_branch_weights  # noqa: E402
 from training.data import centre_crop  # noqa: E402
 
 SCORES = ("network", "head", "sum", "fitted")
+REFIT_SCORES = ("head", "sum", "fitted")
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
@@ -58,25 +65,45 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()
 
 
-def branch_logits(
+def clip_outputs(
     model, extractor, dataset, rows: Sequence[int], max_samples: int | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(network, head) logits of the clips at `rows`, one clip at a time, each cut to its middle
-    `max_samples` as the run's evaluation cut it."""
-    network, head = [], []
-    for row in rows:
-        audio = dataset[row]["audio"]
-        samples = centre_crop(np.asarray(audio["array"], dtype=np.float32), max_samples)
-        inputs = extractor(samples, sampling_rate=audio["sampling_rate"], return_tensors="pt")
-        with torch.inference_mode():
-            output = model(**inputs)
-        network.append(output.branch_logits[0][0].double().numpy())
-        head.append(output.branch_logits[1][0].double().numpy())
-    return np.stack(network), np.stack(head)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(network logits, head logits, head inputs) of the clips at `rows`, one clip at a time, each cut to its
+    middle `max_samples` as the run's evaluation cut it. The head's inputs are its functionals as the saved
+    model standardises them (the output of its `norm`), what its linear classifier sees."""
+    network, head, head_inputs = [], [], []
+    hook = model.functionals_head.norm.register_forward_hook(
+        lambda module, args, output: head_inputs.append(output[0, :, 0].double().numpy())
+    )
+    try:
+        for row in rows:
+            audio = dataset[row]["audio"]
+            samples = centre_crop(np.asarray(audio["array"], dtype=np.float32), max_samples)
+            inputs = extractor(samples, sampling_rate=audio["sampling_rate"], return_tensors="pt")
+            with torch.inference_mode():
+                output = model(**inputs)
+            network.append(output.branch_logits[0][0].double().numpy())
+            head.append(output.branch_logits[1][0].double().numpy())
+    finally:
+        hook.remove()
+    return np.stack(network), np.stack(head), np.stack(head_inputs)
+
+
+def refit_head(inputs: np.ndarray, labels: np.ndarray, l2: float, num_labels: int) -> LogisticRegression:
+    """The head's own objective (mean cross-entropy + l2 / 2 * ||W||^2, bias free), solved to convergence:
+    scikit-learn's C = 1 / (l2 * clips)."""
+    if len(set(labels.tolist())) < num_labels:
+        raise SystemExit(f"the training clips hold {sorted(set(labels.tolist()))} of {num_labels} classes")
+    return LogisticRegression(C=1.0 / (l2 * len(labels)), max_iter=10_000).fit(inputs, labels)
 
 
 def replay_run(
-    model_dir: Path, fold_files: dict[str, list[str]], dataset, index: dict[str, int], prior: float = PRIOR
+    model_dir: Path,
+    fold_files: dict[str, list[str]],
+    dataset,
+    index: dict[str, int],
+    prior: float = PRIOR,
+    refit: bool = False,
 ) -> dict:
     model = AutoModelForAudioClassification.from_pretrained(model_dir).eval()
     if getattr(model, "functionals_head", None) is None:
@@ -91,18 +118,36 @@ def replay_run(
     max_samples = int(max_seconds * SAMPLING_RATE) if max_seconds else None
     label_id = model.config.label2id
     split = {}
-    for name in ("validation", "test"):
+    for name in ("train", "validation", "test") if refit else ("validation", "test"):
         rows = [index[file] for file in fold_files[name]]
         labels = np.array([label_id[mapping.get(e, e)] for e in dataset.select(rows)["emotion"]])
-        split[name] = (*branch_logits(model, extractor, dataset, rows, max_samples), labels)
-    weights = fit_branch_weights(*split["validation"], prior=prior)
-    network, head, labels = split["test"]
+        split[name] = (
+            *clip_outputs(model, extractor, dataset, rows, max_samples),
+            labels,
+        )
+    network, head, _, labels = split["test"]
+    validation_network, validation_head, _, validation_labels = split["validation"]
+    weights = fit_branch_weights(validation_network, validation_head, validation_labels, prior=prior)
     logits = {
         "network": network,
         "head": head,
         "sum": network + head,
         "fitted": weights[0] * network + weights[1] * head,
     }
+    if refit:
+        classifier = refit_head(
+            split["train"][2], split["train"][3], model.config.functionals_l2, model.config.num_labels
+        )
+        refitted = classifier.decision_function(split["test"][2])
+        refitted_weights = fit_branch_weights(
+            validation_network,
+            classifier.decision_function(split["validation"][2]),
+            validation_labels,
+            prior,
+        )
+        logits["head_refit"] = refitted
+        logits["sum_refit"] = network + refitted
+        logits["fitted_refit"] = refitted_weights[0] * network + refitted_weights[1] * refitted
     result = {f"uar_{name}": balanced_accuracy_score(labels, z.argmax(1)) for name, z in logits.items()}
     classes = list(range(network.shape[1]))
     for name in ("sum", "fitted"):
@@ -113,7 +158,13 @@ def replay_run(
     return result
 
 
-def replay(results_dir: Path, data_root: str | None, model_kind: str, prior: float = PRIOR) -> list[dict]:
+def replay(
+    results_dir: Path,
+    data_root: str | None,
+    model_kind: str,
+    prior: float = PRIOR,
+    refit: bool = False,
+) -> list[dict]:
     folds = list(csv.DictReader((results_dir / "folds.csv").open()))
     if not folds:
         raise SystemExit(f"{results_dir / 'folds.csv'}: no folds; give a run_benchmark.py --output_dir")
@@ -128,9 +179,12 @@ def replay(results_dir: Path, data_root: str | None, model_kind: str, prior: flo
             continue
         files = {
             name: [row["file"] for row in folds if row["run"] == run and row["split"] == name]
-            for name in ("validation", "test")
+            for name in ("train", "validation", "test")
         }
-        result = {"run": run, **replay_run(model_dir, files, dataset, index, prior)}
+        result = {
+            "run": run,
+            **replay_run(model_dir, files, dataset, index, prior, refit),
+        }
         results.append(result)
         print(results_dir.name, format_row(result), flush=True)
     return results
@@ -138,11 +192,15 @@ def replay(results_dir: Path, data_root: str | None, model_kind: str, prior: flo
 
 def format_row(result: dict) -> str:
     uar = " ".join(f"{name} {result[f'uar_{name}']:.3f}" for name in SCORES)
-    return (
+    row = (
         f"{result['run']}: UAR {uar} | cross-entropy {result['nll_sum']:.3f} -> {result['nll_fitted']:.3f} | "
         f"ECE {result['ece_sum']:.3f} -> {result['ece_fitted']:.3f} | weights "
         f"{result['weight_network']:.2f}, {result['weight_head']:.2f}"
     )
+    if "uar_head_refit" in result:
+        refitted = " ".join(f"{name} {result[f'uar_{name}_refit']:.3f}" for name in REFIT_SCORES)
+        row += f" | head refitted: UAR {refitted}"
+    return row
 
 
 def mean_std(values: Sequence[float]) -> str:
@@ -161,6 +219,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=PRIOR,
         help=f"weight of the prior on the log-weights (default {PRIOR}, as run_train.py fits them)",
     )
+    parser.add_argument(
+        "--refit_head",
+        action="store_true",
+        help="also score the head refitted to convergence on the fold's training clips",
+    )
     args = parser.parse_args(argv)
     register_auto_classes()
     for results_dir in args.results_dirs:
@@ -168,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error(f"{results_dir}: no folds.csv; give a run_benchmark.py --output_dir")
     summaries = []
     for results_dir in args.results_dirs:
-        results = replay(results_dir, args.data_root, args.model, args.prior)
+        results = replay(results_dir, args.data_root, args.model, args.prior, args.refit_head)
         if not results:
             continue
         cells = [mean_std([r[f"uar_{name}"] for r in results]) for name in SCORES]
@@ -184,11 +247,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{statistics.mean(r['weight_network'] for r in results):.2f}, "
             f"{statistics.mean(r['weight_head'] for r in results):.2f}"
         )
+        if args.refit_head:
+            cells += [mean_std([r[f"uar_{name}_refit"] for r in results]) for name in REFIT_SCORES]
         summaries.append(f"| {results_dir.name} | {len(results)} | " + " | ".join(cells) + " |")
     header = " | ".join(f"UAR {name}" for name in SCORES)
     columns = "cross-entropy sum -> fitted | ECE sum -> fitted | weights (network, head)"
+    if args.refit_head:
+        columns += " | " + " | ".join(f"UAR {name}, head refitted" for name in REFIT_SCORES)
     print(f"| results | runs | {header} | {columns} |")
-    print("|---" * (len(SCORES) + 5) + "|")
+    print("|---" * (len(SCORES) + 5 + (len(REFIT_SCORES) if args.refit_head else 0)) + "|")
     print("\n".join(summaries))
 
 

@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, log_loss
 from test_cnn import tiny_config
 
@@ -25,7 +26,8 @@ def corpus():
 
 
 def saved_run(results_dir, dataset, functionals_head: bool = True):
-    """A benchmark folder with one fold of the synthetic corpus: 12 validation and 16 test clips."""
+    """A benchmark folder with one fold of the synthetic corpus: 24 training, 12 validation and 16 test
+    clips."""
     labels = dataset.features["label"].names
     torch.manual_seed(0)
     config = tiny_config(
@@ -37,6 +39,11 @@ def saved_run(results_dir, dataset, functionals_head: bool = True):
     model = CNNForAudioClassification(config).eval()
     if functionals_head:
         torch.nn.init.normal_(model.functionals_head.weight, std=0.003)  # it starts at zero
+    # Training-set statistics in the BatchNorms, as a trained model has them (a new one: mean 0, variance 1).
+    clips = [np.asarray(dataset[i]["audio"]["array"][:8000], dtype=np.float32) for i in range(5, 960, 41)]
+    with torch.no_grad():
+        model.train()(torch.from_numpy(np.stack(clips)))
+    model.eval()
     run_dir = results_dir / "runs" / "cnn" / "synthetic" / "fold-1"
     model.save_pretrained(run_dir / "model")
     feature_extractor_for(model).save_pretrained(run_dir / "model")
@@ -44,7 +51,7 @@ def saved_run(results_dir, dataset, functionals_head: bool = True):
     (run_dir / "run_args.json").write_text(json.dumps({"model": "cnn", "fold": {"mapping": mapping}}))
     # The run evaluated the middle 0.5 s of each clip (the synthetic corpus's clips are longer).
     (run_dir / "model" / "run_args.json").write_text(json.dumps({"max_duration_seconds": 0.5}))
-    rows = {"validation": range(0, 960, 80), "test": range(7, 960, 60)}
+    rows = {"train": range(5, 960, 41), "validation": range(0, 960, 80), "test": range(7, 960, 60)}
     with (results_dir / "folds.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["corpus", "fold", "split", "file", "run"])
@@ -54,6 +61,28 @@ def saved_run(results_dir, dataset, functionals_head: bool = True):
     return model, rows
 
 
+def outputs(model, corpus, indices):
+    """(network logits, head logits, head inputs, labels) of the clips, each cut to its middle 0.5 s as the
+    saved run's evaluation did; the head's inputs are its standardised functionals (its norm's output)."""
+    extractor = feature_extractor_for(model)
+    inputs = []
+    hook = model.functionals_head.norm.register_forward_hook(
+        lambda m, a, output: inputs.append(output[0, :, 0])
+    )
+    results = []
+    for i in indices:
+        samples = np.asarray(corpus[i]["audio"]["array"], dtype=np.float32)
+        assert len(samples) > 8000
+        middle = samples[(len(samples) - 8000) // 2 :][:8000]
+        with torch.no_grad():
+            results.append(model(**extractor(middle, sampling_rate=16000, return_tensors="pt")))
+    hook.remove()
+    network = torch.cat([o.branch_logits[0] for o in results]).double().numpy()
+    head = torch.cat([o.branch_logits[1] for o in results]).double().numpy()
+    labels = np.array([corpus[i]["label"] for i in indices])
+    return network, head, torch.stack(inputs).double().numpy(), labels
+
+
 def test_a_replay_scores_each_branch_and_the_weights_fitted_on_validation(tmp_path, corpus, capsys):
     """Each score of the printed row is that of the saved model's own branches on the fold's test clips, cut
     as the run's evaluation cut them; the weights are those fitted on its validation clips."""
@@ -61,19 +90,10 @@ def test_a_replay_scores_each_branch_and_the_weights_fitted_on_validation(tmp_pa
     branch_weights.main([str(tmp_path)])
     out = capsys.readouterr().out
 
-    extractor = feature_extractor_for(model)
     logits = {}
-    for split, indices in rows.items():
-        outputs = []
-        for i in indices:
-            samples = np.asarray(corpus[i]["audio"]["array"], dtype=np.float32)
-            assert len(samples) > 8000
-            middle = samples[(len(samples) - 8000) // 2 :][:8000]
-            with torch.no_grad():
-                outputs.append(model(**extractor(middle, sampling_rate=16000, return_tensors="pt")))
-        network = torch.cat([o.branch_logits[0] for o in outputs]).double().numpy()
-        head = torch.cat([o.branch_logits[1] for o in outputs]).double().numpy()
-        logits[split] = network, head, np.array([corpus[i]["label"] for i in indices])
+    for split in ("validation", "test"):
+        network, head, _, labels = outputs(model, corpus, rows[split])
+        logits[split] = network, head, labels
     weights = fit_branch_weights(*logits["validation"])
     network, head, labels = logits["test"]
     expected = {
@@ -110,3 +130,19 @@ def test_a_folder_without_folds_is_refused_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit):
         branch_weights.main([str(tmp_path)])
     assert "no folds.csv; give a run_benchmark.py --output_dir" in capsys.readouterr().err
+
+
+def test_the_head_refitted_to_convergence_on_the_training_clips(tmp_path, corpus, capsys):
+    """`--refit_head`: the head's linear classifier fitted again on the fold's training clips (their
+    standardised functionals, cut as evaluated) with the model's own L2, and scored on the test clips."""
+    model, rows = saved_run(tmp_path, corpus)
+    branch_weights.main([str(tmp_path), "--refit_head"])
+    run_line = next(line for line in capsys.readouterr().out.splitlines() if "synthetic/fold-1:" in line)
+    _, _, train_inputs, train_labels = outputs(model, corpus, rows["train"])
+    network, _, test_inputs, test_labels = outputs(model, corpus, rows["test"])
+    l2 = model.config.functionals_l2
+    classifier = LogisticRegression(C=1.0 / (l2 * len(train_labels)), max_iter=10_000)
+    refitted = classifier.fit(train_inputs, train_labels).decision_function(test_inputs)
+    head_uar = balanced_accuracy_score(test_labels, refitted.argmax(1))
+    sum_uar = balanced_accuracy_score(test_labels, (network + refitted).argmax(1))
+    assert f"head refitted: UAR head {head_uar:.3f} sum {sum_uar:.3f} fitted " in run_line

@@ -54,10 +54,10 @@ def train(tmp_path, cache_dir, *extra, recipe: str | None = None):
 def test_cnn_learns_speaker_independent_emotions(tmp_path, cache_dir):
     result, test = train(tmp_path, cache_dir, recipe="demo-cnn")
     print("CNN test", {k: round(v, 3) for k, v in test.items() if k in ("test_accuracy", "test_uar")})
-    # chance: 0.25. Measured with the tenth round's defaults on this recipe's 4 epochs: 0.863 (seed 42),
-    # 0.900 / 0.781 / 0.800 with model seeds 1 / 2 / 3 (--data_seed 42). The earlier demo (a smaller CNN with
-    # crops and speed perturbation, tuned on this corpus) gave 0.92-0.98 here and did worse on speech.
-    assert test["test_accuracy"] >= 0.75
+    # chance: 0.25. Measured with the eleventh round's defaults (branches weighted by the validation clips) on
+    # this recipe's 4 epochs: 0.925 (seed 42), 0.956 / 0.938 / 0.919 with model seeds 1 / 2 / 3 (--data_seed
+    # 42); with the plain sum of the branches (tenth round) 0.863 / 0.900 / 0.781 / 0.800.
+    assert test["test_accuracy"] >= 0.85
     # and a run that learns is not flagged as one that did not
     assert not result.did_not_learn, result.did_not_learn_reason
     out = tmp_path / "run"
