@@ -80,7 +80,7 @@ def test_weights_fitted_through_the_trainer_are_those_of_the_model_s_own_branche
     assert model.config.branch_weights == list(weights)
 
 
-def test_a_model_without_a_head_is_left_alone(make_tiny_cnn, tmp_path):
+def test_a_model_without_a_head_is_left_alone(tmp_path):
     from transformers import Trainer, TrainingArguments
 
     from modeling import CNNConfig, CNNForAudioClassification
