@@ -184,17 +184,26 @@ def export_onnx(
     return path
 
 
+# numpy.allclose's test, |onnxruntime - PyTorch| <= ABSOLUTE + RELATIVE * |PyTorch|, per logit: a graph that
+# computes something else is off by far more. The relative part is for the functionals heads, whose float32
+# sums over hundreds of frames give logits of 10-25 on the verification noise and differences up to 8.5e-4
+# (measured on the development corpora's trained CNNs), too close to a plain 1e-3.
+ABSOLUTE_TOLERANCE = 1e-3
+RELATIVE_TOLERANCE = 1e-4
+
+
 def verify_onnx(
     model, feature_extractor, path: str | os.PathLike, lengths: Sequence[float] = (1.0, 2.7), seed: int = 0
-) -> float:
-    """Largest |logit difference| between onnxruntime and PyTorch (feature extractor + model) over a
-    padded batch of two clips at each of ``lengths`` seconds."""
+) -> tuple[float, bool]:
+    """(largest |logit difference|, whether every logit is within tolerance) between onnxruntime and PyTorch
+    (feature extractor + model) over a padded batch of two clips at each of ``lengths`` seconds; the
+    tolerance is ``ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * |PyTorch logit|``."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
     rate = int(getattr(feature_extractor, "sampling_rate", 16000))
     rng = np.random.default_rng(seed)
-    worst = 0.0
+    worst, within = 0.0, True
     for seconds in lengths:
         clips = [
             rng.standard_normal(round(seconds * rate)).astype(np.float32) * 0.1,
@@ -214,10 +223,14 @@ def verify_onnx(
             ["logits"],
             {"input_values": raw, "attention_mask": inputs["attention_mask"].numpy().astype(np.int64)},
         )[0]
-        difference = np.abs(onnx_logits - reference.float().numpy())
-        # NaN where PyTorch has a number (or the reverse) is a mismatch; max() would pass it over.
-        worst = max(worst, float(np.nan_to_num(difference, nan=np.inf).max()))
-    return worst
+        reference = reference.float().numpy()
+        # NaN where PyTorch has a number (or the reverse) is a mismatch; max() and <= would pass it over.
+        difference = np.nan_to_num(np.abs(onnx_logits - reference), nan=np.inf)
+        worst = max(worst, float(difference.max()))
+        within = within and bool(
+            (difference <= ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * np.abs(reference)).all()
+        )
+    return worst, within
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -239,10 +252,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rate = feature_extractor.sampling_rate
     print(f"wrote {args.output} ({megabytes:.1f} MB): raw {rate} Hz mono audio + attention_mask -> logits")
     if not args.no_verify:
-        difference = verify_onnx(model, feature_extractor, args.output)
+        difference, within = verify_onnx(model, feature_extractor, args.output)
         print(f"onnxruntime vs PyTorch: max |logit difference| {difference:.2e} at two input lengths")
-        if difference > 1e-3:
-            print("the exported graph disagrees with PyTorch by more than 1e-3", flush=True)
+        if not within:
+            print(
+                f"the exported graph disagrees with PyTorch by more than {ABSOLUTE_TOLERANCE:g} + "
+                f"{RELATIVE_TOLERANCE:g} x |logit|; report it with the model's config.json",
+                flush=True,
+            )
             return 1
     return 0
 

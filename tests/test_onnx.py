@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from inference.onnx_export import verify_onnx
 from inference.predict import main
 from modeling import CNNConfig, CNNForAudioClassification, S4Config, S4ForAudioClassification, save_for_hub
 from modeling.auto import feature_extractor_for
@@ -72,6 +73,26 @@ def test_cnn_export_through_the_cli(tmp_path, capsys, normalize_waveform):
     assert json.loads(metadata["id2label"]) == {str(i): k for i, k in enumerate(LABELS)}
     assert metadata["sampling_rate"] == "16000"
     assert metadata["normalized_in_graph"] == str(normalize_waveform)
+    # The CLI's check passes this graph and refuses one that weighs the branches otherwise than the model.
+    assert verify_onnx(model, extractor, out) == (pytest.approx(0.0, abs=1e-3), True)
+    model.config.branch_weights = [1.0, 1.0]
+    difference, within = verify_onnx(model, extractor, out)
+    assert not within and difference > 1e-3
+
+
+def test_an_export_that_disagrees_with_pytorch_fails_with_a_message(tmp_path, monkeypatch, capsys):
+    import inference.onnx_export as onnx_export
+
+    model = CNNForAudioClassification(CNNConfig(conv_channels=[8], n_mfcc=13, n_mels=20, **LABEL_KW))
+    save_for_hub(model, None, tmp_path / "cnn")
+    monkeypatch.setattr(
+        onnx_export, "export_onnx", lambda model, extractor, path, opset: open(path, "wb").close()
+    )
+    monkeypatch.setattr(onnx_export, "verify_onnx", lambda model, extractor, path: (0.25, False))
+    assert main(["export-onnx", str(tmp_path / "cnn"), str(tmp_path / "cnn.onnx")]) == 1
+    out = capsys.readouterr().out
+    assert "max |logit difference| 2.50e-01" in out
+    assert "the exported graph disagrees with PyTorch by more than 0.001 + 0.0001 x |logit|" in out
 
 
 @pytest.mark.slow
