@@ -89,11 +89,9 @@ def clip_outputs(
     return np.stack(network), np.stack(head), np.stack(head_inputs)
 
 
-def refit_head(inputs: np.ndarray, labels: np.ndarray, l2: float, num_labels: int) -> LogisticRegression:
+def refit_head(inputs: np.ndarray, labels: np.ndarray, l2: float) -> LogisticRegression:
     """The head's own objective (mean cross-entropy + l2 / 2 * ||W||^2, bias free), solved to convergence:
     scikit-learn's C = 1 / (l2 * clips)."""
-    if len(set(labels.tolist())) < num_labels:
-        raise SystemExit(f"the training clips hold {sorted(set(labels.tolist()))} of {num_labels} classes")
     return LogisticRegression(C=1.0 / (l2 * len(labels)), max_iter=10_000).fit(inputs, labels)
 
 
@@ -135,9 +133,13 @@ def replay_run(
         "fitted": weights[0] * network + weights[1] * head,
     }
     if refit:
-        classifier = refit_head(
-            split["train"][2], split["train"][3], model.config.functionals_l2, model.config.num_labels
-        )
+        missing = set(range(model.config.num_labels)) - set(split["train"][3].tolist())
+        if missing:
+            names = ", ".join(model.config.id2label[i] for i in sorted(missing))
+            raise SystemExit(
+                f"{model_dir}: its fold's training clips lack {names}; --refit_head needs them all"
+            )
+        classifier = refit_head(split["train"][2], split["train"][3], model.config.functionals_l2)
         refitted = classifier.decision_function(split["test"][2])
         refitted_weights = fit_branch_weights(
             validation_network,

@@ -146,3 +146,13 @@ def test_the_head_refitted_to_convergence_on_the_training_clips(tmp_path, corpus
     head_uar = balanced_accuracy_score(test_labels, refitted.argmax(1))
     sum_uar = balanced_accuracy_score(test_labels, (network + refitted).argmax(1))
     assert f"head refitted: UAR head {head_uar:.3f} sum {sum_uar:.3f} fitted " in run_line
+
+
+def test_a_refit_without_every_class_in_training_is_refused(tmp_path, corpus):
+    saved_run(tmp_path, corpus)
+    folds = (tmp_path / "folds.csv").read_text().splitlines()
+    train = [line for line in folds if ",train," in line]
+    kept = [folds[0], *train[:2], *(line for line in folds[1:] if ",train," not in line)]
+    (tmp_path / "folds.csv").write_text("\n".join(kept) + "\n")
+    with pytest.raises(SystemExit, match="training clips lack .*; --refit_head needs them all"):
+        branch_weights.main([str(tmp_path), "--refit_head"])
