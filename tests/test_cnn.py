@@ -16,6 +16,7 @@ from modeling.cnn.modeling_cnn import (
     PitchTracker,
     extended_functionals,
     masked_mean_std,
+    spectral_shape,
     utterance_functionals,
 )
 
@@ -307,8 +308,8 @@ def test_functionals_head_summarises_zcr_rms_the_first_mfccs_and_pitch(pitch_fea
         functionals_head=True, functionals="extended", functionals_mfcc=3, pitch_features=pitch_features
     )
     model = CNNForAudioClassification(config).eval()
-    features = model.features.extract(torch.randn(2, 8000))  # (batch, channels, frames)
-    kept = model.functionals_input(features)
+    features, log_mel = model.features.extract_with_log_mel(torch.randn(2, 8000))  # (batch, channels, frames)
+    kept = model.functionals_input(features, log_mel)
     pitch = [42, 43] if pitch_features else []
     torch.testing.assert_close(kept, features[:, [0, 1, 2, 3, 4, *pitch]].transpose(1, 2))
     assert config.num_functionals_channels == kept.shape[-1] == 5 + len(pitch)
@@ -316,7 +317,28 @@ def test_functionals_head_summarises_zcr_rms_the_first_mfccs_and_pitch(pitch_fea
     for count in (None, 99):  # or a count over n_mfcc
         config = tiny_config(functionals_head=True, functionals_mfcc=count, pitch_features=pitch_features)
         model = CNNForAudioClassification(config)
-        assert model.functionals_input(features).shape[-1] == features.shape[1] == 42 + len(pitch)
+        assert model.functionals_input(features, log_mel).shape[-1] == features.shape[1] == 42 + len(pitch)
+
+
+def test_functionals_head_adds_grouped_log_mel_bands_and_spectral_shape():
+    config = tiny_config(
+        functionals_head=True, functionals="basic", functionals_mel_group=16, spectral_shape_functionals=True
+    )
+    model = CNNForAudioClassification(config).eval()
+    clip = torch.randn(2, 8000)
+    features, log_mel = model.features.extract_with_log_mel(clip)
+    torch.testing.assert_close(features, model.features.extract(clip))
+    # The log-mel the MFCCs come from: their DCT gives back the MFCC channels.
+    torch.testing.assert_close(log_mel @ model.features.dct, features[:, 2:42].transpose(1, 2))
+    summarised = model.functionals_input(features, log_mel)
+    bands = config.n_mels // 16
+    assert summarised.shape[-1] == config.num_functionals_channels == features.shape[1] + bands + 8
+    torch.testing.assert_close(summarised[..., : features.shape[1]], features.transpose(1, 2))
+    torch.testing.assert_close(summarised[..., features.shape[1]], log_mel[..., :16].mean(-1))
+    torch.testing.assert_close(summarised[..., -8:], spectral_shape(log_mel))
+    assert model.functionals_head.weight.shape == (3, 4 * summarised.shape[-1])
+    with pytest.raises(ValueError, match="functionals_mel_group"):
+        tiny_config(functionals_mel_group=5)
 
 
 def test_masked_batchnorm_statistics_ignore_padding():

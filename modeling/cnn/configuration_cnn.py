@@ -81,6 +81,13 @@ class CNNConfig(PretrainedConfig):
             only the first `functionals_mfcc` MFCCs (ComParE's functionals take MFCC 1-14), the spectral
             envelope without its fine detail: fewer functionals to estimate from a few hundred clips, and
             about half the extended head's time at 14. `None`, or a count over `n_mfcc`: all MFCCs.
+        functionals_mel_group (`int`, *optional*): the functionals head also summarises the log-mel bands the
+            MFCCs come from, each the mean of `functionals_mel_group` adjacent bands (`n_mels` must be a
+            multiple): the spectral envelope band by band, as ComParE's auditory bands, which the MFCCs spread
+            over every coefficient. `None`: no bands.
+        spectral_shape_functionals (`bool`, defaults to `False`): the functionals head also summarises eight
+            spectral-shape descriptors of each frame's log-mel (log energy, centroid, spread, entropy,
+            flatness, roll-off, flux, slope: `modeling_cnn.spectral_shape`), ComParE's spectral descriptors.
         functionals_l2 (`float`, defaults to 0.2): the functionals head trains as a logistic regression
             beside the CNN: on its own cross-entropy plus `functionals_l2 / 2 * ||W||^2` (the L2 penalty of
             scikit-learn's `LogisticRegression`, `1 / (C * n_clips)`), while the CNN trains on its own
@@ -129,6 +136,8 @@ class CNNConfig(PretrainedConfig):
         functionals: str = "extended",
         functionals_l2: float = 0.2,
         functionals_mfcc: int | None = None,
+        functionals_mel_group: int | None = None,
+        spectral_shape_functionals: bool = False,
         branch_weights: list[float] | tuple[float, float] = (1.0, 1.0),
         **kwargs,
     ):
@@ -150,6 +159,13 @@ class CNNConfig(PretrainedConfig):
             raise ValueError(f"functionals: {functionals!r}; choose 'basic' or 'extended'")
         if functionals_mfcc is not None and functionals_mfcc < 0:
             raise ValueError(f"functionals_mfcc ({functionals_mfcc}): give a count >= 0 (None: all MFCCs)")
+        if functionals_mel_group is not None and not (
+            functionals_mel_group > 0 and n_mels % functionals_mel_group == 0
+        ):
+            raise ValueError(
+                f"functionals_mel_group ({functionals_mel_group}): give a divisor of n_mels ({n_mels}), "
+                "e.g. 4, or None for no bands"
+            )
         if len(branch_weights) != 2 or not all(0.0 <= w < float("inf") for w in branch_weights):
             raise ValueError(f"branch_weights: {branch_weights!r}; give two finite weights >= 0 (CNN, head)")
         if norm_type not in ("layer", "batch"):
@@ -191,6 +207,8 @@ class CNNConfig(PretrainedConfig):
         self.functionals = functionals
         self.functionals_l2 = functionals_l2
         self.functionals_mfcc = functionals_mfcc
+        self.functionals_mel_group = functionals_mel_group
+        self.spectral_shape_functionals = spectral_shape_functionals
         self.branch_weights = [float(w) for w in branch_weights]
         super().__init__(**kwargs)
 
@@ -206,8 +224,11 @@ class CNNConfig(PretrainedConfig):
 
     @property
     def num_functionals_channels(self) -> int:
-        """Channels the functionals head summarises: ZCR, RMS, its MFCCs (and F0 and voicing)."""
-        return self.num_functionals_mfcc + 2 + (2 if self.pitch_features else 0)
+        """Channels the functionals head summarises: ZCR, RMS, its MFCCs (and F0 and voicing, the grouped
+        log-mel bands, the spectral-shape descriptors)."""
+        bands = 0 if self.functionals_mel_group is None else self.n_mels // self.functionals_mel_group
+        shape = 8 if self.spectral_shape_functionals else 0
+        return self.num_functionals_mfcc + 2 + (2 if self.pitch_features else 0) + bands + shape
 
     @property
     def min_input_samples(self) -> int:

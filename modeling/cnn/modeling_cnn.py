@@ -47,6 +47,7 @@ and loaded with `trust_remote_code=True` where this project is not installed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -229,6 +230,10 @@ class CNNFrameFeatures(nn.Module):
 
     def extract(self, waveform: torch.Tensor) -> torch.Tensor:
         """The frame features as computed, before `feature_normalization`."""
+        return self.extract_with_log_mel(waveform)[0]
+
+    def extract_with_log_mel(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(`extract`'s frame features, the log-mel frames (batch, frames, n_mels) their MFCCs come from)."""
         frames = waveform.unfold(-1, self.win_length, self.hop_length)  # (batch, frames, win_length)
         rms = frames.pow(2).mean(-1).add(1e-10).sqrt()
         negative = torch.signbit(frames)
@@ -236,11 +241,12 @@ class CNNFrameFeatures(nn.Module):
         spectrum = torch.fft.rfft(frames * self.window)
         # |X|^2 as a complex product (no square root, unlike abs()): half the time of squaring the real pairs
         power = torch.view_as_real(spectrum * spectrum.conj())[..., 0]
-        mfcc = torch.log(power @ self.mel_filters + 1e-6) @ self.dct  # (batch, frames, n_mfcc)
+        log_mel = torch.log(power @ self.mel_filters + 1e-6)
+        mfcc = log_mel @ self.dct  # (batch, frames, n_mfcc)
         features = torch.cat([zcr[..., None], rms[..., None], mfcc], dim=-1).transpose(1, 2)
         if self.pitch is not None:
             features = torch.cat([features, self.pitch(waveform, frames.shape[1]).transpose(1, 2)], dim=1)
-        return features
+        return features, log_mel
 
     def normalize(self, features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         if self.normalization == "none":
@@ -438,6 +444,30 @@ def extended_functionals(features: torch.Tensor, frame_mask: torch.Tensor) -> to
     return functionals.reshape(batch, 19, 2, channels).transpose(1, 2).reshape(batch, 38 * channels)
 
 
+# Copied from modeling.s4.modeling_s4.spectral_shape with F.pad->nn.functional.pad
+def spectral_shape(log_mel: torch.Tensor) -> torch.Tensor:
+    """Log-mel frames (batch, frames, bands) -> (batch, frames, 8) spectral-shape descriptors: log energy;
+    centroid, spread and entropy of the band energies as a distribution over band index; flatness (log
+    geometric over arithmetic mean); roll-off (the first band where the cumulative energy reaches 85%);
+    flux (distance to the previous frame, 0 for the first); slope of the least-squares line through the
+    log-mel bands."""
+    energy = log_mel.logsumexp(-1)
+    log_share = log_mel.log_softmax(-1)
+    share = log_share.exp()
+    bands = torch.arange(log_mel.shape[-1], device=log_mel.device, dtype=log_mel.dtype)
+    centroid = (share * bands).sum(-1, keepdim=True)
+    spread = (share * (bands - centroid).square()).sum(-1).clamp_min(0.0).sqrt()
+    entropy = -(share * log_share).sum(-1)
+    flatness = log_mel.mean(-1) - (energy - math.log(log_mel.shape[-1]))
+    rolloff = (share.cumsum(-1) < 0.85).sum(-1).to(log_mel.dtype)
+    step = (log_mel[:, 1:] - log_mel[:, :-1]).square().sum(-1).sqrt()
+    flux = nn.functional.pad(step, (1, 0))
+    centred = bands - bands.mean()
+    slope = (log_mel * centred).sum(-1) / centred.square().sum()
+    descriptors = [energy, centroid.squeeze(-1), spread, entropy, flatness, rolloff, flux, slope]
+    return torch.stack(descriptors, dim=-1)
+
+
 class FunctionalsHead(nn.Module):
     """Frame features (batch, frames, channels) -> logits of a linear classifier on their functionals
     (`utterance_functionals` or `extended_functionals`, as `functionals` says), standardised with
@@ -563,10 +593,10 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         frame_lengths = self.features.num_frames(sample_lengths)
         num_frames = self.features.num_frames(input_values.shape[-1])
         frame_mask = lengths_to_mask(frame_lengths, num_frames)
-        features = self.features.extract(input_values)
+        features, log_mel = self.features.extract_with_log_mel(input_values)
         hidden = self.features.normalize(features, frame_mask)
         functionals_logits = (
-            self.functionals_head(self.functionals_input(features), frame_mask)
+            self.functionals_head(self.functionals_input(features, log_mel), frame_mask)
             if self.functionals_head is not None
             else None
         )
@@ -611,14 +641,21 @@ class CNNForAudioClassification(CNNPreTrainedModel):
             return (loss, logits) if loss is not None else (logits,)
         return SERClassifierOutput(loss=loss, logits=logits, branch_logits=branches, penalty=penalty)
 
-    def functionals_input(self, features: torch.Tensor) -> torch.Tensor:
-        """Front-end features (batch, channels, frames), before normalisation -> the frames (batch, frames,
-        channels) the functionals head summarises: ZCR, RMS, the first `functionals_mfcc` MFCCs (and the
-        pitch channels)."""
+    def functionals_input(self, features: torch.Tensor, log_mel: torch.Tensor) -> torch.Tensor:
+        """Front-end features (batch, channels, frames), before normalisation, and their log-mel (batch,
+        frames, n_mels) -> the frames (batch, frames, channels) the functionals head summarises: ZCR, RMS,
+        the first `functionals_mfcc` MFCCs (and the pitch channels, the log-mel averaged over groups of
+        `functionals_mel_group` bands, the spectral-shape descriptors)."""
         if self.config.num_functionals_mfcc < self.config.n_mfcc:
             kept = 2 + self.config.num_functionals_mfcc
             features = torch.cat([features[:, :kept], features[:, 2 + self.config.n_mfcc :]], dim=1)
-        return features.transpose(1, 2)
+        parts = [features.transpose(1, 2)]
+        group = self.config.functionals_mel_group
+        if group is not None:
+            parts.append(log_mel.unflatten(-1, (self.config.n_mels // group, group)).mean(-1))
+        if self.config.spectral_shape_functionals:
+            parts.append(spectral_shape(log_mel))
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
 
 __all__ = ["CNNForAudioClassification", "CNNPreTrainedModel"]
