@@ -304,8 +304,13 @@ def test_functionals_head_trains_as_a_logistic_regression_beside_the_cnn():
 
 @pytest.mark.parametrize("pitch_features", [True, False])
 def test_functionals_head_summarises_zcr_rms_the_first_mfccs_and_pitch(pitch_features):
+    no_spectra = {"functionals_mel_group": None, "spectral_shape_functionals": False}
     config = tiny_config(
-        functionals_head=True, functionals="extended", functionals_mfcc=3, pitch_features=pitch_features
+        functionals_head=True,
+        functionals="extended",
+        functionals_mfcc=3,
+        pitch_features=pitch_features,
+        **no_spectra,
     )
     model = CNNForAudioClassification(config).eval()
     features, log_mel = model.features.extract_with_log_mel(torch.randn(2, 8000))  # (batch, channels, frames)
@@ -315,7 +320,9 @@ def test_functionals_head_summarises_zcr_rms_the_first_mfccs_and_pitch(pitch_fea
     assert config.num_functionals_channels == kept.shape[-1] == 5 + len(pitch)
     assert model.functionals_head.weight.shape == (3, 38 * kept.shape[-1])
     for count in (None, 99):  # or a count over n_mfcc
-        config = tiny_config(functionals_head=True, functionals_mfcc=count, pitch_features=pitch_features)
+        config = tiny_config(
+            functionals_head=True, functionals_mfcc=count, pitch_features=pitch_features, **no_spectra
+        )
         model = CNNForAudioClassification(config)
         assert model.functionals_input(features, log_mel).shape[-1] == features.shape[1] == 42 + len(pitch)
 
@@ -443,7 +450,9 @@ def test_defaults_are_the_documented_architecture():
     model = CNNForAudioClassification(config)
     assert config.num_features == 44 and config.win_length == 400 and config.hop_length == 160
     assert config.pitch_features and config.functionals_head and config.functionals == "extended"
-    assert model.functionals_head.weight.shape == (config.num_labels, 38 * 44)
+    # The head: the 44 front-end channels, 16 grouped log-mel bands and 8 spectral-shape descriptors.
+    assert config.functionals_mel_group == 4 and config.spectral_shape_functionals
+    assert model.functionals_head.weight.shape == (config.num_labels, 38 * (44 + 16 + 8))
     assert [block.conv.out_channels for block in model.conv_blocks] == config.conv_channels
     assert all(block.conv.kernel_size == (5,) for block in model.conv_blocks)
     assert model.lstm is None and model.classifier[-1].out_features == config.num_labels

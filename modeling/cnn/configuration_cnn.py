@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-# Defaults before the tenth round, for configurations saved before a field existed (`CNNConfig.from_dict`).
+# Defaults before the tenth round (the first three) and the twelfth (the last two), for configurations saved
+# before a field existed (`CNNConfig.from_dict`).
 EARLIER_DEFAULTS = {
     "pitch_features": False,
     "functionals_head": False,
     "functionals": "basic",
+    "functionals_mel_group": None,
+    "spectral_shape_functionals": False,
 }
 
 
@@ -81,11 +84,11 @@ class CNNConfig(PretrainedConfig):
             only the first `functionals_mfcc` MFCCs (ComParE's functionals take MFCC 1-14), the spectral
             envelope without its fine detail: fewer functionals to estimate from a few hundred clips, and
             about half the extended head's time at 14. `None`, or a count over `n_mfcc`: all MFCCs.
-        functionals_mel_group (`int`, *optional*): the functionals head also summarises the log-mel bands the
-            MFCCs come from, each the mean of `functionals_mel_group` adjacent bands (`n_mels` must be a
-            multiple): the spectral envelope band by band, as ComParE's auditory bands, which the MFCCs spread
-            over every coefficient. `None`: no bands.
-        spectral_shape_functionals (`bool`, defaults to `False`): the functionals head also summarises eight
+        functionals_mel_group (`int`, *optional*, defaults to 4): the functionals head also summarises the
+            log-mel bands the MFCCs come from, each the mean of `functionals_mel_group` adjacent bands (`n_mels`
+            must be a multiple; 16 bands at the defaults): the spectral envelope band by band, as ComParE's
+            auditory bands, which the MFCCs spread over every coefficient. `None`: no bands.
+        spectral_shape_functionals (`bool`, defaults to `True`): the functionals head also summarises eight
             spectral-shape descriptors of each frame's log-mel (log energy, centroid, spread, entropy,
             flatness, roll-off, flux, slope: `modeling_cnn.spectral_shape`), ComParE's spectral descriptors.
         functionals_l2 (`float`, defaults to 0.2): the functionals head trains as a logistic regression
@@ -136,8 +139,8 @@ class CNNConfig(PretrainedConfig):
         functionals: str = "extended",
         functionals_l2: float = 0.2,
         functionals_mfcc: int | None = None,
-        functionals_mel_group: int | None = None,
-        spectral_shape_functionals: bool = False,
+        functionals_mel_group: int | None = 4,
+        spectral_shape_functionals: bool = True,
         branch_weights: list[float] | tuple[float, float] = (1.0, 1.0),
         **kwargs,
     ):
