@@ -1,18 +1,19 @@
 """Speed of the three classifiers on one CPU thread: inference per 3 s clip and training throughput.
 
     .venv/bin/python benchmarks/bench_models.py [--models cnn cnn-earlier-defaults cnn-head-mfcc14
-        cnn-head-no-bands s4 s4-speech s4-earlier-defaults s4-utterance-dataset s4-no-head wav2vec2-tiny wav2vec2-base]
+        cnn-head-no-bands s4 s4-speech s4-earlier-defaults s4-utterance-dataset s4-no-head wav2vec2-tiny
+        wav2vec2-base]
         [--repeats 30]
 
 `cnn` is the CNN's defaults; `cnn-earlier-defaults` those before the tenth round (`EARLIER_DEFAULTS` of
 `configuration_cnn.py`: no pitch channels, no functionals head); `cnn-head-mfcc14` the defaults with the
 functionals head on the first 14 MFCCs (`functionals_mfcc`); `cnn-head-no-bands` the defaults before the
-twelfth round (the head without the grouped log-mel bands and the spectral-shape descriptors). `s4` is the S4's defaults; `s4-speech` the
-larger S4 of the recipe `training/recipes/s4-speech.yaml` (the defaults' features at 4 layers of width 128,
-with the functionals of every mel band); `s4-earlier-defaults` the defaults before the eighth round
-(`EARLIER_DEFAULTS`: 4 layers of width 128, unit-variance clips, no pitch channels, the four basic
-functionals of every mel band); `s4-utterance-dataset` the configuration recommended before the seventh
-round (`S4_UTTERANCE_DATASET`: level kept, per-clip and training-set statistics side by side, pitch
+twelfth round (the head without the grouped log-mel bands and the spectral-shape descriptors). `s4` is the
+S4's defaults; `s4-speech` the larger S4 of the recipe `training/recipes/s4-speech.yaml` (the defaults'
+features at 4 layers of width 128, with the functionals of every mel band); `s4-earlier-defaults` the defaults
+before the eighth round (`EARLIER_DEFAULTS`: 4 layers of width 128, unit-variance clips, no pitch channels,
+the four basic functionals of every mel band); `s4-utterance-dataset` the configuration recommended before the
+seventh round (`S4_UTTERANCE_DATASET`: level kept, per-clip and training-set statistics side by side, pitch
 channels, mean and std pooling, no functionals head); `s4-no-head` the default S4 without its functionals
 head.
 

@@ -85,9 +85,9 @@ class CNNConfig(PretrainedConfig):
             envelope without its fine detail: fewer functionals to estimate from a few hundred clips, and
             about half the extended head's time at 14. `None`, or a count over `n_mfcc`: all MFCCs.
         functionals_mel_group (`int`, *optional*, defaults to 4): the functionals head also summarises the
-            log-mel bands the MFCCs come from, each the mean of `functionals_mel_group` adjacent bands (`n_mels`
-            must be a multiple; 16 bands at the defaults): the spectral envelope band by band, as ComParE's
-            auditory bands, which the MFCCs spread over every coefficient. `None`: no bands.
+            log-mel bands the MFCCs come from, each the mean of `functionals_mel_group` adjacent bands
+            (`n_mels` must be a multiple; 16 bands at the defaults): the spectral envelope band by band, as
+            ComParE's auditory bands, which the MFCCs spread over every coefficient. `None`: no bands.
         spectral_shape_functionals (`bool`, defaults to `True`): the functionals head also summarises eight
             spectral-shape descriptors of each frame's log-mel (log energy, centroid, spread, entropy,
             flatness, roll-off, flux, slope: `modeling_cnn.spectral_shape`), ComParE's spectral descriptors.
