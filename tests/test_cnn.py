@@ -16,6 +16,7 @@ from modeling.cnn.modeling_cnn import (
     PitchTracker,
     extended_functionals,
     masked_mean_std,
+    sort_values,
     spectral_shape,
     utterance_functionals,
 )
@@ -267,6 +268,20 @@ def test_extended_functionals_of_a_one_frame_clip_are_finite():
     assert torch.isfinite(values).all()
     assert (values[1, 1, 4:9] == 0).all()
     torch.testing.assert_close(values[1, 0, 4:9], features[1, :1].expand(5, 3))  # percentiles of one value
+
+
+def test_sort_values_sorts_float32_as_torch_sort_does():
+    """The int32-key sort (float32 on the CPU) against torch.sort, over signs, zeros, subnormals and
+    infinities; with a gradient it is torch.sort itself."""
+    special = [float("-inf"), -3e38, -2.5, -1e-40, -0.0, 0.0, 1e-40, 1.5, 3e38, float("inf")]
+    torch.manual_seed(0)
+    rows = torch.cat([torch.tensor(special)[torch.randperm(10)][None] for _ in range(4)])
+    rows = torch.cat([rows, torch.randn(4, 10) * 100])
+    torch.testing.assert_close(sort_values(rows), rows.sort(-1).values, rtol=0, atol=0)
+    assert sort_values(rows).dtype == torch.float32
+    leaf = torch.randn(3, 7, requires_grad=True)
+    sort_values(leaf).sum().backward()
+    assert (leaf.grad == 1).all()
 
 
 def test_functionals_head_trains_as_a_logistic_regression_beside_the_cnn():

@@ -373,22 +373,38 @@ def utterance_functionals(features: torch.Tensor, frame_mask: torch.Tensor) -> t
     return torch.cat([mean, std, delta_abs, delta_std], dim=-1)
 
 
+def sort_values(contours: torch.Tensor) -> torch.Tensor:
+    """`contours.sort(dim=-1).values` for float32 rows without NaN, in about two thirds of the time on the
+    CPU: the float bit patterns, with the magnitude bits of negative numbers flipped, are int32 keys in
+    the floats' order, and torch sorts int32 faster than float32. The exporters and autograd get the plain
+    sort (ONNX has no bit cast; integers carry no gradient)."""
+    plain = contours.dtype != torch.float32 or contours.device.type != "cpu" or contours.requires_grad
+    if plain or torch.compiler.is_exporting() or torch.jit.is_tracing():
+        return contours.sort(dim=-1).values
+    bits = contours.view(torch.int32)
+    keys = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    ordered = keys.sort(dim=-1).values
+    return (ordered ^ ((ordered >> 31) & 0x7FFFFFFF)).view(torch.float32)
+
+
 def contour_functionals(contours: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The 19 functionals of `extended_functionals` of contours (batch, rows, frames) over their real frames
-    (`mask`, the same shape, True where real) -> (batch, 19, rows)."""
-    padding = ~mask
-    real = mask.sum(-1, dtype=contours.dtype)  # (batch, rows)
+    """The 19 functionals of `extended_functionals` of finite contours (batch, rows, frames) over their real
+    frames (`mask`, the same shape, True where real) -> (batch, 19, rows)."""
+    # Padding is zeroed by multiplying with the mask and frames are counted in integers: both are exact for
+    # finite contours and take a third of the time of masked_fill and of float sums over booleans.
+    weight = mask.to(contours.dtype)
+    real = mask.sum(-1).to(contours.dtype)  # (batch, rows)
     count = real.clamp(min=1.0)
-    contours = contours.masked_fill(padding, 0.0)
+    contours = contours * weight
     mean = contours.sum(-1) / count
-    centred = (contours - mean[..., None]).masked_fill(padding, 0.0)
+    centred = (contours - mean[..., None]) * weight
     square = centred * centred
     variance = square.sum(-1) / count + 1e-5
     skewness = (square * centred).sum(-1) / count / (variance * variance.sqrt())
     kurtosis = (square * square).sum(-1) / count / (variance * variance) - 3.0
     # Order statistics: padding sorts last (+inf), so statistic k of the real frames sits at index k;
     # percentiles interpolate between neighbours as numpy.percentile does. Quantiles 0 and 1: min and max.
-    ordered = contours.masked_fill(padding, float("inf")).sort(dim=-1).values
+    ordered = sort_values(contours.masked_fill(~mask, float("inf")))
     quantiles = torch.tensor(
         [0.0, 0.01, 0.25, 0.5, 0.75, 0.99, 1.0], dtype=contours.dtype, device=contours.device
     )
@@ -402,7 +418,7 @@ def contour_functionals(contours: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     lowest, *percentiles, highest = (low + (position - below) * (high - low)).unbind(-1)
     # Least-squares line over time scaled to [-1, 1] across the real frames.
     index = torch.arange(contours.shape[-1], device=contours.device, dtype=contours.dtype)
-    time = (2 * index / (count[..., None] - 1).clamp(min=1.0) - 1).masked_fill(padding, 0.0)
+    time = (2 * index / (count[..., None] - 1).clamp(min=1.0) - 1) * weight
     slope = (centred * time).sum(-1) / (time * time).sum(-1).clamp(min=1e-5)
     residual = centred - slope[..., None] * time
     spread = ((residual * residual).sum(-1) / count + 1e-5).sqrt()
@@ -410,16 +426,17 @@ def contour_functionals(contours: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     level = (contours - lowest[..., None]) / (highest - lowest).clamp(min=1e-5)[..., None]
     shares = torch.tensor([0.25, 0.5, 0.75, 0.9], dtype=contours.dtype, device=contours.device)
     above_share = (level[..., None, :] > shares[:, None]) & mask[..., None, :]  # (batch, rows, 4, frames)
-    uplevel = (above_share.sum(-1, dtype=count.dtype) / count[..., None]).unbind(-1)
+    uplevel = (above_share.sum(-1).to(count.dtype) / count[..., None]).unbind(-1)
     # Rise time, peaks per frame and the mean rising / falling step, from the steps between real frames.
     step_mask = mask[..., 1:] & mask[..., :-1]
-    steps = (contours[..., 1:] - contours[..., :-1]).masked_fill(~step_mask, 0.0)
+    steps = (contours[..., 1:] - contours[..., :-1]) * step_mask.to(contours.dtype)
     rising, falling = steps > 0, steps < 0
-    rises = rising.sum(-1, dtype=count.dtype)
-    rise_time = rises / step_mask.sum(-1, dtype=count.dtype).clamp(min=1.0)
-    peak_rate = (rising[..., :-1] & ~rising[..., 1:] & step_mask[..., 1:]).sum(-1, dtype=count.dtype) / count
+    rises = rising.sum(-1).to(count.dtype)
+    rise_time = rises / step_mask.sum(-1).to(count.dtype).clamp(min=1.0)
+    peaks = rising[..., :-1] & ~rising[..., 1:] & step_mask[..., 1:]
+    peak_rate = peaks.sum(-1).to(count.dtype) / count
     rising_step = steps.clamp(min=0).sum(-1) / rises.clamp(min=1.0)
-    falling_step = steps.clamp(max=0).sum(-1) / falling.sum(-1, dtype=count.dtype).clamp(min=1.0)
+    falling_step = steps.clamp(max=0).sum(-1) / falling.sum(-1).to(count.dtype).clamp(min=1.0)
     functionals = [mean, variance.sqrt(), skewness, kurtosis, *percentiles, slope, spread, *uplevel]
     functionals += [rise_time, peak_rate, rising_step, falling_step]
     return torch.stack(functionals, dim=1)
