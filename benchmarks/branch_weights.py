@@ -1,7 +1,7 @@
 """Each branch of a benchmark's saved two-branch runs, and how best to weigh them: a replay, no training.
 
     python -m benchmarks.branch_weights RESULTS_DIR [RESULTS_DIR ...] [--data_root ROOT] [--model cnn]
-        [--prior 0.01] [--refit_head]
+        [--prior 0.01] [--refit_head] [--checkpoint saved|last]
 
 RESULTS_DIR is a `run_benchmark.py --output_dir` (its folds.csv and runs/<model>/<corpus>/fold-K/model/);
 `--data_root` is the benchmark's. For every run of a model with a functionals head (the CNN and S4 defaults),
@@ -14,6 +14,11 @@ cross-entropy and expected calibration error (10 confidence bins) of the sum and
 the weights (`--prior`: fitted with another weight of the prior on the log-weights, for a sweep). Training
 never sees the weights (each branch learns on its own loss), so a run trained before them replays exactly
 what the same run would report now.
+
+`--checkpoint last` replays, instead of the model the run saved (by default the checkpoint with the best
+validation UAR), the newest `checkpoint-N` in its model folder: the weights at the end of training, for runs
+that trained to their end and kept their checkpoints (`--early_stopping_patience 0`), to ask what choosing
+a checkpoint on the validation speakers gains over keeping the last one.
 
 `--refit_head` also asks whether the head stopped short of its own optimum: its linear classifier is refitted
 on the fold's training clips (their functionals as the saved model standardises them, cut as in evaluation)
@@ -95,6 +100,16 @@ def refit_head(inputs: np.ndarray, labels: np.ndarray, l2: float) -> LogisticReg
     return LogisticRegression(C=1.0 / (l2 * len(labels)), max_iter=10_000).fit(inputs, labels)
 
 
+def last_checkpoint(model_dir: Path) -> Path:
+    """The newest `checkpoint-N` folder of a run's model folder."""
+    steps = {int(p.name.split("-")[1]): p for p in model_dir.glob("checkpoint-*") if p.name[11:].isdigit()}
+    if not steps:
+        raise SystemExit(
+            f"{model_dir}: no checkpoint-N folder; --checkpoint last needs runs that kept their checkpoints"
+        )
+    return steps[max(steps)]
+
+
 def replay_run(
     model_dir: Path,
     fold_files: dict[str, list[str]],
@@ -102,8 +117,10 @@ def replay_run(
     index: dict[str, int],
     prior: float = PRIOR,
     refit: bool = False,
+    checkpoint: str = "saved",
 ) -> dict:
-    model = AutoModelForAudioClassification.from_pretrained(model_dir).eval()
+    weights_dir = model_dir if checkpoint == "saved" else last_checkpoint(model_dir)
+    model = AutoModelForAudioClassification.from_pretrained(weights_dir).eval()
     if getattr(model, "functionals_head", None) is None:
         raise SystemExit(f"{model_dir}: this model has no functionals head; nothing to weigh")
     extractor = feature_extractor_for(model)
@@ -166,6 +183,7 @@ def replay(
     model_kind: str,
     prior: float = PRIOR,
     refit: bool = False,
+    checkpoint: str = "saved",
 ) -> list[dict]:
     folds = list(csv.DictReader((results_dir / "folds.csv").open()))
     if not folds:
@@ -185,7 +203,7 @@ def replay(
         }
         result = {
             "run": run,
-            **replay_run(model_dir, files, dataset, index, prior, refit),
+            **replay_run(model_dir, files, dataset, index, prior, refit, checkpoint),
         }
         results.append(result)
         print(results_dir.name, format_row(result), flush=True)
@@ -226,6 +244,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="also score the head refitted to convergence on the fold's training clips",
     )
+    parser.add_argument(
+        "--checkpoint",
+        choices=("saved", "last"),
+        default="saved",
+        help="the model each run saved (default) or the newest checkpoint-N in its model folder",
+    )
     args = parser.parse_args(argv)
     register_auto_classes()
     for results_dir in args.results_dirs:
@@ -233,7 +257,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error(f"{results_dir}: no folds.csv; give a run_benchmark.py --output_dir")
     summaries = []
     for results_dir in args.results_dirs:
-        results = replay(results_dir, args.data_root, args.model, args.prior, args.refit_head)
+        results = replay(
+            results_dir, args.data_root, args.model, args.prior, args.refit_head, args.checkpoint
+        )
         if not results:
             continue
         cells = [mean_std([r[f"uar_{name}"] for r in results]) for name in SCORES]

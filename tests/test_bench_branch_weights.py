@@ -156,3 +156,30 @@ def test_a_refit_without_every_class_in_training_is_refused(tmp_path, corpus):
     (tmp_path / "folds.csv").write_text("\n".join(kept) + "\n")
     with pytest.raises(SystemExit, match="training clips lack .*; --refit_head needs them all"):
         branch_weights.main([str(tmp_path), "--refit_head"])
+
+
+def test_the_last_checkpoint_is_replayed_in_place_of_the_saved_model(tmp_path, corpus, capsys):
+    """`--checkpoint last`: the newest checkpoint-N of the model folder (by step, not by name) is scored
+    instead of the saved model; a run without checkpoints is refused."""
+    saved_run(tmp_path, corpus)
+    model_dir = tmp_path / "runs" / "cnn" / "synthetic" / "fold-1" / "model"
+    with pytest.raises(SystemExit, match="no checkpoint-N folder; --checkpoint last needs"):
+        branch_weights.main([str(tmp_path), "--checkpoint", "last"])
+    saved = CNNForAudioClassification.from_pretrained(model_dir)
+    for step, seed in ((9, 1), (12, 2)):  # checkpoint-9 sorts after checkpoint-12 by name
+        torch.manual_seed(seed)
+        model = CNNForAudioClassification(saved.config)
+        model.load_state_dict(saved.state_dict())
+        torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
+        torch.nn.init.normal_(model.classifier[-1].weight, std=0.5)
+        model.save_pretrained(model_dir / f"checkpoint-{step}")
+        if step == 12:
+            last = model.eval()
+    branch_weights.main([str(tmp_path), "--checkpoint", "last"])
+    run_line = next(line for line in capsys.readouterr().out.splitlines() if "synthetic/fold-1:" in line)
+    rows = {"test": range(7, 960, 60)}
+    network, head, _, labels = outputs(last, corpus, rows["test"])
+    for name, z in {"network": network, "head": head, "sum": network + head}.items():
+        assert f"{name} {balanced_accuracy_score(labels, z.argmax(1)):.3f}" in run_line
+    saved_network = outputs(saved.eval(), corpus, rows["test"])[0]
+    assert not np.allclose(saved_network, network)
