@@ -255,6 +255,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     for results_dir in args.results_dirs:
         if not (results_dir / "folds.csv").is_file():
             parser.error(f"{results_dir}: no folds.csv; give a run_benchmark.py --output_dir")
+        if args.checkpoint == "last":  # refused before the corpora are read
+            for config in (results_dir / "runs" / args.model).glob("*/*/model/config.json"):
+                last_checkpoint(config.parent)
     summaries = []
     for results_dir in args.results_dirs:
         results = replay(

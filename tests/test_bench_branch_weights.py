@@ -158,12 +158,14 @@ def test_a_refit_without_every_class_in_training_is_refused(tmp_path, corpus):
         branch_weights.main([str(tmp_path), "--refit_head"])
 
 
-def test_the_last_checkpoint_is_replayed_in_place_of_the_saved_model(tmp_path, corpus, capsys):
+def test_the_last_checkpoint_is_replayed_in_place_of_the_saved_model(tmp_path, corpus, capsys, monkeypatch):
     """`--checkpoint last`: the newest checkpoint-N of the model folder (by step, not by name) is scored
     instead of the saved model; a run without checkpoints is refused."""
     saved_run(tmp_path, corpus)
     model_dir = tmp_path / "runs" / "cnn" / "synthetic" / "fold-1" / "model"
-    with pytest.raises(SystemExit, match="no checkpoint-N folder; --checkpoint last needs"):
+    with monkeypatch.context() as patch, pytest.raises(SystemExit, match="no checkpoint-N folder; --checkpo"):
+        # refused before any work: the corpora are not read
+        patch.setattr(branch_weights, "load_corpora", lambda *args, **kwargs: pytest.fail("corpora read"))
         branch_weights.main([str(tmp_path), "--checkpoint", "last"])
     saved = CNNForAudioClassification.from_pretrained(model_dir)
     for step, seed in ((9, 1), (12, 2)):  # checkpoint-9 sorts after checkpoint-12 by name
