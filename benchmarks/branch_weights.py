@@ -41,6 +41,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, log_loss
 from transformers import AutoModelForAudioClassification
+from transformers.trainer_utils import get_last_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -101,13 +102,13 @@ def refit_head(inputs: np.ndarray, labels: np.ndarray, l2: float) -> LogisticReg
 
 
 def last_checkpoint(model_dir: Path) -> Path:
-    """The newest `checkpoint-N` folder of a run's model folder."""
-    steps = {int(p.name.split("-")[1]): p for p in model_dir.glob("checkpoint-*") if p.name[11:].isdigit()}
-    if not steps:
+    """The newest `checkpoint-N` folder of a run's model folder (the Trainer's own choice on resuming)."""
+    newest = get_last_checkpoint(model_dir)
+    if newest is None:
         raise SystemExit(
             f"{model_dir}: no checkpoint-N folder; --checkpoint last needs runs that kept their checkpoints"
         )
-    return steps[max(steps)]
+    return Path(newest)
 
 
 def replay_run(
