@@ -35,10 +35,11 @@ def isolated_log_levels():
 def make_tiny_cnn():
     """Builds a small random CNN classifier over TINY_CNN_LABELS (eval mode): fast enough for any test."""
 
-    def make():
+    def make(**overrides):
         from modeling import CNNConfig, CNNForAudioClassification
 
         config = CNNConfig(
+            **overrides,
             conv_channels=[8, 8],
             n_mfcc=13,
             n_mels=20,

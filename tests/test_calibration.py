@@ -41,9 +41,13 @@ def test_a_validation_set_the_model_separates_keeps_moderate_weights():
     assert 1.0 < min(bounded) <= max(bounded) < 2.0 < min(unbounded)
 
 
-def test_weights_fitted_through_the_trainer_are_those_of_the_model_s_own_branches(make_tiny_cnn, tmp_path):
+@pytest.mark.parametrize("energy_peaks_head", [False, True], ids=["two-branches", "with-energy-peaks"])
+def test_weights_fitted_through_the_trainer_are_those_of_the_model_s_own_branches(
+    make_tiny_cnn, tmp_path, energy_peaks_head
+):
     """`calibrate_branch_weights` takes the network's and the head's logits (in that order) from
-    `Trainer.predict` over the split, fits them, and writes the weights into the model's config."""
+    `Trainer.predict` over the split, fits them, and writes the weights into the model's config. With an
+    energy peaks head, the head's logits are the sum of both heads' (one weight scales them)."""
     import datasets
     from conftest import TINY_CNN_LABELS
     from transformers import TrainingArguments
@@ -56,9 +60,11 @@ def test_weights_fitted_through_the_trainer_are_those_of_the_model_s_own_branche
     n = 24
     clips = [rng.standard_normal(8000).astype(np.float32) * rng.uniform(0.1, 2.0) for _ in range(n)]
     labels = rng.integers(0, len(TINY_CNN_LABELS), n).tolist()
-    model = make_tiny_cnn()
+    model = make_tiny_cnn(energy_peaks_head=energy_peaks_head)
     torch.manual_seed(0)
-    torch.nn.init.normal_(model.functionals_head.weight, std=0.3)  # the head starts at zero
+    torch.nn.init.normal_(model.functionals_head.weight, std=0.3)  # the heads start at zero
+    if energy_peaks_head:
+        torch.nn.init.normal_(model.energy_peaks_head.weight, std=0.3)
     extractor = SERFeatureExtractor()
     trainer = SERTrainer(
         model=model,
@@ -73,7 +79,8 @@ def test_weights_fitted_through_the_trainer_are_those_of_the_model_s_own_branche
     with torch.no_grad():
         outputs = [model(**extractor(clip, sampling_rate=16000, return_tensors="pt")) for clip in clips]
     network = torch.cat([o.branch_logits[0] for o in outputs]).numpy()
-    head = torch.cat([o.branch_logits[1] for o in outputs]).numpy()
+    head = torch.cat([sum(o.branch_logits[1:]) for o in outputs]).numpy()
+    assert all(len(o.branch_logits) == 2 + energy_peaks_head for o in outputs)
     expected = fit_branch_weights(network, head, labels)
     assert weights == pytest.approx(expected, rel=1e-3)
     assert weights != pytest.approx(expected[::-1], rel=1e-2)  # the order matters

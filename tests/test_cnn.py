@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from modeling.cnn.modeling_cnn import (
     CNNFrameFeatures,
     MaskedBatchNorm1d,
     PitchTracker,
+    energy_peak_functionals,
     extended_functionals,
     masked_mean_std,
     sort_values,
@@ -96,14 +99,16 @@ FUNCTIONALS = {"norm_type": "batch", "pitch_features": True, "functionals_head":
         PROSODY,
         FUNCTIONALS,
         {**FUNCTIONALS, "functionals": "extended", "functionals_mfcc": 3},
+        {**FUNCTIONALS, "energy_peaks_head": True},
     ],
 )
 def test_garbage_in_the_padding_never_changes_a_prediction(overrides):
     """Stronger than zero padding: whatever the padded samples hold, the logits stay the same."""
     torch.manual_seed(0)
     model = CNNForAudioClassification(tiny_config(**overrides))
-    if model.functionals_head is not None:  # it starts at zero, where padding could not show
-        torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
+    for head in (model.functionals_head, model.energy_peaks_head):
+        if head is not None:  # it starts at zero, where padding could not show
+            torch.nn.init.normal_(head.weight, std=0.05)
     if overrides.get("norm_type") == "batch":  # give the running statistics something other than 0/1
         model.train()
         model(torch.randn(4, 8000))
@@ -315,6 +320,96 @@ def test_functionals_head_trains_as_a_logistic_regression_beside_the_cnn():
         with_head.classifier[-1].bias.add_(5.0)
     with_head(waveform, labels=labels).loss.backward()
     torch.testing.assert_close(head.weight.grad, expected_grad)
+
+
+def reference_energy_peak_functionals(contour: np.ndarray, frame_rate: float, half_window: int = 5) -> list:
+    """`energy_peak_functionals` of one clip's real frames, written with scipy's window filters."""
+    from scipy.ndimage import maximum_filter1d, minimum_filter1d
+
+    x = np.convolve(np.pad(contour, 1, mode="edge"), np.ones(3) / 3, "valid")
+    lowest, span, mean = x.min(), max(np.ptp(x), 1e-5), x.mean()
+    window_max = maximum_filter1d(x, 2 * half_window + 1, mode="nearest")
+    window_min = minimum_filter1d(x, 2 * half_window + 1, mode="nearest")
+    starts = np.r_[True, x[1:] != x[:-1]]  # of a flat stretch only its first frame
+    peaks = np.flatnonzero(starts & (x == window_max) & (x - window_min >= 0.1 * span))
+    valleys = np.flatnonzero(starts & (x == window_min) & (window_max - x >= 0.1 * span))
+    peak_mean = x[peaks].mean() if len(peaks) else mean
+    gaps = np.diff(peaks) / frame_rate if len(peaks) > 1 else np.array([len(x) / frame_rate])
+    extrema = np.sort(np.concatenate([peaks, valleys]))
+    slopes = np.diff(x[extrema]) / np.diff(extrema) * frame_rate
+    rising, falling = slopes[slopes > 0], slopes[slopes < 0]
+
+    def mean_std(values: np.ndarray) -> list[float]:
+        return [values.mean(), values.std()] if len(values) else [0.0, 0.0]
+
+    return [
+        len(peaks) / (len(x) / frame_rate),
+        gaps.mean(),
+        gaps.std(),
+        np.ptp(x[peaks]) if len(peaks) else 0.0,
+        peak_mean,
+        peak_mean - mean,
+        (peak_mean - mean) / span,
+        ((x[valleys].mean() if len(valleys) else mean) - lowest) / span,
+        *mean_std(rising),
+        *mean_std(falling),
+    ]
+
+
+def test_energy_peak_functionals_of_a_five_hertz_rhythm():
+    """Two seconds of |sin| with 5 syllables a second (100 frames per second): 10 peaks, 0.2 s apart."""
+    t = torch.arange(200, dtype=torch.float64) / 100
+    contour = torch.sin(2 * math.pi * 2.5 * t).abs()[None]
+    functionals = energy_peak_functionals(contour, torch.ones_like(contour, dtype=torch.bool), 100.0)[0]
+    peaks_per_second, gap_mean, gap_std, peak_range = functionals[:4].tolist()
+    assert peaks_per_second == pytest.approx(5.0)
+    assert gap_mean == pytest.approx(0.2) and gap_std == pytest.approx(0.0, abs=1e-9)
+    assert peak_range == pytest.approx(0.0, abs=1e-9)  # every peak equally high
+    rising_mean, _, falling_mean, _ = functionals[8:].tolist()
+    assert rising_mean > 0 > falling_mean and rising_mean == pytest.approx(-falling_mean, rel=0.05)
+
+
+def test_energy_peak_functionals_match_a_reference_over_the_real_frames_only():
+    """Against scipy's window filters, per clip; padding (here huge values) is never read; a flat clip and a
+    one-frame clip have no peaks and finite functionals."""
+    rng = np.random.default_rng(0)
+    lengths = [300, 120, 7, 1, 250, 40]
+    contours = np.full((len(lengths), 320), 50.0)
+    for row, length in enumerate(lengths):
+        t = np.arange(length)
+        contours[row, :length] = np.abs(np.sin(t / 7.0) + 0.3 * rng.standard_normal(length))
+    contours[5, :40] = 0.2  # flat
+    contours[0, 100:130] = contours[0, 100]  # silence between words: a flat valley, one extremum
+    contours[4, 50:53] = 3.0  # a flat top
+    mask = np.arange(320)[None] < np.array(lengths)[:, None]
+    got = energy_peak_functionals(torch.tensor(contours), torch.tensor(mask), 100.0).numpy()
+    assert np.isfinite(got).all()
+    for row, length in enumerate(lengths):
+        expected = reference_energy_peak_functionals(contours[row, :length], 100.0)
+        np.testing.assert_allclose(got[row], expected, atol=1e-9, err_msg=f"clip {row}")
+    assert got[5, 0] == 0.0 and got[1, 0] > 0.0
+
+
+def test_energy_peaks_head_is_a_third_learner_beside_the_cnn_and_the_functionals_head():
+    """With `energy_peaks_head`, the branches are (CNN, functionals head, peaks head): the logits are the
+    CNN's plus `branch_weights[1]` times the sum of the two heads'; each branch has its own cross-entropy, and
+    the L2 penalty covers both heads' weights."""
+    torch.manual_seed(0)
+    model = CNNForAudioClassification(tiny_config(functionals_head=True, energy_peaks_head=True)).eval()
+    head, peaks = model.functionals_head, model.energy_peaks_head
+    assert not peaks.weight.any()  # starts at zero, as the functionals head
+    waveform, labels = torch.randn(4, 8000), torch.tensor([0, 1, 2, 1])
+    with torch.no_grad():
+        torch.nn.init.normal_(head.weight)
+        torch.nn.init.normal_(peaks.weight)
+        model.config.branch_weights = [0.5, 2.0]
+        out = model(waveform, labels=labels)
+    network_logits, head_logits, peaks_logits = out.branch_logits
+    torch.testing.assert_close(out.logits, 0.5 * network_logits + 2.0 * (head_logits + peaks_logits))
+    assert peaks_logits.abs().sum() > 0
+    cross_entropy = sum(torch.nn.functional.cross_entropy(b, labels) for b in out.branch_logits)
+    l2 = 0.5 * model.config.functionals_l2 * (head.weight.pow(2).sum() + peaks.weight.pow(2).sum())
+    torch.testing.assert_close(out.loss, cross_entropy + l2)
 
 
 @pytest.mark.parametrize("pitch_features", [True, False])

@@ -42,8 +42,12 @@ def run_both(model, extractor, path, seconds):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("normalize_waveform", [False, True], ids=["level-kept", "clips-normalised"])
-def test_cnn_export_through_the_cli(tmp_path, capsys, normalize_waveform):
+@pytest.mark.parametrize(
+    "normalize_waveform, energy_peaks_head",
+    [(False, False), (True, False), (False, True)],
+    ids=["level-kept", "clips-normalised", "energy-peaks"],
+)
+def test_cnn_export_through_the_cli(tmp_path, capsys, normalize_waveform, energy_peaks_head):
     torch.manual_seed(0)
     model = CNNForAudioClassification(
         CNNConfig(
@@ -53,10 +57,13 @@ def test_cnn_export_through_the_cli(tmp_path, capsys, normalize_waveform):
             attention_size=8,
             classifier_hidden_size=8,
             normalize_waveform=normalize_waveform,
+            energy_peaks_head=energy_peaks_head,
             **LABEL_KW,
         )
     )
     model.train()(torch.randn(2, 8000))  # training-set feature statistics other than 0 / 1
+    if energy_peaks_head:  # it starts at zero, where nothing it does could show
+        torch.nn.init.normal_(model.energy_peaks_head.weight, std=0.05)
     model.eval()
     # Branch weights as run_train.py fits them: the graph must weigh the logits as the model does (exported
     # with the plain sum, the network's logits would be 0.4 of themselves off).
@@ -115,12 +122,14 @@ def test_an_export_that_disagrees_with_pytorch_fails_with_a_message(tmp_path, mo
             "pooling": "mean_std",
             "functionals": "basic",
         },
+        {"energy_peaks_head": True},
     ],
     ids=[
         "s4d-defaults",
         "s4-dplr-causal",
         "s4d-earlier-defaults",
         "s4d-utterance-dataset-meanstd-basic-functionals",
+        "s4d-energy-peaks",
     ],
 )
 def test_s4_export_matches_pytorch(tmp_path, overrides):
@@ -134,6 +143,8 @@ def test_s4_export_matches_pytorch(tmp_path, overrides):
         with torch.no_grad():
             model.train()(torch.randn(3, 16000) * 0.3)
         torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
+    if model.energy_peaks_head is not None:
+        torch.nn.init.normal_(model.energy_peaks_head.weight, std=0.05)
     model.eval()
     extractor = feature_extractor_for(model)
     out = export_onnx(model, extractor, tmp_path / "s4.onnx")

@@ -58,8 +58,9 @@ def tiny_model(**overrides) -> S4ForAudioClassification:
     if "dataset" in overrides.get("mel_normalization", "") or model.functionals_head is not None:
         with torch.no_grad():  # training-set statistics other than 0 / 1, so that applying them shows
             model.train()(torch.randn(2, 8000) * 3)
-    if model.functionals_head is not None:  # it starts at zero, where nothing it does could show
-        torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
+    for head in (model.functionals_head, model.energy_peaks_head):
+        if head is not None:  # it starts at zero, where nothing it does could show
+            torch.nn.init.normal_(head.weight, std=0.05)
     return model.eval()
 
 
@@ -209,6 +210,7 @@ PADDING_CASES = [
     dict(frontend="mel", pitch_features=True, functionals_head=True),
     dict(frontend="mel", normalize_waveform=False, functionals_head=True, spectral_shape_functionals=True),
     dict(frontend="mel", normalize_waveform=False, pitch_features=True, functionals="extended"),
+    dict(frontend="mel", normalize_waveform=False, energy_peaks_head=True),
 ]
 
 

@@ -70,7 +70,10 @@ def calibrate_branch_weights(trainer: Trainer, dataset: datasets.Dataset) -> tup
     if not has_branches(model):
         return None
     output = trainer.predict(dataset, ignore_keys=_NOT_BRANCHES, metric_key_prefix="calibration")
-    network, head = output.predictions
+    # A model with an energy peaks head beside its functionals head has three branches; both heads are
+    # weighted as one (`branch_weights[1]` scales their sum).
+    network, *heads = output.predictions
+    head = sum(heads)
     labels = output.label_ids
     weights = fit_branch_weights(network, head, labels)
     before = _cross_entropy(network + head, labels)

@@ -91,6 +91,11 @@ class CNNConfig(PretrainedConfig):
         spectral_shape_functionals (`bool`, defaults to `True`): the functionals head also summarises eight
             spectral-shape descriptors of each frame's log-mel (log energy, centroid, spread, entropy,
             flatness, roll-off, flux, slope: `modeling_cnn.spectral_shape`), ComParE's spectral descriptors.
+        energy_peaks_head (`bool`, defaults to `False`): with `functionals_head`, a second linear classifier
+            beside it, on 12 functionals of the peaks of the smoothed RMS contour (`modeling_cnn.
+            energy_peak_functionals`: peaks per second, the time between them, their height, the slopes
+            between peaks and valleys), ComParE's peak functionals, which carry the syllable rhythm; on its
+            own cross-entropy and L2 penalty (`functionals_l2`), its logits added to the head's.
         functionals_l2 (`float`, defaults to 0.2): the functionals head trains as a logistic regression
             beside the CNN: on its own cross-entropy plus `functionals_l2 / 2 * ||W||^2` (the L2 penalty of
             scikit-learn's `LogisticRegression`, `1 / (C * n_clips)`), while the CNN trains on its own
@@ -141,6 +146,7 @@ class CNNConfig(PretrainedConfig):
         functionals_mfcc: int | None = None,
         functionals_mel_group: int | None = 4,
         spectral_shape_functionals: bool = True,
+        energy_peaks_head: bool = False,
         branch_weights: list[float] | tuple[float, float] = (1.0, 1.0),
         **kwargs,
     ):
@@ -212,6 +218,7 @@ class CNNConfig(PretrainedConfig):
         self.functionals_mfcc = functionals_mfcc
         self.functionals_mel_group = functionals_mel_group
         self.spectral_shape_functionals = spectral_shape_functionals
+        self.energy_peaks_head = energy_peaks_head
         self.branch_weights = [float(w) for w in branch_weights]
         super().__init__(**kwargs)
 

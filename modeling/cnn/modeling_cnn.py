@@ -511,6 +511,105 @@ class FunctionalsHead(nn.Module):
         return nn.functional.linear(self.norm(functionals, clip_mask).squeeze(-1), self.weight, self.bias)
 
 
+def energy_peak_functionals(
+    energy: torch.Tensor, frame_mask: torch.Tensor, frame_rate: float, half_window: int = 5
+) -> torch.Tensor:
+    """An energy contour (batch, frames), its real frames `frame_mask`, frames per second -> (batch, 12)
+    functionals of its peaks, after ComParE's peak functionals of the RMS energy: the rhythm of the syllables.
+
+    The contour is smoothed over three frames (the clip's end frames repeated); a peak (valley) is a real
+    frame that is the largest (smallest) within `half_window` frames either side and lies at least a tenth of
+    the clip's range above (below) that window's smallest (largest) value; of a flat top or bottom, only
+    its first frame. The 12: peaks per second; mean and
+    standard deviation of the time between consecutive peaks (s); range and mean of the peak values; the
+    peaks' mean above the contour's mean, absolute and as a share of the range; the valleys' mean above the
+    minimum as a share of the range; mean and standard deviation of the rising and of the falling slopes
+    (per second) between consecutive extrema. Missing values (no peaks, no slopes) are 0, the contour's mean
+    for the peak and valley means, and the clip's duration for the time between peaks."""
+    dtype, frames = energy.dtype, energy.shape[-1]
+    weight = frame_mask.to(dtype)
+    count = weight.sum(-1).clamp(min=1.0)
+    # Three-frame moving average; at the ends of the real frames the missing neighbour is the frame itself.
+    previous = torch.cat([energy[:, :1], energy[:, :-1]], dim=-1)
+    following = torch.cat([energy[:, 1:], energy[:, -1:]], dim=-1)
+    following_real = torch.cat([frame_mask[:, 1:], torch.zeros_like(frame_mask[:, :1])], dim=-1)
+    contour = (previous + energy + torch.where(following_real, following, energy)) / 3
+    contour = contour * weight
+    mean = contour.sum(-1) / count
+    window = 2 * half_window + 1
+    # Window maxima and minima over real frames only: padding enters the pooling as -inf.
+    window_max = nn.functional.max_pool1d(
+        contour.masked_fill(~frame_mask, -math.inf)[:, None], window, 1, half_window
+    )[:, 0]
+    window_min = -nn.functional.max_pool1d(
+        (-contour).masked_fill(~frame_mask, -math.inf)[:, None], window, 1, half_window
+    )[:, 0]
+    highest = window_max.amax(-1).clamp(min=-1e30)
+    lowest = window_min.amin(-1).clamp(max=1e30)
+    span = (highest - lowest).clamp(min=1e-5)
+    threshold = 0.1 * span[:, None]
+    # A flat top or bottom (silence is one: its RMS is constant) is one extremum, at its first frame.
+    starts = torch.cat([torch.ones_like(frame_mask[:, :1]), contour[:, 1:] != contour[:, :-1]], dim=-1)
+    candidates = frame_mask & starts
+    peaks = candidates & (contour >= window_max) & (contour - window_min >= threshold)
+    valleys = candidates & (contour <= window_min) & (window_max - contour >= threshold)
+
+    def mean_and_std(values: torch.Tensor, mask: torch.Tensor, empty: torch.Tensor) -> list[torch.Tensor]:
+        number = mask.sum(-1).to(dtype)
+        some = number > 0
+        values = values * mask.to(dtype)
+        average = values.sum(-1) / number.clamp(min=1.0)
+        variance = ((values - average[:, None]).square() * mask.to(dtype)).sum(-1) / number.clamp(min=1.0)
+        return [torch.where(some, average, empty), variance.clamp(min=0.0).sqrt()]
+
+    def in_order(marks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frame indices of the marked frames, ascending, padded with `frames`; and which are real."""
+        index = torch.arange(frames, device=energy.device).expand_as(marks)
+        ordered = torch.where(marks, index, torch.full_like(index, frames)).sort(dim=-1).values
+        return ordered, ordered < frames
+
+    duration = count / frame_rate
+    number_of_peaks = peaks.sum(-1).to(dtype)
+    positions, _ = in_order(peaks)
+    gaps = (positions[:, 1:] - positions[:, :-1]).to(dtype) / frame_rate
+    gap_mean, gap_std = mean_and_std(gaps, positions[:, 1:] < frames, duration)
+    peak_mean, _ = mean_and_std(contour, peaks, mean)
+    valley_mean, _ = mean_and_std(contour, valleys, mean)
+    highest_peak = contour.masked_fill(~peaks, -math.inf).amax(-1)
+    lowest_peak = contour.masked_fill(~peaks, math.inf).amin(-1)
+    peak_range = torch.where(number_of_peaks > 0, highest_peak - lowest_peak, torch.zeros_like(mean))
+    extrema, real = in_order(peaks | valleys)
+    values = contour.gather(-1, extrema.clamp(max=frames - 1))
+    steps = real[:, 1:]
+    slopes = (values[:, 1:] - values[:, :-1]) / (extrema[:, 1:] - extrema[:, :-1]).clamp(min=1).to(dtype)
+    slopes = slopes * frame_rate
+    zero = torch.zeros_like(mean)
+    rising = mean_and_std(slopes, steps & (slopes > 0), zero)
+    falling = mean_and_std(slopes, steps & (slopes < 0), zero)
+    functionals = [number_of_peaks / duration, gap_mean, gap_std, peak_range, peak_mean, peak_mean - mean]
+    functionals += [(peak_mean - mean) / span, (valley_mean - lowest) / span, *rising, *falling]
+    return torch.stack(functionals, dim=-1)
+
+
+class EnergyPeaksHead(nn.Module):
+    """An energy contour (batch, frames) -> logits of a linear classifier on its `energy_peak_functionals`,
+    standardised with training-set statistics as `FunctionalsHead`'s. Weights start at zero."""
+
+    num_functionals = 12
+
+    def __init__(self, num_labels: int, frame_rate: float):
+        super().__init__()
+        self.frame_rate = frame_rate
+        self.norm = MaskedBatchNorm1d(self.num_functionals, affine=False, momentum=None)
+        self.weight = nn.Parameter(torch.zeros(num_labels, self.num_functionals))
+        self.bias = nn.Parameter(torch.zeros(num_labels))
+
+    def forward(self, energy: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        functionals = energy_peak_functionals(energy, frame_mask, self.frame_rate)[..., None]
+        clip_mask = torch.ones_like(frame_mask[:, :1])
+        return nn.functional.linear(self.norm(functionals, clip_mask).squeeze(-1), self.weight, self.bias)
+
+
 def spec_augment(features: torch.Tensor, frame_lengths: torch.Tensor, config: CNNConfig) -> torch.Tensor:
     """SpecAugment's masking on (batch, channels, frames): `time_masks` spans of up to `time_mask_width`
     real frames and `feature_masks` bands of up to `feature_mask_width` channels set to 0 (the mean of
@@ -549,7 +648,7 @@ class CNNPreTrainedModel(PreTrainedModel):
         elif isinstance(module, (nn.LayerNorm, nn.BatchNorm1d)) and module.weight is not None:
             init.ones_(module.weight)
             init.zeros_(module.bias)
-        elif isinstance(module, FunctionalsHead):
+        elif isinstance(module, (FunctionalsHead, EnergyPeaksHead)):
             # Starts as logistic regression does, at zero: the CNN's logits alone, a loss near chance.
             init.zeros_(module.weight)
             init.zeros_(module.bias)
@@ -593,6 +692,11 @@ class CNNForAudioClassification(CNNPreTrainedModel):
             if config.functionals_head
             else None
         )
+        self.energy_peaks_head = (
+            EnergyPeaksHead(config.num_labels, config.sampling_rate / config.hop_length)
+            if config.functionals_head and config.energy_peaks_head
+            else None
+        )
         self.post_init()
 
     def forward(
@@ -620,6 +724,10 @@ class CNNForAudioClassification(CNNPreTrainedModel):
             if self.functionals_head is not None
             else None
         )
+        # The RMS contour (channel 1) as computed, before normalisation.
+        peaks_logits = (
+            self.energy_peaks_head(features[:, 1], frame_mask) if self.energy_peaks_head is not None else None
+        )
         if self.training:
             hidden = spec_augment(hidden, frame_lengths, self.config)
         for block in self.conv_blocks:
@@ -644,10 +752,14 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         logits = self.classifier(pooled)
         branches = penalty = None
         if functionals_logits is not None:
+            heads = [self.functionals_head]
             branches = (logits, functionals_logits)
-            penalty = 0.5 * self.config.functionals_l2 * self.functionals_head.weight.pow(2).sum()
+            if peaks_logits is not None:
+                heads.append(self.energy_peaks_head)
+                branches += (peaks_logits,)
+            penalty = 0.5 * self.config.functionals_l2 * sum(head.weight.pow(2).sum() for head in heads)
             network_weight, head_weight = self.config.branch_weights
-            logits = network_weight * logits + head_weight * functionals_logits
+            logits = network_weight * logits + head_weight * sum(branches[1:])
 
         loss = None
         if labels is not None:

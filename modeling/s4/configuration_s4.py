@@ -117,6 +117,12 @@ class S4Config(PretrainedConfig):
             (16 of the default 64; the S4 still sees every band). Broader bands keep the head's cost in bounds
             with the extended functionals (38 per channel) and lost little on speech (README, leaderboard).
             Must divide `mel_bins`.
+        energy_peaks_head (`bool`, defaults to `False`):
+            With the functionals head: a second linear classifier beside it, on 12 functionals of the peaks
+            of the smoothed RMS contour of the front-end's frames (`modeling_s4.energy_peak_functionals`:
+            peaks per second, the time between them, their height, the slopes between peaks and valleys),
+            ComParE's peak functionals, which carry the syllable rhythm; on its own cross-entropy and L2
+            penalty (`functionals_l2`), its logits added to the head's.
         functionals_l2 (`float`, defaults to 0.2):
             The functionals head trains as a logistic regression beside the S4: on its own cross-entropy plus
             `functionals_l2 / 2 * ||W||^2` (scikit-learn's `LogisticRegression` penalty, `1 / (C * n_clips)`),
@@ -180,6 +186,7 @@ class S4Config(PretrainedConfig):
         pooling: str = "mean",
         functionals_head: bool = True,
         spectral_shape_functionals: bool = True,
+        energy_peaks_head: bool = False,
         functionals: str = "extended",
         functionals_mel_group: int = 4,
         functionals_l2: float = 0.2,
@@ -261,6 +268,7 @@ class S4Config(PretrainedConfig):
         self.pooling = pooling
         self.functionals_head = functionals_head
         self.spectral_shape_functionals = spectral_shape_functionals
+        self.energy_peaks_head = energy_peaks_head
         self.functionals = functionals
         self.functionals_mel_group = functionals_mel_group
         self.functionals_l2 = functionals_l2
