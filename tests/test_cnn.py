@@ -516,8 +516,10 @@ def test_forward_is_traceable_with_dynamic_batch_and_length():
     """torch.export traces the real forward (no data-dependent Python), and the program it records gives the
     eager logits at another batch size and length."""
     torch.manual_seed(0)
-    model = CNNForAudioClassification(tiny_config(norm_type="batch", functionals_head=True)).eval()
-    torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
+    config = tiny_config(norm_type="batch", functionals_head=True, energy_peaks_head=True)
+    model = CNNForAudioClassification(config).eval()
+    for head in (model.functionals_head, model.energy_peaks_head):
+        torch.nn.init.normal_(head.weight, std=0.05)
     dims = {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC}
     example = torch.randn(2, 8037)
     mask = torch.ones(2, 8037, dtype=torch.long)

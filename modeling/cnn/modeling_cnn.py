@@ -537,13 +537,16 @@ def energy_peak_functionals(
     contour = contour * weight
     mean = contour.sum(-1) / count
     window = 2 * half_window + 1
-    # Window maxima and minima over real frames only: padding enters the pooling as -inf.
-    window_max = nn.functional.max_pool1d(
-        contour.masked_fill(~frame_mask, -math.inf)[:, None], window, 1, half_window
-    )[:, 0]
-    window_min = -nn.functional.max_pool1d(
-        (-contour).masked_fill(~frame_mask, -math.inf)[:, None], window, 1, half_window
-    )[:, 0]
+
+    # Window maxima and minima over real frames only: padding enters the windows as -inf. Windows by
+    # `unfold`, not `max_pool1d`, whose export specialises on the number of frames of short examples.
+    def window_maxima(values: torch.Tensor) -> torch.Tensor:
+        real = values.masked_fill(~frame_mask, -math.inf)
+        padded = nn.functional.pad(real, (half_window, half_window), value=-math.inf)
+        return padded.unfold(-1, window, 1).amax(-1)
+
+    window_max = window_maxima(contour)
+    window_min = -window_maxima(-contour)
     highest = window_max.amax(-1).clamp(min=-1e30)
     lowest = window_min.amin(-1).clamp(max=1e30)
     span = (highest - lowest).clamp(min=1e-5)
