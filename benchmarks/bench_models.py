@@ -1,15 +1,16 @@
 """Speed of the three classifiers on one CPU thread: inference per 3 s clip and training throughput.
 
     .venv/bin/python benchmarks/bench_models.py [--models cnn cnn-earlier-defaults cnn-head-mfcc14
-        cnn-head-no-bands cnn-energy-peaks s4 s4-speech s4-earlier-defaults s4-utterance-dataset s4-no-head
-        s4-energy-peaks wav2vec2-tiny wav2vec2-base]
+        cnn-head-no-bands cnn-no-energy-peaks s4 s4-speech s4-earlier-defaults s4-utterance-dataset s4-no-head
+        s4-no-energy-peaks wav2vec2-tiny wav2vec2-base]
         [--repeats 30]
 
 `cnn` is the CNN's defaults; `cnn-earlier-defaults` those before the tenth round (`EARLIER_DEFAULTS` of
 `configuration_cnn.py`: no pitch channels, no functionals head); `cnn-head-mfcc14` the defaults with the
 functionals head on the first 14 MFCCs (`functionals_mfcc`); `cnn-head-no-bands` the defaults before the
 twelfth round (the head without the grouped log-mel bands and the spectral-shape descriptors);
-`cnn-energy-peaks` and `s4-energy-peaks` the defaults with the opt-in energy peaks head. `s4` is the
+`cnn-no-energy-peaks` and `s4-no-energy-peaks` the defaults without the energy peaks head (the defaults
+before the seventeenth round). `s4` is the
 S4's defaults; `s4-speech` the larger S4 of the recipe `training/recipes/s4-speech.yaml` (the defaults'
 features at 4 layers of width 128, with the functionals of every mel band); `s4-earlier-defaults` the defaults
 before the eighth round (`EARLIER_DEFAULTS`: 4 layers of width 128, unit-variance clips, no pitch channels,
@@ -83,15 +84,19 @@ CNN_VARIANTS = {
     "cnn": {},
     "cnn-earlier-defaults": CNN_EARLIER_DEFAULTS,
     "cnn-head-mfcc14": {"functionals_mfcc": 14},
-    "cnn-head-no-bands": {"functionals_mel_group": None, "spectral_shape_functionals": False},
-    "cnn-energy-peaks": {"energy_peaks_head": True},
+    "cnn-head-no-bands": {
+        "functionals_mel_group": None,
+        "spectral_shape_functionals": False,
+        "energy_peaks_head": False,
+    },
+    "cnn-no-energy-peaks": {"energy_peaks_head": False},
 }
 S4_VARIANTS = {
     "s4": {},
     "s4-speech": json.loads(load_recipe("s4-speech")["config_overrides"]),
     "s4-utterance-dataset": S4_UTTERANCE_DATASET,
     "s4-no-head": {"functionals_head": False},
-    "s4-energy-peaks": {"energy_peaks_head": True},
+    "s4-no-energy-peaks": {"energy_peaks_head": False},
     "s4-earlier-defaults": EARLIER_DEFAULTS,
 }
 MODELS = [*CNN_VARIANTS, *S4_VARIANTS, "wav2vec2-tiny", "wav2vec2-base"]

@@ -265,11 +265,13 @@ def test_state_dict_names_are_those_of_saved_checkpoints():
     }
     s4d_mel = S4ForAudioClassification(S4Config(**small))
     assert set(s4d_mel.state_dict()) == common | {"frontend.analysis_window", "frontend.mel_filters"}
-    # The functionals head (the default now) came later: checkpoints without its tensors load with it at
-    # zero (test_s4.py).
-    with_head = S4ForAudioClassification(S4Config(**{**small, "functionals_head": True}))
-    assert set(with_head.state_dict()) - set(s4d_mel.state_dict()) == {
-        f"functionals_head.{name}"
+    # The functionals head and the energy peaks head beside it (the defaults now) came later: checkpoints
+    # without the first's tensors load with it at zero (test_s4.py); configs without the second's field
+    # load without it (EARLIER_DEFAULTS).
+    with_heads = S4ForAudioClassification(S4Config(**{**small, "functionals_head": True}))
+    assert set(with_heads.state_dict()) - set(s4d_mel.state_dict()) == {
+        f"{head}.{name}"
+        for head in ("functionals_head", "energy_peaks_head")
         for name in ("weight", "bias", "norm.running_mean", "norm.running_var", "norm.num_batches_tracked")
     }
     dplr_conv = S4ForAudioClassification(S4Config(kernel="s4", frontend="conv", **small))
@@ -307,27 +309,30 @@ def test_a_checkpoint_of_the_cosine_table_pitch_tracker_predicts_as_it_did(kind_
 
 
 def model_with(kind_: str, **overrides) -> torch.nn.Module:
-    """A tiny CNN or S4 whose every part shows in its logits (the functionals head starts at zero)."""
+    """A tiny CNN or S4 whose every part shows in its logits (the heads start at zero)."""
     if kind_ == "s4":
         return tiny_s4_model(**overrides)
     torch.manual_seed(0)
     model = CNNForAudioClassification(tiny_cnn_config(**overrides))
-    if model.functionals_head is not None:
-        torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
+    for head in (model.functionals_head, model.energy_peaks_head):
+        if head is not None:
+            torch.nn.init.normal_(head.weight, std=0.05)
     return model.eval()
 
 
 @pytest.mark.parametrize("kind_", CUSTOM_KINDS)
 def test_the_logits_are_the_branches_weighted_by_branch_weights(kind_, tmp_path):
-    """`logits` = branch_weights[0] * network + branch_weights[1] * head; the branches themselves (each
-    trained on its own loss) are unweighted, and the weights are saved with the model."""
+    """`logits` = branch_weights[0] * network + branch_weights[1] * heads (the functionals head, and the
+    energy peaks head where the model has one); the branches themselves (each trained on its own loss) are
+    unweighted, and the weights are saved with the model."""
     model = model_with(kind_)
     audio = torch.randn(2, 8000)
     with torch.no_grad():
         plain = model(audio)
         model.config.branch_weights = [0.25, 3.0]
         weighted = model(audio)
-    network, head = plain.branch_logits
+    network, *heads = plain.branch_logits
+    head = sum(heads)
     assert not torch.allclose(network, torch.zeros_like(network)) and not torch.allclose(head, 0 * head)
     torch.testing.assert_close(plain.logits, network + head)
     torch.testing.assert_close(weighted.logits, 0.25 * network + 3.0 * head)

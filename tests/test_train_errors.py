@@ -70,6 +70,10 @@ def common(tmp_path) -> list[str]:
             r'^--streaming with --config_overrides \{"functionals_head": true\}: the head summarises',
         ),
         (
+            ["--streaming", "--config_overrides", '{"energy_peaks_head": true}'],
+            r'^--streaming with --config_overrides \{"energy_peaks_head": true\}: the head summarises',
+        ),
+        (
             ["--resume_from_checkpoint", "/nonexistent/checkpoint-3"],
             r"no such folder; give a checkpoint-N folder",
         ),

@@ -66,6 +66,7 @@ def test_streaming_s4_trains_and_streams_the_offline_logits(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "ser-s4" and config["bidirectional"] is False
     assert config["mel_normalization"] == "causal" and config["d_model"] == 8
+    assert config["functionals_head"] is False and config["energy_peaks_head"] is False
     assert json.loads((out / "preprocessor_config.json").read_text())["do_normalize"] is False
     assert "streaming" in (out / "README.md").read_text()
 

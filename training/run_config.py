@@ -641,11 +641,12 @@ def streaming_overrides(overrides: Mapping[str, object], model_name_or_path: str
             'over the whole clip cannot be streamed; use "causal" (the default with --streaming), "dataset" '
             'or "none"'
         )
-    if overrides.get("functionals_head") is True:
-        raise UsageError(
-            '--streaming with --config_overrides {"functionals_head": true}: the head summarises the whole '
-            'clip, which cannot be streamed; drop "functionals_head"'
-        )
+    for head in ("functionals_head", "energy_peaks_head"):
+        if overrides.get(head) is True:
+            raise UsageError(
+                f'--streaming with --config_overrides {{"{head}": true}}: the head summarises the whole '
+                f'clip, which cannot be streamed; drop "{head}"'
+            )
     if model_name_or_path and os.path.isfile(os.path.join(model_name_or_path, "config.json")):
         with open(os.path.join(model_name_or_path, "config.json"), encoding="utf-8") as f:
             config = json.load(f)
@@ -661,4 +662,5 @@ def streaming_overrides(overrides: Mapping[str, object], model_name_or_path: str
         "bidirectional": False,
         "mel_normalization": overrides.get("mel_normalization", "causal"),
         "functionals_head": False,
+        "energy_peaks_head": False,
     }

@@ -13,7 +13,7 @@ _POOLINGS = ("mean", "mean_std")
 _BLOCK_OUTPUTS = ("glu", "linear")
 _FUNCTIONALS = ("basic", "extended")
 # What a saved configuration without these fields was trained with: the defaults before the eighth round
-# (README), or the behaviour before the field existed.
+# (README), or the behaviour before the field existed (`energy_peaks_head`: before the seventeenth round).
 EARLIER_DEFAULTS = {
     "d_model": 128,
     "n_layers": 4,
@@ -22,6 +22,7 @@ EARLIER_DEFAULTS = {
     "functionals": "basic",
     "functionals_mel_group": 1,
     "normalize_waveform": True,
+    "energy_peaks_head": False,
 }
 
 
@@ -117,7 +118,7 @@ class S4Config(PretrainedConfig):
             (16 of the default 64; the S4 still sees every band). Broader bands keep the head's cost in bounds
             with the extended functionals (38 per channel) and lost little on speech (README, leaderboard).
             Must divide `mel_bins`.
-        energy_peaks_head (`bool`, defaults to `False`):
+        energy_peaks_head (`bool`, defaults to `True`):
             With the functionals head: a second linear classifier beside it, on 12 functionals of the peaks
             of the smoothed RMS contour of the front-end's frames (`modeling_s4.energy_peak_functionals`:
             peaks per second, the time between them, their height, the slopes between peaks and valleys),
@@ -186,7 +187,7 @@ class S4Config(PretrainedConfig):
         pooling: str = "mean",
         functionals_head: bool = True,
         spectral_shape_functionals: bool = True,
-        energy_peaks_head: bool = False,
+        energy_peaks_head: bool = True,
         functionals: str = "extended",
         functionals_mel_group: int = 4,
         functionals_l2: float = 0.2,
