@@ -1,4 +1,4 @@
-"""Each branch of a benchmark's saved two-branch runs, and how best to weigh them: a replay, no training.
+"""The network and the heads of a benchmark's saved runs, and how best to weigh them: a replay, no training.
 
     python -m benchmarks.branch_weights RESULTS_DIR [RESULTS_DIR ...] [--data_root ROOT] [--model cnn]
         [--prior 0.01] [--refit_head] [--checkpoint saved|last]
@@ -7,23 +7,25 @@ RESULTS_DIR is a `run_benchmark.py --output_dir` (its folds.csv and runs/<model>
 `--data_root` is the benchmark's. For every run of a model with a functionals head (the CNN and S4 defaults),
 the validation and test clips of its fold go through the saved model once (cut to their middle
 `max_duration_seconds`, as the run's evaluation cut them), and the test clips are scored with: the network's
-logits alone, the head's alone, their plain sum (the models before the branch weights), and the weights fitted
-on the validation clips (`training.calibration.fit_branch_weights`, what `run_train.py` does after training
-now). Printed per run and as mean ± std over the folds of each RESULTS_DIR: test UAR of each, the test
-cross-entropy and expected calibration error (10 confidence bins) of the sum and of the fitted weights, and
-the weights (`--prior`: fitted with another weight of the prior on the log-weights, for a sweep). Training
-never sees the weights (each branch learns on its own loss), so a run trained before them replays exactly
-what the same run would report now.
+logits alone, the heads' alone (the functionals head's, plus the energy peaks head's where the model has one:
+the branch `branch_weights` weighs), their plain sum (the models before the branch weights), and the weights
+fitted on the validation clips (`training.calibration.fit_branch_weights`, what `run_train.py` does after
+training now). Printed per run and as mean ± std over the folds of each RESULTS_DIR: test UAR of each, the
+test cross-entropy and expected calibration error (10 confidence bins) of the sum and of the fitted weights,
+and the weights (`--prior`: fitted with another weight of the prior on the log-weights, for a sweep). Training
+never sees the weights (each branch learns on its own loss), so a run trained before them replays exactly what
+the same run would report now.
 
 `--checkpoint last` replays, instead of the model the run saved (by default the checkpoint with the best
 validation UAR), the newest `checkpoint-N` in its model folder: the weights at the end of training, for runs
 that trained to their end and kept their checkpoints (`--early_stopping_patience 0`), to ask what choosing
 a checkpoint on the validation speakers gains over keeping the last one.
 
-`--refit_head` also asks whether the head stopped short of its own optimum: its linear classifier is refitted
-on the fold's training clips (their functionals as the saved model standardises them, cut as in evaluation)
-to convergence, on the objective it trains on (mean cross-entropy + `functionals_l2 / 2 * ||W||^2`; scikit-
-learn's LogisticRegression), and scored alone, summed with the network and with weights fitted on validation.
+`--refit_head` also asks whether the functionals head stopped short of its own optimum (the energy peaks
+head's logits stay as trained): its linear classifier is refitted on the fold's training clips (their
+functionals as the saved model standardises them, cut as in evaluation) to convergence, on the objective it
+trains on (mean cross-entropy + `functionals_l2 / 2 * ||W||^2`; scikit-learn's LogisticRegression), and
+scored alone, summed with the network and with weights fitted on validation.
 """
 
 from __future__ import annotations
@@ -73,11 +75,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def clip_outputs(
     model, extractor, dataset, rows: Sequence[int], max_samples: int | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(network logits, head logits, head inputs) of the clips at `rows`, one clip at a time, each cut to its
-    middle `max_samples` as the run's evaluation cut it. The head's inputs are its functionals as the saved
-    model standardises them (the output of its `norm`), what its linear classifier sees."""
-    network, head, head_inputs = [], [], []
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(network logits, heads' logits, the energy peaks head's logits, the functionals head's inputs) of the
+    clips at `rows`, one clip at a time, each cut to its middle `max_samples` as the run's evaluation cut it.
+    The heads' logits are the sum of the functionals head's and the energy peaks head's (zero without one),
+    the branch `branch_weights` weighs. The head's inputs are its functionals as the saved model
+    standardises them (the output of its `norm`), what its linear classifier sees."""
+    network, head, peaks, head_inputs = [], [], [], []
     hook = model.functionals_head.norm.register_forward_hook(
         lambda module, args, output: head_inputs.append(output[0, :, 0].double().numpy())
     )
@@ -88,11 +92,13 @@ def clip_outputs(
             inputs = extractor(samples, sampling_rate=audio["sampling_rate"], return_tensors="pt")
             with torch.inference_mode():
                 output = model(**inputs)
-            network.append(output.branch_logits[0][0].double().numpy())
-            head.append(output.branch_logits[1][0].double().numpy())
+            branches = [logits[0].double().numpy() for logits in output.branch_logits]
+            network.append(branches[0])
+            head.append(sum(branches[1:]))
+            peaks.append(sum(branches[2:], np.zeros_like(branches[0])))
     finally:
         hook.remove()
-    return np.stack(network), np.stack(head), np.stack(head_inputs)
+    return np.stack(network), np.stack(head), np.stack(peaks), np.stack(head_inputs)
 
 
 def refit_head(inputs: np.ndarray, labels: np.ndarray, l2: float) -> LogisticRegression:
@@ -141,8 +147,8 @@ def replay_run(
             *clip_outputs(model, extractor, dataset, rows, max_samples),
             labels,
         )
-    network, head, _, labels = split["test"]
-    validation_network, validation_head, _, validation_labels = split["validation"]
+    network, head, peaks, _, labels = split["test"]
+    validation_network, validation_head, validation_peaks, _, validation_labels = split["validation"]
     weights = fit_branch_weights(validation_network, validation_head, validation_labels, prior=prior)
     logits = {
         "network": network,
@@ -151,17 +157,18 @@ def replay_run(
         "fitted": weights[0] * network + weights[1] * head,
     }
     if refit:
-        missing = set(range(model.config.num_labels)) - set(split["train"][3].tolist())
+        missing = set(range(model.config.num_labels)) - set(split["train"][4].tolist())
         if missing:
             names = ", ".join(model.config.id2label[i] for i in sorted(missing))
             raise SystemExit(
                 f"{model_dir}: its fold's training clips lack {names}; --refit_head needs them all"
             )
-        classifier = refit_head(split["train"][2], split["train"][3], model.config.functionals_l2)
-        refitted = classifier.decision_function(split["test"][2])
+        # The functionals head refitted; the energy peaks head's logits, where it has one, stay beside it.
+        classifier = refit_head(split["train"][3], split["train"][4], model.config.functionals_l2)
+        refitted = classifier.decision_function(split["test"][3]) + peaks
         refitted_weights = fit_branch_weights(
             validation_network,
-            classifier.decision_function(split["validation"][2]),
+            classifier.decision_function(split["validation"][3]) + validation_peaks,
             validation_labels,
             prior,
         )

@@ -37,8 +37,9 @@ def saved_run(results_dir, dataset, functionals_head: bool = True):
         label2id={name: i for i, name in enumerate(labels)},
     )
     model = CNNForAudioClassification(config).eval()
-    if functionals_head:
-        torch.nn.init.normal_(model.functionals_head.weight, std=0.003)  # it starts at zero
+    if functionals_head:  # the heads start at zero
+        torch.nn.init.normal_(model.functionals_head.weight, std=0.003)
+        torch.nn.init.normal_(model.energy_peaks_head.weight, std=1.0)  # large: it shows beside a refit
     # Training-set statistics in the BatchNorms, as a trained model has them (a new one: mean 0, variance 1).
     clips = [np.asarray(dataset[i]["audio"]["array"][:8000], dtype=np.float32) for i in range(5, 960, 41)]
     with torch.no_grad():
@@ -62,8 +63,9 @@ def saved_run(results_dir, dataset, functionals_head: bool = True):
 
 
 def outputs(model, corpus, indices):
-    """(network logits, head logits, head inputs, labels) of the clips, each cut to its middle 0.5 s as the
-    saved run's evaluation did; the head's inputs are its standardised functionals (its norm's output)."""
+    """(network logits, heads' logits, head inputs, labels) of the clips, each cut to its middle 0.5 s as the
+    saved run's evaluation did; the heads' logits are the functionals head's plus the energy peaks head's, the
+    head's inputs the functionals head's standardised functionals (its norm's output)."""
     extractor = feature_extractor_for(model)
     inputs = []
     hook = model.functionals_head.norm.register_forward_hook(
@@ -78,7 +80,7 @@ def outputs(model, corpus, indices):
             results.append(model(**extractor(middle, sampling_rate=16000, return_tensors="pt")))
     hook.remove()
     network = torch.cat([o.branch_logits[0] for o in results]).double().numpy()
-    head = torch.cat([o.branch_logits[1] for o in results]).double().numpy()
+    head = torch.cat([sum(o.branch_logits[1:]) for o in results]).double().numpy()
     labels = np.array([corpus[i]["label"] for i in indices])
     return network, head, torch.stack(inputs).double().numpy(), labels
 
@@ -139,10 +141,14 @@ def test_the_head_refitted_to_convergence_on_the_training_clips(tmp_path, corpus
     branch_weights.main([str(tmp_path), "--refit_head"])
     run_line = next(line for line in capsys.readouterr().out.splitlines() if "synthetic/fold-1:" in line)
     _, _, train_inputs, train_labels = outputs(model, corpus, rows["train"])
-    network, _, test_inputs, test_labels = outputs(model, corpus, rows["test"])
+    network, heads, test_inputs, test_labels = outputs(model, corpus, rows["test"])
+    head = model.functionals_head
+    functionals_logits = test_inputs @ head.weight.detach().double().numpy().T + head.bias.detach().numpy()
+    peaks = heads - functionals_logits  # the energy peaks head's logits stay beside the refitted head
+    assert np.abs(peaks).max() > 1e-3
     l2 = model.config.functionals_l2
     classifier = LogisticRegression(C=1.0 / (l2 * len(train_labels)), max_iter=10_000)
-    refitted = classifier.fit(train_inputs, train_labels).decision_function(test_inputs)
+    refitted = classifier.fit(train_inputs, train_labels).decision_function(test_inputs) + peaks
     head_uar = balanced_accuracy_score(test_labels, refitted.argmax(1))
     sum_uar = balanced_accuracy_score(test_labels, (network + refitted).argmax(1))
     assert f"head refitted: UAR head {head_uar:.3f} sum {sum_uar:.3f} fitted " in run_line

@@ -118,32 +118,33 @@ def test_class_weights_reach_the_loss_through_compute_loss_func(tmp_path):
     assert torch.allclose(halves, per_item.sum() / 6)
 
 
-def test_class_weights_reach_both_learners_of_a_model_with_a_functionals_head():
-    """Each branch on its own weighted cross-entropy, the head's penalty once; unit weights give the
-    model's own loss."""
+def test_class_weights_reach_every_learner_of_a_model_with_heads():
+    """Each branch (the network, the functionals head, the energy peaks head) on its own weighted
+    cross-entropy, the heads' penalty once; unit weights give the model's own loss."""
     from modeling.cnn import CNNConfig, CNNForAudioClassification
     from training.trainer import WeightedCrossEntropy
 
     torch.manual_seed(0)
     config = CNNConfig(conv_channels=[8, 8], attention_size=8, classifier_hidden_size=8, num_labels=3)
-    config.functionals_head = True
     model = CNNForAudioClassification(config).eval()
-    torch.nn.init.normal_(model.functionals_head.weight, std=0.1)
+    for head in (model.functionals_head, model.energy_peaks_head):
+        torch.nn.init.normal_(head.weight, std=0.1)
     labels = torch.tensor([0, 0, 0, 0, 1, 2])
     with torch.no_grad():
         out = model(torch.randn(6, 8000), labels=labels)
-    network, head = out.branch_logits
-    torch.testing.assert_close(out.logits, network + head)
+    branches = out.branch_logits
+    assert len(branches) == 3
+    torch.testing.assert_close(out.logits, sum(branches))
     assert out.penalty > 0
     torch.testing.assert_close(WeightedCrossEntropy(torch.ones(3))(out, labels), out.loss)
     weights = torch.tensor([0.5, 2.0, 2.0])
-    expected = sum(torch.nn.functional.cross_entropy(p, labels, weight=weights) for p in (network, head))
-    torch.testing.assert_close(WeightedCrossEntropy(weights)(out, labels), expected + out.penalty)
     ce = torch.nn.functional.cross_entropy
-    per_item = sum(ce(p, labels, weight=weights, reduction="none") for p in (network, head))
+    expected = sum(ce(p, labels, weight=weights) for p in branches)
+    torch.testing.assert_close(WeightedCrossEntropy(weights)(out, labels), expected + out.penalty)
+    per_item = sum(ce(p, labels, weight=weights, reduction="none") for p in branches)
     halves = 0.0
     for part in (slice(0, 2), slice(2, 6)):
-        piece = {"logits": out.logits[part], "branch_logits": (network[part], head[part])}
+        piece = {"logits": out.logits[part], "branch_logits": tuple(p[part] for p in branches)}
         piece["penalty"] = out.penalty
         halves += WeightedCrossEntropy(weights)(piece, labels[part], num_items_in_batch=torch.tensor(6))
     torch.testing.assert_close(halves, per_item.sum() / 6 + out.penalty)
