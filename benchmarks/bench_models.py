@@ -1,7 +1,7 @@
 """Speed of the three classifiers on one CPU thread: inference per 3 s clip and training throughput.
 
     .venv/bin/python benchmarks/bench_models.py [--models cnn cnn-earlier-defaults cnn-head-mfcc14
-        cnn-head-no-bands cnn-no-energy-peaks s4 s4-speech s4-earlier-defaults s4-utterance-dataset s4-no-head
+        cnn-head-no-bands cnn-energy-peaks s4 s4-speech s4-earlier-defaults s4-utterance-dataset s4-no-head
         s4-no-energy-peaks wav2vec2-tiny wav2vec2-base]
         [--repeats 30]
 
@@ -9,8 +9,9 @@
 `configuration_cnn.py`: no pitch channels, no functionals head); `cnn-head-mfcc14` the defaults with the
 functionals head on the first 14 MFCCs (`functionals_mfcc`); `cnn-head-no-bands` the defaults before the
 twelfth round (the head without the grouped log-mel bands and the spectral-shape descriptors);
-`cnn-no-energy-peaks` and `s4-no-energy-peaks` the defaults without the energy peaks head (the defaults
-before the seventeenth round). `s4` is the
+`cnn-energy-peaks` the defaults with the energy peaks head (not the CNN's
+default: seventeenth round); `s4-no-energy-peaks` the S4's defaults without it (the defaults before the
+seventeenth round). `s4` is the
 S4's defaults; `s4-speech` the larger S4 of the recipe `training/recipes/s4-speech.yaml` (the defaults'
 features at 4 layers of width 128, with the functionals of every mel band); `s4-earlier-defaults` the defaults
 before the eighth round (`EARLIER_DEFAULTS`: 4 layers of width 128, unit-variance clips, no pitch channels,
@@ -89,7 +90,7 @@ CNN_VARIANTS = {
         "spectral_shape_functionals": False,
         "energy_peaks_head": False,
     },
-    "cnn-no-energy-peaks": {"energy_peaks_head": False},
+    "cnn-energy-peaks": {"energy_peaks_head": True},
 }
 S4_VARIANTS = {
     "s4": {},

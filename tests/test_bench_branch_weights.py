@@ -32,6 +32,7 @@ def saved_run(results_dir, dataset, functionals_head: bool = True):
     torch.manual_seed(0)
     config = tiny_config(
         functionals_head=functionals_head,
+        energy_peaks_head=functionals_head,  # the third branch, summed with the functionals head's
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)},

@@ -125,7 +125,9 @@ def test_class_weights_reach_every_learner_of_a_model_with_heads():
     from training.trainer import WeightedCrossEntropy
 
     torch.manual_seed(0)
-    config = CNNConfig(conv_channels=[8, 8], attention_size=8, classifier_hidden_size=8, num_labels=3)
+    config = CNNConfig(
+        conv_channels=[8, 8], attention_size=8, classifier_hidden_size=8, num_labels=3, energy_peaks_head=True
+    )
     model = CNNForAudioClassification(config).eval()
     for head in (model.functionals_head, model.energy_peaks_head):
         torch.nn.init.normal_(head.weight, std=0.1)

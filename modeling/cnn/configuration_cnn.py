@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-# Defaults before the tenth round (the first three), the twelfth (the next two) and the seventeenth (the
-# last), for configurations saved before a field existed (`CNNConfig.from_dict`).
+# Defaults before the tenth round (the first three) and the twelfth (the last two), for configurations saved
+# before a field existed (`CNNConfig.from_dict`).
 EARLIER_DEFAULTS = {
     "pitch_features": False,
     "functionals_head": False,
     "functionals": "basic",
     "functionals_mel_group": None,
     "spectral_shape_functionals": False,
-    "energy_peaks_head": False,
 }
 
 
@@ -92,7 +91,7 @@ class CNNConfig(PretrainedConfig):
         spectral_shape_functionals (`bool`, defaults to `True`): the functionals head also summarises eight
             spectral-shape descriptors of each frame's log-mel (log energy, centroid, spread, entropy,
             flatness, roll-off, flux, slope: `modeling_cnn.spectral_shape`), ComParE's spectral descriptors.
-        energy_peaks_head (`bool`, defaults to `True`): with `functionals_head`, a second linear classifier
+        energy_peaks_head (`bool`, defaults to `False`): with `functionals_head`, a second linear classifier
             beside it, on 12 functionals of the peaks of the smoothed RMS contour (`modeling_cnn.
             energy_peak_functionals`: peaks per second, the time between them, their height, the slopes
             between peaks and valleys), ComParE's peak functionals, which carry the syllable rhythm; on its
@@ -147,7 +146,7 @@ class CNNConfig(PretrainedConfig):
         functionals_mfcc: int | None = None,
         functionals_mel_group: int | None = 4,
         spectral_shape_functionals: bool = True,
-        energy_peaks_head: bool = True,
+        energy_peaks_head: bool = False,
         branch_weights: list[float] | tuple[float, float] = (1.0, 1.0),
         **kwargs,
     ):
