@@ -9,9 +9,8 @@
 `configuration_cnn.py`: no pitch channels, no functionals head); `cnn-head-mfcc14` the defaults with the
 functionals head on the first 14 MFCCs (`functionals_mfcc`); `cnn-head-no-bands` the defaults before the
 twelfth round (the head without the grouped log-mel bands and the spectral-shape descriptors);
-`cnn-energy-peaks` the defaults with the energy peaks head (not the CNN's
-default: seventeenth round); `s4-no-energy-peaks` the S4's defaults without it (the defaults before the
-seventeenth round). `s4` is the
+`cnn-energy-peaks` the defaults with the energy peaks head (not the CNN's default: seventeenth round);
+`s4-no-energy-peaks` the S4's defaults without it (the defaults before the seventeenth round). `s4` is the
 S4's defaults; `s4-speech` the larger S4 of the recipe `training/recipes/s4-speech.yaml` (the defaults'
 features at 4 layers of width 128, with the functionals of every mel band); `s4-earlier-defaults` the defaults
 before the eighth round (`EARLIER_DEFAULTS`: 4 layers of width 128, unit-variance clips, no pitch channels,
@@ -85,11 +84,7 @@ CNN_VARIANTS = {
     "cnn": {},
     "cnn-earlier-defaults": CNN_EARLIER_DEFAULTS,
     "cnn-head-mfcc14": {"functionals_mfcc": 14},
-    "cnn-head-no-bands": {
-        "functionals_mel_group": None,
-        "spectral_shape_functionals": False,
-        "energy_peaks_head": False,
-    },
+    "cnn-head-no-bands": {"functionals_mel_group": None, "spectral_shape_functionals": False},
     "cnn-energy-peaks": {"energy_peaks_head": True},
 }
 S4_VARIANTS = {
