@@ -21,11 +21,14 @@ validation UAR), the newest `checkpoint-N` in its model folder: the weights at t
 that trained to their end and kept their checkpoints (`--early_stopping_patience 0`), to ask what choosing
 a checkpoint on the validation speakers gains over keeping the last one.
 
-`--refit_head` also asks whether the functionals head stopped short of its own optimum (the energy peaks
-head's logits stay as trained): its linear classifier is refitted on the fold's training clips (their
-functionals as the saved model standardises them, cut as in evaluation) to convergence, on the objective it
-trains on (mean cross-entropy + `functionals_l2 / 2 * ||W||^2`; scikit-learn's LogisticRegression), and
-scored alone, summed with the network and with weights fitted on validation.
+`--refit_head` replays, for runs trained before `run_train.py` refitted the CNN's head (its
+`--refit_functionals_head`, the default since the eighteenth round), what that refit gives: the head's linear
+classifier fitted again on the fold's training clips (their functionals as the saved model standardises them,
+cut as in evaluation) as the openSMILE baseline fits its own (`training.calibration.fit_head_like_baseline`:
+logistic regression, balanced classes, C chosen by validation UAR; the energy peaks head's logits stay as
+trained), scored alone, summed with the network and with weights fitted on validation. (Before the
+eighteenth round, this flag refitted at the head's own fixed L2 penalty instead; the thirteenth round's
+numbers below in the README are that.)
 """
 
 from __future__ import annotations
@@ -40,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, log_loss
 from transformers import AutoModelForAudioClassification
 from transformers.trainer_utils import get_last_checkpoint
@@ -50,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from loaders import load_corpora  # noqa: E402
 from loaders.schema import SAMPLING_RATE  # noqa: E402
 from modeling import feature_extractor_for, register_auto_classes  # noqa: E402
-from training.calibration import PRIOR, fit_branch_weights  # noqa: E402
+from training.calibration import PRIOR, fit_branch_weights, fit_head_like_baseline  # noqa: E402
 from training.data import centre_crop  # noqa: E402
 
 SCORES = ("network", "head", "sum", "fitted")
@@ -99,12 +101,6 @@ def clip_outputs(
     finally:
         hook.remove()
     return np.stack(network), np.stack(head), np.stack(peaks), np.stack(head_inputs)
-
-
-def refit_head(inputs: np.ndarray, labels: np.ndarray, l2: float) -> LogisticRegression:
-    """The head's own objective (mean cross-entropy + l2 / 2 * ||W||^2, bias free), solved to convergence:
-    scikit-learn's C = 1 / (l2 * clips)."""
-    return LogisticRegression(C=1.0 / (l2 * len(labels)), max_iter=10_000).fit(inputs, labels)
 
 
 def last_checkpoint(model_dir: Path) -> Path:
@@ -157,20 +153,16 @@ def replay_run(
         "fitted": weights[0] * network + weights[1] * head,
     }
     if refit:
-        missing = set(range(model.config.num_labels)) - set(split["train"][4].tolist())
-        if missing:
-            names = ", ".join(model.config.id2label[i] for i in sorted(missing))
-            raise SystemExit(
-                f"{model_dir}: its fold's training clips lack {names}; --refit_head needs them all"
-            )
+        names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        try:
+            fit = fit_head_like_baseline(*split["train"][3:], *split["validation"][3:], names)
+        except ValueError as err:
+            raise SystemExit(f"{model_dir}: {err}; --refit_head needs them all") from None
         # The functionals head refitted; the energy peaks head's logits, where it has one, stay beside it.
-        classifier = refit_head(split["train"][3], split["train"][4], model.config.functionals_l2)
-        refitted = classifier.decision_function(split["test"][3]) + peaks
+        refitted = split["test"][3] @ fit.weight.T + fit.bias + peaks
+        validation_refitted = split["validation"][3] @ fit.weight.T + fit.bias + validation_peaks
         refitted_weights = fit_branch_weights(
-            validation_network,
-            classifier.decision_function(split["validation"][3]) + validation_peaks,
-            validation_labels,
-            prior,
+            validation_network, validation_refitted, validation_labels, prior
         )
         logits["head_refit"] = refitted
         logits["sum_refit"] = network + refitted
@@ -250,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--refit_head",
         action="store_true",
-        help="also score the head refitted to convergence on the fold's training clips",
+        help="also score the head refitted as run_train.py refits it now (C chosen on validation UAR)",
     )
     parser.add_argument(
         "--checkpoint",

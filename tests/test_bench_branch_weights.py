@@ -10,7 +10,6 @@ import re
 import numpy as np
 import pytest
 import torch
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, log_loss
 from test_cnn import tiny_config
 
@@ -135,21 +134,27 @@ def test_a_folder_without_folds_is_refused_before_any_work(tmp_path, capsys):
     assert "no folds.csv; give a run_benchmark.py --output_dir" in capsys.readouterr().err
 
 
-def test_the_head_refitted_to_convergence_on_the_training_clips(tmp_path, corpus, capsys):
+def test_the_head_refitted_as_the_baseline_fits_its_classifier(tmp_path, corpus, capsys):
     """`--refit_head`: the head's linear classifier fitted again on the fold's training clips (their
-    standardised functionals, cut as evaluated) with the model's own L2, and scored on the test clips."""
+    standardised functionals, cut as evaluated) by the openSMILE baseline's recipe (logistic regression, C
+    chosen on the validation clips), and scored on the test clips; the energy peaks head stays as trained."""
+    from evaluation.opensmile_baseline import select_c
+
     model, rows = saved_run(tmp_path, corpus)
     branch_weights.main([str(tmp_path), "--refit_head"])
     run_line = next(line for line in capsys.readouterr().out.splitlines() if "synthetic/fold-1:" in line)
     _, _, train_inputs, train_labels = outputs(model, corpus, rows["train"])
+    _, _, validation_inputs, validation_labels = outputs(model, corpus, rows["validation"])
     network, heads, test_inputs, test_labels = outputs(model, corpus, rows["test"])
     head = model.functionals_head
     functionals_logits = test_inputs @ head.weight.detach().double().numpy().T + head.bias.detach().numpy()
     peaks = heads - functionals_logits  # the energy peaks head's logits stay beside the refitted head
     assert np.abs(peaks).max() > 1e-3
-    l2 = model.config.functionals_l2
-    classifier = LogisticRegression(C=1.0 / (l2 * len(train_labels)), max_iter=10_000)
-    refitted = classifier.fit(train_inputs, train_labels).decision_function(test_inputs) + peaks
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    pipeline, *_ = select_c(
+        train_inputs, train_labels, validation_inputs, validation_labels, names, classifier="logreg"
+    )
+    refitted = pipeline.decision_function(test_inputs) + peaks
     head_uar = balanced_accuracy_score(test_labels, refitted.argmax(1))
     sum_uar = balanced_accuracy_score(test_labels, (network + refitted).argmax(1))
     assert f"head refitted: UAR head {head_uar:.3f} sum {sum_uar:.3f} fitted " in run_line

@@ -1,4 +1,5 @@
-"""training/calibration.py: the weights of a two-branch model's logits, fitted on validation clips."""
+"""training/calibration.py: what is fitted after training on validation clips: the functionals head refitted
+as the baseline fits its classifier, and the weights of a two-branch model's logits."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from training.calibration import calibrate_branch_weights, fit_branch_weights
+from training.calibration import (
+    calibrate_branch_weights,
+    fit_branch_weights,
+    fit_head_like_baseline,
+    refit_functionals_head,
+)
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -96,3 +102,127 @@ def test_a_model_without_a_head_is_left_alone(tmp_path):
     trainer = Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to=[]))
     assert calibrate_branch_weights(trainer, None) is None
     assert model.config.branch_weights == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("classes", [4, 2])
+def test_the_refitted_head_scores_as_the_baseline_s_pipeline_on_the_raw_inputs(classes):
+    """The baseline's recipe (scaler + logistic regression, C by validation UAR) folded into one linear map:
+    its logits are the pipeline's decision function (two classes: one score, as two logits half each way)."""
+    from evaluation.opensmile_baseline import select_c
+
+    rng = np.random.default_rng(0)
+    means = rng.normal(0, 1, (classes, 12))
+    labels = {split: rng.integers(0, classes, n) for split, n in (("train", 80), ("validation", 40))}
+    # Inputs far from zero mean and unit variance: the scaler's folding shows.
+    inputs = {split: 3.0 + 5.0 * (means[y] + rng.normal(0, 1.5, (len(y), 12))) for split, y in labels.items()}
+    names = [f"class{i}" for i in range(classes)]
+    fit = fit_head_like_baseline(
+        inputs["train"], labels["train"], inputs["validation"], labels["validation"], names
+    )
+    pipeline, c, *_ = select_c(
+        inputs["train"],
+        labels["train"],
+        inputs["validation"],
+        labels["validation"],
+        names,
+        classifier="logreg",
+    )
+    logits = inputs["validation"] @ fit.weight.T + fit.bias
+    assert fit.c == c and logits.shape == (40, classes)
+    expected = pipeline.decision_function(inputs["validation"])
+    if classes == 2:
+        np.testing.assert_allclose(logits[:, 1] - logits[:, 0], expected, rtol=1e-6, atol=1e-8)
+    else:
+        np.testing.assert_allclose(logits, expected, rtol=1e-6, atol=1e-8)
+    np.testing.assert_array_equal(logits.argmax(1), pipeline.predict(inputs["validation"]))
+
+
+def test_a_refit_needs_training_clips_of_every_class():
+    rng = np.random.default_rng(0)
+    inputs, labels = rng.normal(0, 1, (20, 5)), np.arange(20) % 2  # classes 0 and 1 of 3
+    with pytest.raises(ValueError, match="training clips lack sad: the head cannot be refitted"):
+        fit_head_like_baseline(inputs, labels, inputs, labels, ["angry", "happy", "sad"])
+
+
+def tiny_trainer(model, tmp_path):
+    from transformers import TrainingArguments
+
+    from modeling.feature_extraction import SERFeatureExtractor
+    from training.data import AudioCollator
+    from training.trainer import SERTrainer
+
+    extractor = SERFeatureExtractor()
+    args = TrainingArguments(
+        output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_eval_batch_size=5
+    )
+    return SERTrainer(
+        model=model, args=args, data_collator=AudioCollator(extractor, random_crop=False)
+    ), extractor
+
+
+def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_inputs(
+    make_tiny_cnn, tmp_path
+):
+    """`refit_functionals_head` reads the head's standardised inputs of every clip (batched and padded, as
+    evaluation batches them), fits them as the baseline would and writes the result into the head: its logits
+    are then the fitted map of the inputs that one clip at a time gives. The network is untouched."""
+    import datasets
+    from conftest import TINY_CNN_LABELS
+
+    rng = np.random.default_rng(0)
+    labels = (np.arange(36) % len(TINY_CNN_LABELS)).tolist()
+    # A tone says the class (and lengths vary: the batches are padded).
+    clips = []
+    for y in labels:
+        t = np.arange(int(rng.integers(6000, 9000))) / 16000
+        tone = np.sin(2 * np.pi * (200.0, 500.0, 1000.0, 2000.0)[y] * t)
+        clips.append((tone + 0.5 * rng.standard_normal(len(t))).astype(np.float32))
+    model = make_tiny_cnn()
+    network_before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("functionals")}
+    trainer, extractor = tiny_trainer(model, tmp_path)
+    train = datasets.Dataset.from_dict({"input_values": clips[:24], "label": labels[:24]})
+    validation = datasets.Dataset.from_dict({"input_values": clips[24:], "label": labels[24:]})
+    c = refit_functionals_head(trainer, train, validation, TINY_CNN_LABELS)
+
+    def one_by_one(split_clips):
+        inputs, logits = [], []
+        hook = model.functionals_head.norm.register_forward_hook(
+            lambda module, args, output: inputs.append(output[0, :, 0].double().numpy())
+        )
+        with torch.no_grad():
+            for clip in split_clips:
+                logits.append(
+                    model(**extractor(clip, sampling_rate=16000, return_tensors="pt")).branch_logits[1]
+                )
+        hook.remove()
+        return np.stack(inputs), torch.cat(logits).double().numpy()
+
+    train_inputs, _ = one_by_one(clips[:24])
+    validation_inputs, validation_logits = one_by_one(clips[24:])
+    expected = fit_head_like_baseline(
+        train_inputs, np.array(labels[:24]), validation_inputs, np.array(labels[24:]), TINY_CNN_LABELS
+    )
+    assert c == expected.c
+    np.testing.assert_allclose(
+        validation_logits, validation_inputs @ expected.weight.T + expected.bias, atol=1e-3
+    )
+    assert np.abs(validation_logits).max() > 0.01  # the head started at zero
+    for name, value in model.state_dict().items():
+        if name in network_before:
+            torch.testing.assert_close(value, network_before[name])
+
+
+def test_a_head_without_training_clips_of_every_class_stays_as_trained(make_tiny_cnn, tmp_path, caplog):
+    import datasets
+    from conftest import TINY_CNN_LABELS
+
+    rng = np.random.default_rng(0)
+    clips = [rng.standard_normal(8000).astype(np.float32) for _ in range(12)]
+    model = make_tiny_cnn()
+    trainer, _ = tiny_trainer(model, tmp_path)
+    train = datasets.Dataset.from_dict({"input_values": clips[:8], "label": [0, 1] * 4})
+    validation = datasets.Dataset.from_dict({"input_values": clips[8:], "label": [0, 1, 2, 3]})
+    with caplog.at_level("WARNING"):
+        assert refit_functionals_head(trainer, train, validation, TINY_CNN_LABELS) is None
+    assert "The functionals head stays as trained: the training clips lack" in caplog.text
+    assert not model.functionals_head.weight.any()

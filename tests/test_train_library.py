@@ -64,13 +64,17 @@ def test_the_speech_recipe_is_the_s4_defaults_with_its_own_architecture(no_datas
 
 
 @pytest.mark.parametrize("kind,fitted", [("cnn", True), ("s4", False)])
-def test_the_branch_weights_are_fitted_by_default_where_that_helped(no_datasets_here, kind, fitted):
-    """The CNN's two branches get weights fitted on validation; the S4's keep their plain sum (measured on the
-    development corpora: README, leaderboard, eleventh round)."""
+@pytest.mark.parametrize("option", ["fit_branch_weights", "refit_functionals_head"])
+def test_the_head_and_branch_weights_are_fitted_by_default_where_that_helped(
+    no_datasets_here, kind, fitted, option
+):
+    """The CNN's functionals head is refitted and its two branches get weights fitted on validation; the S4's
+    head stays as trained and its branches keep their plain sum (measured on the development corpora: README,
+    leaderboard, eleventh and eighteenth rounds)."""
     _, data_args, _ = parse_args(["--model", kind])
-    assert data_args.fit_branch_weights is fitted
-    _, data_args, _ = parse_args(["--model", kind, "--fit_branch_weights", str(not fitted).lower()])
-    assert data_args.fit_branch_weights is not fitted
+    assert getattr(data_args, option) is fitted
+    _, data_args, _ = parse_args(["--model", kind, f"--{option}", str(not fitted).lower()])
+    assert getattr(data_args, option) is not fitted
 
 
 @pytest.mark.parametrize("kind", ["cnn", "s4"])
@@ -218,22 +222,36 @@ def test_per_corpus_metrics_from_predictions_equal_a_direct_computation(make_tin
     assert metrics["test_uar"] == pytest.approx(direct["uar"])
 
 
-def test_a_run_fits_the_branch_weights_on_its_validation_clips(data_root, tmp_path):
-    """After training, the CNN's two branches are weighted as the validation clips say (written to the saved
-    config.json and the model card); `--fit_branch_weights false` keeps their plain sum. Training itself is
-    the same."""
+def test_a_run_refits_the_head_and_fits_the_branch_weights_on_its_validation_clips(data_root, tmp_path):
+    """After training, the CNN's functionals head is refitted (C chosen on validation) and its two branches
+    are weighted as the validation clips say (written to the saved weights, config.json, train_results.json
+    and the model card); `--refit_functionals_head false --fit_branch_weights false` keeps the head as
+    trained and the plain sum. Training itself is the same: every other weight is equal."""
     from safetensors.torch import load_file
+
+    from evaluation.opensmile_baseline import C_GRID
 
     args = tiny_run_args(data_root, tmp_path / "cache")
     train(*parse_args([*args, "--output_dir", str(tmp_path / "fitted")]))
-    train(*parse_args([*args, "--output_dir", str(tmp_path / "plain"), "--fit_branch_weights", "false"]))
+    plain = ["--refit_functionals_head", "false", "--fit_branch_weights", "false"]
+    train(*parse_args([*args, "--output_dir", str(tmp_path / "plain"), *plain]))
     fitted = json.loads((tmp_path / "fitted" / "config.json").read_text())["branch_weights"]
     assert json.loads((tmp_path / "plain" / "config.json").read_text())["branch_weights"] == [1.0, 1.0]
     assert len(fitted) == 2 and fitted != [1.0, 1.0] and min(fitted) > 0
+    chosen_c = json.loads((tmp_path / "fitted" / "train_results.json").read_text())["functionals_head_C"]
+    assert chosen_c in C_GRID
+    assert "functionals_head_C" not in json.loads((tmp_path / "plain" / "train_results.json").read_text())
     weights, plain_weights = (load_file(tmp_path / run / "model.safetensors") for run in ("fitted", "plain"))
+    head = {"functionals_head.weight", "functionals_head.bias"}
+    assert head <= set(weights)
+    for name in head:
+        assert not torch.allclose(weights[name], plain_weights[name])
     for name, value in weights.items():
-        torch.testing.assert_close(value, plain_weights[name])
+        if name not in head:
+            torch.testing.assert_close(value, plain_weights[name])
     card = (tmp_path / "fitted" / "README.md").read_text()
     plain_card = (tmp_path / "plain" / "README.md").read_text()
     assert "branch_weights (fitted on validation)" in card
     assert "branch_weights (fitted on validation)" not in plain_card
+    assert f"| functionals head refitted: C (chosen on validation) | {chosen_c:g} |" in card
+    assert "functionals head refitted" not in plain_card

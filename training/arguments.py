@@ -176,6 +176,15 @@ class DataTrainingArguments:
             "the first half; a noisy validation UAR peaking early ended runs whose network had not learnt)."
         },
     )
+    refit_functionals_head: bool = field(
+        default=True,
+        metadata={
+            "help": "After training, refit a two-branch model's functionals head (the CNN's) as the "
+            "openSMILE baseline fits its classifier: logistic regression on the training clips' functionals, "
+            "balanced classes, C chosen by validation UAR (false: the head as trained, at its fixed L2 "
+            "penalty)."
+        },
+    )
     fit_branch_weights: bool = field(
         default=True,
         metadata={

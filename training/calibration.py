@@ -1,4 +1,12 @@
-"""Weights of a two-branch model's logits (the network and its functionals head), fitted on validation clips.
+"""What is fitted after training on the validation clips: the functionals head's classifier, refitted as the
+challenge baseline fits its own, and the weights of a two-branch model's logits (the network and the head).
+
+The functionals head trains beside the network on its own loss at a fixed L2 penalty, and early stopping
+keeps the epoch that suits the sum; so the head stops short of its own optimum, at a penalty nobody chose.
+`refit_functionals_head` refits its linear classifier on the training clips' functionals (as the saved
+model standardises them) the way the openSMILE baseline fits its classifier: balanced class weights, C chosen
+by validation UAR over the baseline's grid (`evaluation.opensmile_baseline.select_c`, logistic regression, so
+that the head's scores stay log-probabilities that add to the network's logits).
 
 Each branch trains on its own cross-entropy, so neither learns how far to trust the other. The network
 overfits its training speakers and ends with logits far more confident than it is right on new speakers (on
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import datasets
 import numpy as np
@@ -90,10 +99,127 @@ def calibrate_branch_weights(trainer: Trainer, dataset: datasets.Dataset) -> tup
     return weights
 
 
+@dataclass
+class HeadFit:
+    """A linear classifier on the head's standardised functionals: logits = `weight` @ x + `bias`."""
+
+    weight: np.ndarray  # (classes, functionals)
+    bias: np.ndarray  # (classes,)
+    c: float
+    converged: bool
+
+
+def fit_head_like_baseline(
+    train_inputs: np.ndarray,
+    train_labels: np.ndarray,
+    validation_inputs: np.ndarray,
+    validation_labels: np.ndarray,
+    label_names: Sequence[str],
+) -> HeadFit:
+    """The openSMILE baseline's recipe on the head's inputs (logistic regression): C by validation UAR, fitted
+    on train only, its scaler folded into the weights so that they apply to the inputs as given. Every class
+    must have training clips (a missing one would have no logit)."""
+    # The baseline's own module: one home for its recipe (imported here, where it is used, so that training
+    # does not load the evaluation package when no head is refitted).
+    from evaluation.opensmile_baseline import select_c
+
+    missing = sorted(set(range(len(label_names))) - set(np.asarray(train_labels).tolist()))
+    if missing:
+        raise ValueError(
+            f"the training clips lack {', '.join(label_names[i] for i in missing)}: the head cannot be "
+            "refitted without examples of every class"
+        )
+    pipeline, c, search, _ = select_c(
+        train_inputs,
+        train_labels,
+        validation_inputs,
+        validation_labels,
+        label_names,
+        classifier="logreg",  # lbfgs: deterministic, so no seed
+    )
+    scaler, classifier = pipeline.named_steps["scale"], pipeline.named_steps["classify"]
+    weight = classifier.coef_ / scaler.scale_
+    bias = classifier.intercept_ - weight @ scaler.mean_
+    if len(label_names) == 2:  # one score for class 1; as two logits, its half each way
+        weight, bias = np.stack([-weight[0] / 2, weight[0] / 2]), np.array([-bias[0] / 2, bias[0] / 2])
+    converged = next(row["converged"] for row in search if row["C"] == c)
+    return HeadFit(weight=weight, bias=bias, c=c, converged=converged)
+
+
+def functionals_head_inputs(
+    model: torch.nn.Module, dataset: datasets.Dataset, collator, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the functionals head's inputs as the model standardises them, what its linear classifier sees; the
+    labels) of every clip of `dataset`, batched by `collator` (no augmentation), in the model's eval mode.
+    Every process computes the whole split (no sharding), so that all of them fit the same head."""
+    inputs, labels = [], []
+    hook = model.functionals_head.norm.register_forward_hook(
+        lambda module, args, output: inputs.append(output[..., 0].double().cpu().numpy())
+    )
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(dataset), batch_size):
+            batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+            labels.append(batch.pop("labels").numpy())
+            with torch.inference_mode():
+                model(**{name: value.to(device) for name, value in batch.items()})
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return np.concatenate(inputs), np.concatenate(labels)
+
+
+def refit_functionals_head(
+    trainer: Trainer, train: datasets.Dataset, validation: datasets.Dataset, label_names: Sequence[str]
+) -> float | None:
+    """Refit the functionals head of `trainer.model` (a two-branch model, `has_branches`) on `train` with C
+    chosen on `validation` (`fit_head_like_baseline`) and write it into the head; returns the C, or None for
+    a model without two branches or a training split that lacks a class (the head then stays as trained).
+    An energy peaks head stays as trained."""
+    model = trainer.model
+    if not has_branches(model):
+        return None
+    collator = getattr(trainer, "eval_data_collator", None) or trainer.data_collator
+    batch_size = trainer.args.per_device_eval_batch_size
+    train_inputs, train_labels = functionals_head_inputs(model, train, collator, batch_size)
+    validation_inputs, validation_labels = functionals_head_inputs(model, validation, collator, batch_size)
+    try:
+        fit = fit_head_like_baseline(
+            train_inputs, train_labels, validation_inputs, validation_labels, label_names
+        )
+    except ValueError as err:
+        logger.warning("The functionals head stays as trained: %s.", err)
+        return None
+    head = model.functionals_head
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(fit.weight, dtype=head.weight.dtype))
+        head.bias.copy_(torch.as_tensor(fit.bias, dtype=head.bias.dtype))
+    logger.info(
+        "Functionals head refitted on %d training clips: logistic regression, C %g chosen on %d validation "
+        "clips%s.",
+        len(train_labels),
+        fit.c,
+        len(validation_labels),
+        "" if fit.converged else " (the solver did not converge)",
+    )
+    return fit.c
+
+
 def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(
         F.cross_entropy(torch.as_tensor(logits, dtype=torch.float64), torch.as_tensor(labels).long())
     )
 
 
-__all__ = ["PRIOR", "calibrate_branch_weights", "fit_branch_weights", "has_branches"]
+__all__ = [
+    "PRIOR",
+    "HeadFit",
+    "calibrate_branch_weights",
+    "fit_branch_weights",
+    "fit_head_like_baseline",
+    "functionals_head_inputs",
+    "has_branches",
+    "refit_functionals_head",
+]

@@ -35,7 +35,7 @@ from .arguments import (
     non_default_arguments,
     resolve_model_kind,
 )
-from .calibration import calibrate_branch_weights
+from .calibration import calibrate_branch_weights, refit_functionals_head
 from .data import AudioCollator, class_weights, prepare_model_inputs
 from .model_card import TrainingSummary, corpus_info, render_model_card
 from .plots import plot_confusion_matrix
@@ -534,6 +534,12 @@ def _train(
         f"{trainer.state.global_step} steps",
         flush=True,
     )
+    # The head first: the branch weights are fitted to the head that is saved.
+    functionals_head_c = (
+        refit_functionals_head(trainer, prepared["train"], prepared["validation"], label_names)
+        if has_validation and data_args.refit_functionals_head
+        else None
+    )
     branch_weights = (
         calibrate_branch_weights(trainer, prepared["validation"])
         if has_validation and data_args.fit_branch_weights
@@ -545,6 +551,8 @@ def _train(
         "train_samples": len(prepared["train"]),
         "world_size": training_args.world_size,
     }
+    if functionals_head_c is not None:
+        train_metrics["functionals_head_C"] = functionals_head_c
     trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
     trainer.save_state()
@@ -603,6 +611,11 @@ def _train(
             "epochs_trained": round(trainer.state.epoch or 0, 2),
             "world_size": training_args.world_size,
             **{f"config.{k}": v for k, v in overrides.items()},
+            **(
+                {"functionals head refitted: C (chosen on validation)": functionals_head_c}
+                if functionals_head_c is not None
+                else {}
+            ),
             **(
                 {"branch_weights (fitted on validation)": [round(w, 3) for w in branch_weights]}
                 if branch_weights
