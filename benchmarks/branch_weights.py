@@ -27,8 +27,8 @@ classifier fitted again on the fold's training clips (their functionals as the s
 cut as in evaluation) as the openSMILE baseline fits its own (`training.calibration.fit_head_like_baseline`:
 logistic regression, balanced classes, C chosen by validation UAR; the energy peaks head's logits stay as
 trained), scored alone, summed with the network and with weights fitted on validation. (Before the
-eighteenth round, this flag refitted at the head's own fixed L2 penalty instead; the thirteenth round's
-numbers below in the README are that.)
+eighteenth round, this flag refitted at the head's own fixed L2 penalty instead: the README's thirteenth
+round and the earlier sections of benchmarks/results/dev-speaker-cv/branch-weights.md are that refit.)
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def replay_run(
         try:
             fit = fit_head_like_baseline(*split["train"][3:], *split["validation"][3:], names)
         except ValueError as err:
-            raise SystemExit(f"{model_dir}: {err}; --refit_head needs them all") from None
+            raise SystemExit(f"{model_dir}: {err} (--refit_head)") from None
         # The functionals head refitted; the energy peaks head's logits, where it has one, stay beside it.
         refitted = split["test"][3] @ fit.weight.T + fit.bias + peaks
         validation_refitted = split["validation"][3] @ fit.weight.T + fit.bias + validation_peaks
