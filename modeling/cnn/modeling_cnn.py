@@ -442,19 +442,46 @@ def contour_functionals(contours: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     return torch.stack(functionals, dim=1)
 
 
-def extended_functionals(features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+def smoothed_contours(contours: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Contours (batch, rows, frames) and their real frames (batch, frames) -> (the contours smoothed by a
+    3-frame moving average, their delta by regression over 2 frames either side), ComParE's processing of its
+    low-level descriptors before the functionals: the average takes out the frame-to-frame jitter of a 10 ms
+    analysis, and the regression delta is the slope of the smoothed contour, where x_t - x_{t-1} of the raw
+    one is mostly that jitter. Beyond the ends of the real frames the end frame repeats, so padding cannot
+    reach a real frame."""
+    last = (frame_mask.sum(-1, keepdim=True) - 1).clamp(min=0)  # (batch, 1)
+    index = torch.arange(contours.shape[-1], device=contours.device)
+
+    def shifted(values: torch.Tensor, step: int) -> torch.Tensor:
+        """values[..., t + step], the index held within the real frames."""
+        at = torch.minimum((index + step).clamp(min=0), last)  # (batch, frames)
+        return values.gather(-1, at[:, None, :].expand_as(values))
+
+    smooth = (shifted(contours, -1) + contours + shifted(contours, 1)) / 3
+    delta = (shifted(smooth, 1) - shifted(smooth, -1) + 2 * (shifted(smooth, 2) - shifted(smooth, -2))) / 10
+    return smooth, delta
+
+
+def extended_functionals(
+    features: torch.Tensor, frame_mask: torch.Tensor, smoothing: bool = False
+) -> torch.Tensor:
     """Frame features (batch, frames, channels) -> (batch, 38 * channels): per channel, 19 functionals of x_t
     and the same of x_t - x_{t-1}, over the real frames, after the families of ComParE's: moments (mean,
     standard deviation, skewness, excess kurtosis), percentiles 1 / 25 / 50 / 75 / 99, the slope of a line
     over time and the spread around it, the share of frames above 25 / 50 / 75 / 90 % of the range, the
     share of rising steps, local maxima per frame, and the mean rising and falling step. Timing and peak
-    functionals carry the speaking rate and the shape of the contours, which moments miss. Order: the 19
+    functionals carry the speaking rate and the shape of the contours, which moments miss. With `smoothing`,
+    of the smoothed x and its regression delta instead, as ComParE (`smoothed_contours`). Order: the 19
     functionals of x (each over all channels), then those of the difference."""
     batch, _, channels = features.shape
     contours = features.transpose(1, 2)  # frames last: reductions and the sort run along memory
-    # The difference gets one padded frame at the end, so that it stacks with x.
-    delta = nn.functional.pad(contours[..., 1:] - contours[..., :-1], (0, 1))
-    delta_mask = nn.functional.pad(frame_mask[:, 1:] & frame_mask[:, :-1], (0, 1))
+    if smoothing:
+        contours, delta = smoothed_contours(contours, frame_mask)
+        delta_mask = frame_mask  # a regression delta at every real frame
+    else:
+        # The difference gets one padded frame at the end, so that it stacks with x.
+        delta = nn.functional.pad(contours[..., 1:] - contours[..., :-1], (0, 1))
+        delta_mask = nn.functional.pad(frame_mask[:, 1:] & frame_mask[:, :-1], (0, 1))
     # x and its difference as rows of one tensor: every step below runs once for both.
     rows = torch.cat([contours, delta], dim=1)
     mask = torch.cat(
@@ -490,23 +517,29 @@ def spectral_shape(log_mel: torch.Tensor) -> torch.Tensor:
 
 class FunctionalsHead(nn.Module):
     """Frame features (batch, frames, channels) -> logits of a linear classifier on their functionals
-    (`utterance_functionals` or `extended_functionals`, as `functionals` says), standardised with
-    training-set statistics (a BatchNorm without scale and shift), as the challenge baseline scales its
-    functionals before the SVM. Weights start at zero."""
+    (`utterance_functionals`, or `extended_functionals` with or without `smoothing`, as `functionals` and
+    `smoothing` say), standardised with training-set statistics (a BatchNorm without scale and shift), as the
+    challenge baseline scales its functionals before the SVM. Weights start at zero."""
 
     per_channel = {"basic": 4, "extended": 38}
 
-    def __init__(self, num_features: int, num_labels: int, functionals: str = "basic"):
+    def __init__(
+        self, num_features: int, num_labels: int, functionals: str = "basic", smoothing: bool = False
+    ):
         super().__init__()
         self.functionals = functionals
+        self.smoothing = smoothing
         width = self.per_channel[functionals] * num_features
         self.norm = MaskedBatchNorm1d(width, affine=False, momentum=None)
         self.weight = nn.Parameter(torch.zeros(num_labels, width))
         self.bias = nn.Parameter(torch.zeros(num_labels))
 
     def forward(self, features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        summarise = extended_functionals if self.functionals == "extended" else utterance_functionals
-        functionals = summarise(features, frame_mask)[..., None]  # one "frame" per clip
+        if self.functionals == "extended":
+            functionals = extended_functionals(features, frame_mask, self.smoothing)
+        else:
+            functionals = utterance_functionals(features, frame_mask)
+        functionals = functionals[..., None]  # one "frame" per clip
         clip_mask = torch.ones_like(frame_mask[:, :1])
         return nn.functional.linear(self.norm(functionals, clip_mask).squeeze(-1), self.weight, self.bias)
 
@@ -691,7 +724,12 @@ class CNNForAudioClassification(CNNPreTrainedModel):
             nn.Linear(config.classifier_hidden_size, config.num_labels),
         )
         self.functionals_head = (
-            FunctionalsHead(config.num_functionals_channels, config.num_labels, config.functionals)
+            FunctionalsHead(
+                config.num_functionals_channels,
+                config.num_labels,
+                config.functionals,
+                config.functionals_smoothing,
+            )
             if config.functionals_head
             else None
         )

@@ -23,6 +23,7 @@ EARLIER_DEFAULTS = {
     "functionals_mel_group": 1,
     "normalize_waveform": True,
     "energy_peaks_head": False,
+    "functionals_smoothing": False,
 }
 
 
@@ -113,6 +114,10 @@ class S4Config(PretrainedConfig):
             / 90 % of the range), the share of rising steps, local maxima per frame and the mean rising and
             falling step. The timing and peak functionals carry the speaking rate and the shape of the pitch
             and energy contours.
+        functionals_smoothing (`bool`, defaults to `False`):
+            With `"extended"`: the functionals of each channel smoothed by a 3-frame moving average and of its
+            delta by regression over 2 frames either side (`modeling_s4.smoothed_contours`), as ComParE
+            processes its low-level descriptors, instead of the raw channel and its frame-to-frame difference.
         functionals_mel_group (`int`, defaults to 4):
             The functionals head summarises the log-mel in bands of this many adjacent mel bands, averaged
             (16 of the default 64; the S4 still sees every band). Broader bands keep the head's cost in bounds
@@ -190,6 +195,7 @@ class S4Config(PretrainedConfig):
         energy_peaks_head: bool = True,
         functionals: str = "extended",
         functionals_mel_group: int = 4,
+        functionals_smoothing: bool = False,
         functionals_l2: float = 0.2,
         branch_weights: list[float] | tuple[float, float] = (1.0, 1.0),
         conv_channels: int = 128,
@@ -272,6 +278,7 @@ class S4Config(PretrainedConfig):
         self.energy_peaks_head = energy_peaks_head
         self.functionals = functionals
         self.functionals_mel_group = functionals_mel_group
+        self.functionals_smoothing = functionals_smoothing
         self.functionals_l2 = functionals_l2
         self.branch_weights = [float(w) for w in branch_weights]
         self.conv_channels = conv_channels
