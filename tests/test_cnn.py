@@ -16,9 +16,11 @@ from modeling.cnn.modeling_cnn import (
     CNNFrameFeatures,
     MaskedBatchNorm1d,
     PitchTracker,
+    contour_functionals,
     energy_peak_functionals,
     extended_functionals,
     masked_mean_std,
+    smoothed_contours,
     sort_values,
     spectral_shape,
     utterance_functionals,
@@ -262,6 +264,45 @@ def test_extended_functionals_summarise_the_real_frames_only():
             np.where(steps < 0, steps, 0).sum(0) / (steps < 0).sum(0),
         ]
         np.testing.assert_allclose(got, np.stack(expected), atol=1e-3)
+
+
+def test_smoothed_contours_are_compares_moving_average_and_regression_delta_of_the_real_frames():
+    """Against numpy on the real frames of a padded clip (padding 1e6 must not show): a 3-frame moving
+    average and the delta (sum_k k (s[t+k] - s[t-k])) / (2 sum_k k^2) over k = 1, 2, end frames repeated."""
+    torch.manual_seed(0)
+    contours = torch.randn(2, 3, 12, dtype=torch.float64).cumsum(-1)
+    contours[1, :, 7:] = 1e6
+    mask = torch.arange(12)[None] < torch.tensor([[12], [7]])
+    smooth, delta = smoothed_contours(contours, mask)
+    for row, length in ((0, 12), (1, 7)):
+        real = contours[row, :, :length].numpy()
+        padded = np.pad(real, ((0, 0), (1, 1)), mode="edge")
+        expected_smooth = (padded[:, :-2] + padded[:, 1:-1] + padded[:, 2:]) / 3
+        s = np.pad(expected_smooth, ((0, 0), (2, 2)), mode="edge")
+        expected_delta = (s[:, 3:-1] - s[:, 1:-3] + 2 * (s[:, 4:] - s[:, :-4])) / 10
+        np.testing.assert_allclose(smooth[row, :, :length].numpy(), expected_smooth)
+        np.testing.assert_allclose(delta[row, :, :length].numpy(), expected_delta)
+    # A ramp keeps its inner frames and has slope 1 away from its ends.
+    smooth, delta = smoothed_contours(torch.arange(11.0)[None, None], torch.ones(1, 11, dtype=torch.bool))
+    torch.testing.assert_close(smooth[0, 0, 1:-1], torch.arange(1.0, 10.0))
+    torch.testing.assert_close(delta[0, 0, 3:-3], torch.ones(5))
+
+
+def test_smoothed_extended_functionals_are_the_functionals_of_the_smoothed_contours():
+    """The 19 of the smoothed channel, then the 19 of its regression delta over every real frame (the raw
+    difference has one frame fewer); padding does not show."""
+    torch.manual_seed(0)
+    features = torch.randn(2, 30, 3, dtype=torch.float64).cumsum(1)
+    features[1, 20:] = 1e6
+    mask = torch.arange(30)[None] < torch.tensor([[30], [20]])
+    values = extended_functionals(features, mask, smoothing=True)
+    alone = extended_functionals(features[1:, :20], mask[1:, :20], smoothing=True)
+    torch.testing.assert_close(values[1:], alone)
+    smooth, delta = smoothed_contours(features.transpose(1, 2), mask)
+    rows = torch.cat([smooth, delta], dim=1)
+    expected = contour_functionals(rows, torch.cat([mask[:, None].expand(-1, 6, -1)], 1))
+    torch.testing.assert_close(values, expected.reshape(2, 19, 2, 3).transpose(1, 2).reshape(2, 114))
+    assert not torch.allclose(values, extended_functionals(features, mask))
 
 
 def test_extended_functionals_of_a_one_frame_clip_are_finite():

@@ -321,6 +321,37 @@ def model_with(kind_: str, **overrides) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("kind_", CUSTOM_KINDS)
+def test_functionals_smoothing_changes_what_the_functionals_head_sees_and_nothing_else(kind_):
+    """The same weights with and without `functionals_smoothing`: the network's logits are equal, the head's
+    are those of its linear classifier on `extended_functionals(..., smoothing)` of the same channels."""
+    smoothed, raw = (
+        model_with(kind_, functionals_smoothing=True),
+        model_with(kind_, functionals_smoothing=False),
+    )
+    raw.load_state_dict(smoothed.state_dict())
+    seen = {}
+    for name, model in (("smoothed", smoothed), ("raw", raw)):
+        model.functionals_head.register_forward_pre_hook(
+            lambda module, args, name=name: seen.update({name: args})
+        )
+    audio = torch.randn(2, 8000)
+    audio[1, 6000:] = 0.0
+    with torch.no_grad():
+        out_smoothed, out_raw = smoothed(audio), raw(audio)
+    torch.testing.assert_close(out_smoothed.branch_logits[0], out_raw.branch_logits[0])
+    assert not torch.allclose(out_smoothed.branch_logits[1], out_raw.branch_logits[1])
+    torch.testing.assert_close(seen["smoothed"][0], seen["raw"][0])  # the same channels, summarised otherwise
+    extended_functionals = sys.modules[type(smoothed).__module__].extended_functionals
+    for name, smoothing, output in (("smoothed", True, out_smoothed), ("raw", False, out_raw)):
+        head = (smoothed if smoothing else raw).functionals_head
+        features = extended_functionals(*seen[name], smoothing)
+        standardised = (features - head.norm.running_mean) / (head.norm.running_var + head.norm.eps).sqrt()
+        torch.testing.assert_close(
+            output.branch_logits[1], standardised @ head.weight.T + head.bias, atol=1e-4, rtol=1e-4
+        )
+
+
+@pytest.mark.parametrize("kind_", CUSTOM_KINDS)
 def test_the_logits_are_the_branches_weighted_by_branch_weights(kind_, tmp_path):
     """`logits` = branch_weights[0] * network + branch_weights[1] * heads (the functionals head, and the
     energy peaks head where the model has one); the branches themselves (each trained on its own loss) are
