@@ -84,7 +84,7 @@ class CNNConfig(PretrainedConfig):
         functionals_smoothing (`bool`, defaults to `True`): with `"extended"`, the functionals are of each
             channel smoothed by a 3-frame moving average and of its delta by regression over 2 frames either
             side (`modeling_cnn.smoothed_contours`), as ComParE processes its low-level descriptors, instead
-            of the raw channel and its frame-to-frame difference, which at a 10 ms hop is mostly jitter.
+            of the raw channel and its frame-to-frame difference, which at a 10 ms hop is noisy.
         functionals_mfcc (`int`, *optional*): the functionals head summarises ZCR, RMS, the pitch channels and
             only the first `functionals_mfcc` MFCCs (ComParE's functionals take MFCC 1-14), the spectral
             envelope without its fine detail: fewer functionals to estimate from a few hundred clips, and

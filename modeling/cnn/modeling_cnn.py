@@ -445,9 +445,9 @@ def contour_functionals(contours: torch.Tensor, mask: torch.Tensor) -> torch.Ten
 def smoothed_contours(contours: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Contours (batch, rows, frames) and their real frames (batch, frames) -> (the contours smoothed by a
     3-frame moving average, their delta by regression over 2 frames either side), ComParE's processing of its
-    low-level descriptors before the functionals: the average takes out the frame-to-frame jitter of a 10 ms
+    low-level descriptors before the functionals: the average takes out the frame-to-frame noise of a 10 ms
     analysis, and the regression delta is the slope of the smoothed contour, where x_t - x_{t-1} of the raw
-    one is mostly that jitter. Beyond the ends of the real frames the end frame repeats, so padding cannot
+    one carries that noise too. Beyond the ends of the real frames the end frame repeats, so padding cannot
     reach a real frame."""
     last = (frame_mask.sum(-1, keepdim=True) - 1).clamp(min=0)  # (batch, 1)
     index = torch.arange(contours.shape[-1], device=contours.device)
