@@ -300,7 +300,7 @@ def test_smoothed_extended_functionals_are_the_functionals_of_the_smoothed_conto
     torch.testing.assert_close(values[1:], alone)
     smooth, delta = smoothed_contours(features.transpose(1, 2), mask)
     rows = torch.cat([smooth, delta], dim=1)
-    expected = contour_functionals(rows, torch.cat([mask[:, None].expand(-1, 6, -1)], 1))
+    expected = contour_functionals(rows, mask[:, None].expand(-1, 6, -1))
     torch.testing.assert_close(values, expected.reshape(2, 19, 2, 3).transpose(1, 2).reshape(2, 114))
     assert not torch.allclose(values, extended_functionals(features, mask))
 
