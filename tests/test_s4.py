@@ -211,6 +211,7 @@ PADDING_CASES = [
     dict(frontend="mel", normalize_waveform=False, functionals_head=True, spectral_shape_functionals=True),
     dict(frontend="mel", normalize_waveform=False, pitch_features=True, functionals="extended"),
     dict(frontend="mel", normalize_waveform=False, energy_peaks_head=True),
+    dict(frontend="mel", normalize_waveform=False, functionals="extended", functionals_smoothing=True),
 ]
 
 
