@@ -226,7 +226,8 @@ def test_extended_functionals_of_a_ramp():
     torch.testing.assert_close(slope, torch.tensor(5.0))  # 10 units over time -1..1
     torch.testing.assert_close(residual, torch.tensor(0.0), atol=1e-2, rtol=0)  # sqrt of the 1e-5 floor
     uplevel, rise_time, peak_rate, rising, falling = of_x[11:15], of_x[15], of_x[16], of_x[17], of_x[18]
-    torch.testing.assert_close(uplevel, torch.tensor([8, 5, 3, 1]) / 11.0)  # frames above 2.5, 5, 7.5, 9
+    # Frames above 2.5, 5, 7.5, 9; a frame on the level (5 and 9) counts half.
+    torch.testing.assert_close(uplevel, torch.tensor([8, 5.5, 3, 1.5]) / 11.0)
     assert rise_time == 1 and peak_rate == 0 and rising == 1 and falling == 0
     # The difference of a ramp is constant: no spread, no rise, no peak.
     assert of_delta[0] == 1 and of_delta[2] == 0 and of_delta[15] == 0 and of_delta[16] == 0
@@ -247,9 +248,12 @@ def test_extended_functionals_summarise_the_real_frames_only():
     ):
         time = np.linspace(-1, 1, len(contour))
         slope = np.polyfit(time, contour, 1)[0]
-        level = (contour - contour.min(0)) / (contour.max(0) - contour.min(0))
+        span = contour.max(0) - contour.min(0)
+        level = (contour - contour.min(0)) / span
         steps = np.diff(contour, axis=0)
-        peaks = (steps[:-1] > 0) & (steps[1:] <= 0)
+        # Soft counts: ramps 2 % of the range wide around each level, 1 % of it from a step of 0.
+        rising, falling = np.clip(steps / (0.01 * span), 0, 1), np.clip(-steps / (0.01 * span), 0, 1)
+        peaks = rising[:-1] * (1 - rising[1:])
         expected = [
             contour.mean(0),
             contour.std(0),
@@ -258,11 +262,11 @@ def test_extended_functionals_summarise_the_real_frames_only():
             *np.percentile(contour, [1, 25, 50, 75, 99], axis=0),
             slope,
             (contour - contour.mean(0) - slope * time[:, None]).std(0),
-            *[(level > share).mean(0) for share in (0.25, 0.5, 0.75, 0.9)],
-            (steps > 0).mean(0),
+            *[np.clip((level - share) / 0.02 + 0.5, 0, 1).mean(0) for share in (0.25, 0.5, 0.75, 0.9)],
+            rising.mean(0),
             peaks.sum(0) / len(contour),
-            np.where(steps > 0, steps, 0).sum(0) / (steps > 0).sum(0),
-            np.where(steps < 0, steps, 0).sum(0) / (steps < 0).sum(0),
+            np.where(steps > 0, steps, 0).sum(0) / np.maximum(rising.sum(0), 1),
+            np.where(steps < 0, steps, 0).sum(0) / np.maximum(falling.sum(0), 1),
         ]
         np.testing.assert_allclose(got, np.stack(expected), atol=1e-3)
 

