@@ -1,7 +1,7 @@
 """Speed of the three classifiers on one CPU thread: inference per 3 s clip and training throughput.
 
     .venv/bin/python benchmarks/bench_models.py [--models cnn cnn-earlier-defaults cnn-head-mfcc14
-        cnn-head-no-bands cnn-energy-peaks cnn-smoothed-contours s4 s4-speech s4-earlier-defaults
+        cnn-head-no-bands cnn-energy-peaks cnn-raw-contours s4 s4-speech s4-earlier-defaults
         s4-utterance-dataset s4-no-head s4-no-energy-peaks wav2vec2-tiny wav2vec2-base]
         [--repeats 30]
 
@@ -10,8 +10,8 @@
 functionals head on the first 14 MFCCs (`functionals_mfcc`); `cnn-head-no-bands` the defaults before the
 twelfth round (the head without the grouped log-mel bands and the spectral-shape descriptors);
 `cnn-energy-peaks` the defaults with the energy peaks head (not the CNN's default: seventeenth round);
-`cnn-smoothed-contours` the defaults with the head's functionals of the smoothed channels and their
-regression delta (`functionals_smoothing`, an option: nineteenth round);
+`cnn-raw-contours` the defaults before the twentieth round (the head's functionals of the raw channels and
+their frame-to-frame difference, not of the smoothed channels and their regression delta);
 `s4-no-energy-peaks` the S4's defaults without it (the defaults before the seventeenth round). `s4` is the
 S4's defaults; `s4-speech` the larger S4 of the recipe `training/recipes/s4-speech.yaml` (the defaults'
 features at 4 layers of width 128, with the functionals of every mel band); `s4-earlier-defaults` the defaults
@@ -88,7 +88,7 @@ CNN_VARIANTS = {
     "cnn-head-mfcc14": {"functionals_mfcc": 14},
     "cnn-head-no-bands": {"functionals_mel_group": None, "spectral_shape_functionals": False},
     "cnn-energy-peaks": {"energy_peaks_head": True},
-    "cnn-smoothed-contours": {"functionals_smoothing": True},
+    "cnn-raw-contours": {"functionals_smoothing": False},
 }
 S4_VARIANTS = {
     "s4": {},

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-# Defaults before the tenth round (the first three) and the twelfth (the last two), for configurations saved
-# before a field existed (`CNNConfig.from_dict`).
+# Defaults before the tenth round (the first three), the twelfth (the next two) and the twentieth (the last),
+# for configurations saved before a field existed (`CNNConfig.from_dict`).
 EARLIER_DEFAULTS = {
     "pitch_features": False,
     "functionals_head": False,
     "functionals": "basic",
     "functionals_mel_group": None,
     "spectral_shape_functionals": False,
+    "functionals_smoothing": False,
 }
 
 
@@ -80,12 +81,10 @@ class CNNConfig(PretrainedConfig):
             `"basic"`, the four above; `"extended"`, 38 after the families of ComParE's functionals (moments,
             percentiles, a line over time, up-level times, rise time, peaks, rising and falling steps) of the
             channel and of its frame-to-frame difference (`modeling_cnn.extended_functionals`).
-        functionals_smoothing (`bool`, defaults to `False`): with `"extended"`, the functionals are of each
+        functionals_smoothing (`bool`, defaults to `True`): with `"extended"`, the functionals are of each
             channel smoothed by a 3-frame moving average and of its delta by regression over 2 frames either
             side (`modeling_cnn.smoothed_contours`), as ComParE processes its low-level descriptors, instead
-            of the raw channel and its frame-to-frame difference. Not the default: it helped on espeak, but
-            its exported ONNX graph differs from PyTorch by more than `export-onnx` accepts (README,
-            nineteenth round).
+            of the raw channel and its frame-to-frame difference, which at a 10 ms hop is noisy.
         functionals_mfcc (`int`, *optional*): the functionals head summarises ZCR, RMS, the pitch channels and
             only the first `functionals_mfcc` MFCCs (ComParE's functionals take MFCC 1-14), the spectral
             envelope without its fine detail: fewer functionals to estimate from a few hundred clips, and
@@ -152,7 +151,7 @@ class CNNConfig(PretrainedConfig):
         functionals_mfcc: int | None = None,
         functionals_mel_group: int | None = 4,
         spectral_shape_functionals: bool = True,
-        functionals_smoothing: bool = False,
+        functionals_smoothing: bool = True,
         energy_peaks_head: bool = False,
         branch_weights: list[float] | tuple[float, float] = (1.0, 1.0),
         **kwargs,
