@@ -440,9 +440,9 @@ def extended_functionals(
     over time and the spread around it, the share of frames above 25 / 50 / 75 / 90 % of the range, the
     share of rising steps, local maxima per frame, and the mean rising and falling step (the counts soft, as
     `contour_functionals` says). Timing and peak functionals carry the speaking rate and the shape of the
-    contours, which moments miss. With `smoothing`,
-    of the smoothed x and its regression delta instead, as ComParE (`smoothed_contours`). Order: the 19
-    functionals of x (each over all channels), then those of the difference."""
+    contours, which moments miss. With `smoothing`, of the smoothed x and its regression delta instead, as
+    ComParE (`smoothed_contours`). Order: the 19 functionals of x (each over all channels), then those of the
+    difference."""
     batch, _, channels = features.shape
     contours = features.transpose(1, 2)  # frames last: reductions and the sort run along memory
     if smoothing:
