@@ -15,6 +15,7 @@ import math
 import re
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from test_train_run import base_args, run_train
@@ -22,8 +23,9 @@ from transformers import EarlyStoppingCallback, TrainerControl, TrainerState
 
 from loaders.fixtures import build_download
 from modeling.s4 import S4Config, S4ForAudioClassification
+from training.calibration import BranchPredictions
 from training.model_card import CorpusInfo, TrainingSummary, render_model_card
-from training.run import learning_check
+from training.run import _record_did_not_learn, learning_check, network_learning_check
 from training.trainer import PlateauAwareEarlyStopping, chance_uar_bound, detailed_metrics
 
 LABELS = ["anger", "happy", "neutral", "sadness"]
@@ -73,6 +75,42 @@ def test_a_model_that_learnt_passes_and_a_single_class_test_set_is_not_blamed_on
     assert reason == "it predicts happy for every test clip"
 
 
+def branches(network_predictions, head_predictions, references):
+    """Branch logits that predict the given classes (one-hot), on clips labelled `references`."""
+    eye = np.eye(len(LABELS))
+    return BranchPredictions(
+        network=eye[network_predictions], head=eye[head_predictions], labels=np.asarray(references)
+    )
+
+
+def test_a_network_at_chance_beside_a_head_that_learnt_is_named():
+    references = [0, 1, 2, 3] * 10
+    # the network says neutral for every clip; the head is right on all of them
+    reason = network_learning_check(branches([2] * 40, references, references), LABELS)
+    assert reason.startswith("alone, its validation UAR is 0.250, not clearly above chance (up to 0.387")
+    assert "where its functionals head's alone is 1.000" in reason
+    assert reason.endswith("alone, it predicts neutral for every validation clip")
+    # right on 14 of 40 (UAR 0.35, under the bound), without predicting one class
+    near_chance = [r if i < 14 else (r + 1) % 4 for i, r in enumerate(references)]
+    reason = network_learning_check(branches(near_chance, references, references), LABELS)
+    assert "its validation UAR is 0.350" in reason and "for every" not in reason
+    # a network that learnt (UAR 0.75) is not named, however good the head
+    learnt = [r if i < 30 else (r + 1) % 4 for i, r in enumerate(references)]
+    assert network_learning_check(branches(learnt, near_chance, references), LABELS) is None
+
+
+def test_all_results_records_whether_the_network_learnt(tmp_path):
+    (tmp_path / "all_results.json").write_text(json.dumps({"test_uar": 0.8}))
+    _record_did_not_learn(str(tmp_path), None, "alone, it predicts anger for every validation clip")
+    results = json.loads((tmp_path / "all_results.json").read_text())
+    assert results["test_uar"] == 0.8 and results["did_not_learn"] is False
+    assert results["network_did_not_learn"] is True
+    assert results["network_did_not_learn_reason"] == "alone, it predicts anger for every validation clip"
+    _record_did_not_learn(str(tmp_path), None, None)
+    results = json.loads((tmp_path / "all_results.json").read_text())
+    assert results["network_did_not_learn"] is False and "network_did_not_learn_reason" not in results
+
+
 def test_model_card_opens_with_the_did_not_learn_notice():
     summary = TrainingSummary(
         model_kind="cnn",
@@ -96,6 +134,17 @@ def test_model_card_opens_with_the_did_not_learn_notice():
     assert "did not learn" not in render_model_card(
         TrainingSummary(**{**summary.__dict__, "did_not_learn": None})
     )
+    # a model that learnt while its network did not: the card says so where the warning would be
+    network = "alone, it predicts anger for every validation clip"
+    card = render_model_card(
+        TrainingSummary(**{**summary.__dict__, "did_not_learn": None, "network_did_not_learn": network})
+    )
+    notice = card.split("\n---\n", 1)[1].strip().split("\n\n")[1]
+    assert notice.startswith(f"> **Warning: the network of this model did not learn**: {network}.")
+    assert "functionals head" in notice
+    # a model that did not learn at all gets that warning alone
+    card = render_model_card(TrainingSummary(**{**summary.__dict__, "network_did_not_learn": network}))
+    assert "this model did not learn" in card and "the network of this model" not in card
 
 
 # ---- early stopping on a plateau ----

@@ -71,19 +71,36 @@ def has_branches(model: torch.nn.Module) -> bool:
     return getattr(model, "functionals_head", None) is not None and hasattr(model.config, "branch_weights")
 
 
-def calibrate_branch_weights(trainer: Trainer, dataset: datasets.Dataset) -> tuple[float, float] | None:
-    """Fit `trainer.model.config.branch_weights` on `dataset` (the validation split); returns the weights,
-    or None for a model without two branches. Every process predicts the whole split (`Trainer.predict`
-    gathers it) and fits the same weights."""
-    model = trainer.model
-    if not has_branches(model):
-        return None
+@dataclass
+class BranchPredictions:
+    """The logits of a two-branch model's branches on a split, and its labels."""
+
+    network: np.ndarray  # (clips, classes)
+    head: np.ndarray  # the heads' logits summed: the branch that `branch_weights[1]` weighs
+    labels: np.ndarray
+
+
+def predict_branches(trainer: Trainer, dataset: datasets.Dataset) -> BranchPredictions:
+    """The branches' logits on `dataset` (a model with `has_branches`). Every process predicts the whole
+    split (`Trainer.predict` gathers it)."""
     output = trainer.predict(dataset, ignore_keys=_NOT_BRANCHES, metric_key_prefix="calibration")
     # A model with an energy peaks head beside its functionals head has three branches; both heads are
     # weighted as one (`branch_weights[1]` scales their sum).
     network, *heads = output.predictions
-    head = sum(heads)
-    labels = output.label_ids
+    return BranchPredictions(network=network, head=sum(heads), labels=output.label_ids)
+
+
+def calibrate_branch_weights(
+    trainer: Trainer, dataset: datasets.Dataset, branches: BranchPredictions | None = None
+) -> tuple[float, float] | None:
+    """Fit `trainer.model.config.branch_weights` on `dataset` (the validation split; `branches`: its
+    `predict_branches`, when already made); returns the weights, or None for a model without two branches.
+    Every process fits the same weights."""
+    model = trainer.model
+    if not has_branches(model):
+        return None
+    branches = branches or predict_branches(trainer, dataset)
+    network, head, labels = branches.network, branches.head, branches.labels
     weights = fit_branch_weights(network, head, labels)
     before = _cross_entropy(network + head, labels)
     after = _cross_entropy(weights[0] * network + weights[1] * head, labels)
@@ -215,11 +232,13 @@ def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 __all__ = [
     "PRIOR",
+    "BranchPredictions",
     "HeadFit",
     "calibrate_branch_weights",
     "fit_branch_weights",
     "fit_head_like_baseline",
     "functionals_head_inputs",
     "has_branches",
+    "predict_branches",
     "refit_functionals_head",
 ]

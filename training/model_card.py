@@ -68,6 +68,9 @@ class TrainingSummary:
     arguments_file: str | None = None
     # Why the model did not learn (training.run.learning_check), or None: shown at the top of the card.
     did_not_learn: str | None = None
+    # Why the network of a two-branch model did not learn though the model did
+    # (training.run.network_learning_check), or None.
+    network_did_not_learn: str | None = None
 
 
 def corpus_info(name: str) -> CorpusInfo:
@@ -139,6 +142,13 @@ def render_model_card(summary: TrainingSummary) -> str:
         lines += [
             f"> **Warning: this model did not learn**: {summary.did_not_learn}. Its predictions are no "
             "better than chance; do not use it. The results below are reported as measured.",
+            "",
+        ]
+    elif summary.network_did_not_learn:
+        lines += [
+            f"> **Warning: the network of this model did not learn**: {summary.network_did_not_learn}. Its "
+            "predictions are, in effect, those of its functionals head, a linear classifier on the clip's "
+            "functionals. The results below are reported as measured.",
             "",
         ]
     lines.append(
