@@ -70,6 +70,7 @@ def test_cnn_learns_speaker_independent_emotions(tmp_path, cache_dir):
     assert results["did_not_learn"] is False
     # nor is its network (the branch beside the functionals head), which learns here too
     assert results["network_did_not_learn"] is False, results.get("network_did_not_learn_reason")
+    assert not result.network_did_not_learn
     assert "did not learn" not in (out / "README.md").read_text()
 
 

@@ -301,6 +301,9 @@ def test_a_run_at_learning_rate_zero_says_it_did_not_learn(fixture_root, tmp_pat
     results = json.loads((out / "all_results.json").read_text())
     assert results["did_not_learn"] is True
     assert results["did_not_learn_reason"] == result.did_not_learn_reason
+    # its network did not either (the CNN's functionals head is refitted, so the model has two branches)
+    assert result.network_did_not_learn and results["network_did_not_learn"] is True
+    assert results["network_did_not_learn_reason"] == result.network_did_not_learn_reason
     assert "test_uar" in results and "eval_uar" in results  # the Trainer's results are kept
     card = (out / "README.md").read_text()
     assert card.index("this model did not learn") < card.index("## Results")

@@ -99,6 +99,10 @@ class TrainResult:
     # The model is no better than chance (see `learning_check`); also in all_results.json and the card.
     did_not_learn: bool = False
     did_not_learn_reason: str | None = None
+    # Its network did not learn though the model did (see `network_learning_check`); also in all_results.json
+    # and the card.
+    network_did_not_learn: bool = False
+    network_did_not_learn_reason: str | None = None
 
     @property
     def confusion_matrix(self) -> list[list[int]]:
@@ -706,6 +710,8 @@ def _train(
         run_args=run_args,
         did_not_learn=did_not_learn is not None,
         did_not_learn_reason=did_not_learn,
+        network_did_not_learn=network_did_not_learn is not None,
+        network_did_not_learn_reason=network_did_not_learn,
     )
 
 
