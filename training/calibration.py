@@ -99,7 +99,8 @@ def calibrate_branch_weights(
     model = trainer.model
     if not has_branches(model):
         return None
-    branches = branches or predict_branches(trainer, dataset)
+    if branches is None:
+        branches = predict_branches(trainer, dataset)
     network, head, labels = branches.network, branches.head, branches.labels
     weights = fit_branch_weights(network, head, labels)
     before = _cross_entropy(network + head, labels)
