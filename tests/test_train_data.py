@@ -191,3 +191,43 @@ def test_prepared_splits_keep_the_corpus_cache_and_the_collator_decodes_it(tmp_p
     np.testing.assert_allclose(batch["input_values"][0, : len(clips[0])], clips[0], atol=1 / 32768)
     assert batch["attention_mask"][0].sum() == len(clips[0])
     assert batch["labels"].tolist() == [0, 1]
+
+
+def test_evaluation_loss_is_the_models_cross_entropy_not_its_training_objective(tmp_path):
+    """A two-branch model trains on each branch's cross-entropy plus the head's L2 penalty; its evaluation
+    loss is the (class-weighted) cross-entropy of what it predicts, whatever the penalty's size."""
+    from modeling.cnn import CNNConfig, CNNForAudioClassification
+    from training.trainer import WeightedCrossEntropy
+
+    torch.manual_seed(0)
+    config = CNNConfig(conv_channels=[8, 8], attention_size=8, classifier_hidden_size=8, num_labels=3)
+    config.functionals_l2 = 100.0  # a head refitted at large C: a penalty of thousands at the config's rate
+    model = CNNForAudioClassification(config)
+    torch.nn.init.normal_(model.functionals_head.weight, std=1.0)
+    clips, labels = torch.randn(6, 8000), torch.tensor([0, 0, 0, 0, 1, 2])
+    weights = torch.tensor([0.5, 2.0, 2.0])
+    trainer = SERTrainer(
+        model=model,
+        args=TrainingArguments(
+            output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_eval_batch_size=4
+        ),
+        compute_loss_func=WeightedCrossEntropy(weights),
+    )
+    dataset = [{"input_values": clip, "labels": label} for clip, label in zip(clips, labels, strict=True)]
+    metrics = trainer.evaluate(dataset)
+
+    model.eval()
+    with torch.no_grad():
+        out = model(clips, labels=labels)
+    assert out.penalty > 100  # the objective would be dominated by it
+    batches = [slice(0, 4), slice(4, 6)]  # the Trainer averages the batches' losses over the clips
+    expected = sum(
+        torch.nn.functional.cross_entropy(out.logits[part], labels[part], weight=weights) * len(labels[part])
+        for part in batches
+    ) / len(labels)
+    assert metrics["eval_loss"] == pytest.approx(expected.item(), rel=1e-4)
+    # training still sees the objective: every branch's cross-entropy plus the penalty
+    model.train()
+    torch.manual_seed(1)
+    training_loss = trainer.compute_loss(model, {"input_values": clips, "labels": labels})
+    assert training_loss > out.penalty

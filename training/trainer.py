@@ -3,7 +3,8 @@
 * `SSMAwareTrainer`: the default optimiser puts S4's A, B, dt in their own group (own learning rate, no weight
   decay) via `modeling.optimization.ssm_parameter_groups`, which knows which parameters those are;
 * `SERTrainer`: adds a separate `eval_data_collator` for validation and test (training-only augmentation stays
-  out of them), a separate learning rate for a pre-trained encoder's head (`head_learning_rate`, groups from
+  out of them), an evaluation loss that is the model's cross-entropy (not its training objective), a
+  separate learning rate for a pre-trained encoder's head (`head_learning_rate`, groups from
   `modeling.encoders.parameter_groups`) and the project's model card (`push_to_hub` writes `model_card_text`
   as README.md);
 * `WeightedCrossEntropy`: class weighting as the Trainer's `compute_loss_func` (unbalanced corpora such as
@@ -69,9 +70,10 @@ class SSMAwareTrainer(Trainer):
 class WeightedCrossEntropy:
     """Class-weighted cross-entropy as the Trainer's `compute_loss_func(outputs, labels, num_items_in_batch)`.
 
-    With `num_items_in_batch` (training: the clips of the whole accumulated batch, over all processes) the
-    weighted sum is divided by it, so gradient accumulation and data parallelism give the loss of one big
-    batch (the Trainer then leaves the loss unscaled); without it (evaluation) a weighted mean. A model whose
+    With `num_items_in_batch` (the clips of the whole accumulated batch, over all processes) the weighted
+    sum is divided by it, so gradient accumulation and data parallelism give the loss of one big batch (the
+    Trainer then leaves the loss unscaled); without it a weighted mean. `SERTrainer` evaluates on the
+    weighted cross-entropy of the model's logits alone (`SERTrainer.compute_loss`). A model whose
     output has `branch_logits` (a CNN or S4 with a functionals head) trains each of them on its own weighted
     cross-entropy and adds its `penalty`, as its own unweighted loss does.
     """
@@ -144,6 +146,25 @@ class SERTrainer(SSMAwareTrainer):
         )
         self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """In training the objective; in evaluation the cross-entropy of the model's prediction,
+        class-weighted as in training.
+
+        The two differ for a model with a functionals head: it trains each branch on its own cross-entropy
+        plus the head's L2 penalty, and after the head's refit (C chosen on validation) that penalty at the
+        config's rate runs into the thousands, a `test_loss` that says nothing about the model.
+        """
+        if model.training or "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs["labels"]
+        outputs = model(**{key: value for key, value in inputs.items() if key != "labels"})
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        weights = getattr(self.compute_loss_func, "class_weights", None)
+        if weights is not None:
+            weights = weights.to(device=logits.device)
+        loss = nn.functional.cross_entropy(logits.float(), labels.to(logits.device).view(-1), weight=weights)
+        return (loss, outputs) if return_outputs else loss
 
     def get_eval_dataloader(self, eval_dataset=None):
         return self._with_eval_collator(super().get_eval_dataloader, eval_dataset)
