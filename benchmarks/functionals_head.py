@@ -1,0 +1,249 @@
+"""The functionals head alone, fitted as `run_train.py` refits it, on a benchmark's folds: no training.
+
+    python -m benchmarks.functionals_head RESULTS_DIR [RESULTS_DIR ...] [--data_root ROOT] [--model cnn]
+        [--variant NAME='{"config_field": value}' ...] [--max_duration_seconds 4]
+
+RESULTS_DIR is a `run_benchmark.py --output_dir` (its folds.csv and folds.json; `run_benchmark.py --dry_run`
+writes them without training anything); `--data_root` is the benchmark's.
+
+Nothing before the linear classifier of the CNN's or the S4's functionals head is learnt: the head sees
+functionals of fixed front-end features (mel, MFCC, pitch, energy, spectral shape), standardised by a
+BatchNorm whose affine map the fit's own scaler undoes. So a new model's head inputs are a trained model's,
+and the refitted head of a run (`training.calibration.refit_functionals_head`) is a function of the audio and
+the fold alone: deterministic, the same in every seed. On the development corpora it decides most of the
+model's test UAR (README, twenty-first round), and it costs about a tenth of a training run to measure.
+
+For each fold of each RESULTS_DIR this computes the head's inputs of every clip (cut to its middle
+`--max_duration_seconds`, as a run's evaluation cuts it; run_train.py's default 4 s) and fits the head as
+`run_train.py` refits it (`training.calibration.fit_head_like_baseline`: logistic regression, balanced
+classes, C chosen by validation UAR, fitted on the training clips), then scores the test clips. The model is
+`--model`'s defaults (`defaults`) and each `--variant`: the defaults with those config fields changed (the
+fields of `--config_overrides`: `functionals`, `functionals_mel_group`, `n_mfcc`, ...). An energy peaks head
+(the S4's default) is left out: this measures the functionals head alone. Printed per fold, then as mean ±
+std over the folds of each RESULTS_DIR, with each variant's difference from the defaults fold by fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import balanced_accuracy_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from evaluation.runner import corpus_loader  # noqa: E402
+from loaders.loading import select_emotions  # noqa: E402
+from loaders.schema import SAMPLING_RATE  # noqa: E402
+from training.calibration import fit_head_like_baseline  # noqa: E402
+from training.data import centre_crop  # noqa: E402
+from training.run_config import UsageError, build_model, parse_config_overrides  # noqa: E402
+
+DEFAULT_MAX_SECONDS = 4.0  # run_train.py's --max_duration_seconds
+
+
+def parse_variant(text: str, model_kind: str) -> tuple[str, dict]:
+    """'NAME={"field": value}' -> (NAME, overrides), the overrides checked as `--config_overrides` are."""
+    name, sep, overrides = text.partition("=")
+    if not sep or not name:
+        raise UsageError(f"--variant {text!r}: give NAME='{{\"config_field\": value}}'")
+    if name == "defaults":
+        raise UsageError(
+            "--variant defaults: that name is the model's defaults, printed anyway; choose another"
+        )
+    return name, parse_config_overrides(overrides, model_kind)
+
+
+def head_inputs(model, extractor, clips: Sequence[np.ndarray]) -> np.ndarray:
+    """The functionals head's inputs (its norm's output, what its linear classifier sees) of each clip, one at
+    a time (padding never changes them), in the model's eval mode."""
+    inputs = []
+    hook = model.functionals_head.norm.register_forward_hook(
+        lambda module, args, output: inputs.append(output[0, :, 0].double().numpy())
+    )
+    model.eval()
+    try:
+        for samples in clips:
+            with torch.inference_mode():
+                model(**extractor(samples, sampling_rate=SAMPLING_RATE, return_tensors="pt"))
+    finally:
+        hook.remove()
+    return np.stack(inputs)
+
+
+def load_folds(results_dir: Path) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """(folds.csv, run -> its fold's entry of folds.json: classes, mapping)."""
+    folds_csv, folds_json = results_dir / "folds.csv", results_dir / "folds.json"
+    for path in (folds_csv, folds_json):
+        if not path.is_file():
+            raise UsageError(
+                f"{path}: not found; give a run_benchmark.py --output_dir (run_benchmark.py --dry_run writes "
+                "its folds without training)"
+            )
+    table = pd.read_csv(folds_csv)
+    folds = {fold["run"]: fold for fold in json.loads(folds_json.read_text())["folds"]}
+    unknown = sorted(set(table["run"]) - set(folds))
+    if unknown:
+        raise UsageError(
+            f"{folds_json}: no entry for the runs {', '.join(unknown)} of folds.csv; run the plan again"
+        )
+    return table, folds
+
+
+def probe(
+    results_dir: Path,
+    data_root: str | None,
+    model_kind: str,
+    variants: dict[str, dict],
+    max_samples: int | None,
+) -> list[dict]:
+    """One row per (fold, variant): the head's test UAR, the C chosen and the number of inputs. Each clip's
+    inputs are computed once per variant: they do not depend on the fold."""
+    table, folds = load_folds(results_dir)
+    load = corpus_loader(data_root)
+    rows = []
+    for corpus in sorted({fold["corpus"] for fold in folds.values()}):
+        runs = sorted(run for run, fold in folds.items() if fold["corpus"] == corpus)
+        first = folds[runs[0]]
+        for run in runs:
+            fold = folds[run]
+            if fold["train_corpora"] != [corpus] or set(table[table.run == run].corpus) != {corpus}:
+                raise UsageError(
+                    f"{results_dir}: {run} trains on other corpora; this probes one corpus a fold"
+                )
+            if (fold["classes"], fold["mapping"]) != (first["classes"], first["mapping"]):
+                raise UsageError(f"{results_dir}: {run} has other classes than {runs[0]}; probe them apart")
+        data = select_emotions(load(corpus), first["classes"], first["mapping"])
+        index = {file: i for i, file in enumerate(data["file"])}
+        members = table[table.run.isin(runs)]
+        missing = sorted(set(members.file) - set(index))
+        if missing:
+            raise UsageError(
+                f"{results_dir / 'folds.csv'}: {len(missing)} files of {corpus} are not in the corpus (e.g. "
+                f"{missing[0]}); give the benchmark's --data_root"
+            )
+        files = sorted(set(members.file))
+        position = {file: i for i, file in enumerate(files)}
+        clips = [
+            centre_crop(np.asarray(data[index[file]]["audio"]["array"], dtype=np.float32), max_samples)
+            for file in files
+        ]
+        labels = np.array([data[index[file]]["label"] for file in files])
+        inputs = {}
+        for name, overrides in variants.items():
+            overrides = {**overrides, "functionals_head": True, "energy_peaks_head": False}
+            model, extractor = build_model(model_kind, None, first["classes"], overrides)
+            inputs[name] = head_inputs(model, extractor, clips)
+        for run in runs:
+            split = {
+                name: np.array(
+                    [position[file] for file in members[(members.run == run) & (members.split == name)].file]
+                )
+                for name in ("train", "validation", "test")
+            }
+            for name in variants:
+                features = inputs[name]
+                fit = fit_head_like_baseline(
+                    features[split["train"]],
+                    labels[split["train"]],
+                    features[split["validation"]],
+                    labels[split["validation"]],
+                    first["classes"],
+                )
+                predictions = (features[split["test"]] @ fit.weight.T + fit.bias).argmax(1)
+                row = {
+                    "results": results_dir.name,
+                    "run": run,
+                    "variant": name,
+                    "uar": balanced_accuracy_score(labels[split["test"]], predictions),
+                    "C": fit.c,
+                    "inputs": features.shape[1],
+                }
+                rows.append(row)
+                print(
+                    f"{row['results']} {run} {name}: head UAR {row['uar']:.3f} (C {fit.c:g}, "
+                    f"{row['inputs']} inputs)",
+                    flush=True,
+                )
+    return rows
+
+
+def summary(rows: list[dict], variants: Sequence[str]) -> list[str]:
+    """Markdown rows: per RESULTS_DIR and variant, mean ± std of the test UAR over the folds and, beside the
+    defaults, the mean difference fold by fold and how many folds it won / lost."""
+    lines = [
+        "| results | variant | inputs | folds | head UAR | vs defaults | folds better / worse |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for results in dict.fromkeys(row["results"] for row in rows):
+        uar = {
+            name: {
+                row["run"]: row["uar"] for row in rows if row["results"] == results and row["variant"] == name
+            }
+            for name in variants
+        }
+        for name in variants:
+            values = list(uar[name].values())
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            inputs = next(r["inputs"] for r in rows if r["results"] == results and r["variant"] == name)
+            if name == "defaults":
+                versus = better = ""
+            else:
+                differences = [uar[name][run] - uar["defaults"][run] for run in uar[name]]
+                versus = f"{statistics.mean(differences):+.3f}"
+                better = f"{sum(d > 0 for d in differences)} / {sum(d < 0 for d in differences)}"
+            lines.append(
+                f"| {results} | {name} | {inputs} | {len(values)} | "
+                f"{statistics.mean(values):.3f} ± {spread:.3f} | {versus} | {better} |"
+            )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("results_dirs", nargs="+", type=Path, help="run_benchmark.py output folders")
+    parser.add_argument("--data_root", default=None, help="the benchmark's --data_root")
+    parser.add_argument("--model", choices=("cnn", "s4"), default="cnn", help="whose functionals head")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="""NAME='{"config_field": value}': the defaults with these fields changed (repeatable)""",
+    )
+    parser.add_argument(
+        "--max_duration_seconds",
+        type=float,
+        default=DEFAULT_MAX_SECONDS,
+        help="clips are cut to their middle this long, as a run's evaluation cuts them (0: whole clips)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        variants = {"defaults": {}}
+        for text in args.variant:
+            name, overrides = parse_variant(text, args.model)
+            if name in variants:
+                raise UsageError(f"--variant {name}: given twice")
+            variants[name] = overrides
+        for results_dir in args.results_dirs:  # every folder checked before any clip is read
+            load_folds(results_dir)
+    except UsageError as err:
+        parser.error(str(err))
+    max_samples = int(args.max_duration_seconds * SAMPLING_RATE) if args.max_duration_seconds else None
+    rows = []
+    try:
+        for results_dir in args.results_dirs:
+            rows += probe(results_dir, args.data_root, args.model, variants, max_samples)
+    except UsageError as err:
+        parser.error(str(err))
+    print("\n".join(summary(rows, list(variants))))
+
+
+if __name__ == "__main__":
+    main()
