@@ -18,6 +18,9 @@ from loaders import load_corpora
 from modeling import CNNForAudioClassification, feature_extractor_for
 from training.calibration import fit_branch_weights
 
+# 24 training, 12 validation and 16 test clips of the synthetic corpus
+FOLD_ROWS = {"train": range(5, 960, 41), "validation": range(0, 960, 80), "test": range(7, 960, 60)}
+
 
 @pytest.fixture(scope="module")
 def corpus():
@@ -52,14 +55,18 @@ def saved_run(results_dir, dataset, functionals_head: bool = True):
     (run_dir / "run_args.json").write_text(json.dumps({"model": "cnn", "fold": {"mapping": mapping}}))
     # The run evaluated the middle 0.5 s of each clip (the synthetic corpus's clips are longer).
     (run_dir / "model" / "run_args.json").write_text(json.dumps({"max_duration_seconds": 0.5}))
-    rows = {"train": range(5, 960, 41), "validation": range(0, 960, 80), "test": range(7, 960, 60)}
+    write_folds_csv(results_dir, dataset)
+    return model, FOLD_ROWS
+
+
+def write_folds_csv(results_dir, dataset) -> None:
+    """folds.csv of one fold of the synthetic corpus, `FOLD_ROWS` of `dataset`."""
     with (results_dir / "folds.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["corpus", "fold", "split", "file", "run"])
-        for split, indices in rows.items():
+        for split, indices in FOLD_ROWS.items():
             for i in indices:
                 writer.writerow(["synthetic", 1, split, dataset[i]["file"], "synthetic/fold-1"])
-    return model, rows
 
 
 def outputs(model, corpus, indices):

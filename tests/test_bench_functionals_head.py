@@ -3,7 +3,6 @@ refits a trained model's head."""
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 
@@ -11,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score
+from test_bench_branch_weights import FOLD_ROWS, write_folds_csv
 
 from benchmarks import functionals_head
 from loaders import load_corpora
 from modeling import CNNConfig, CNNForAudioClassification, feature_extractor_for
 from training.calibration import fit_head_like_baseline
-
-ROWS = {"train": range(5, 960, 41), "validation": range(0, 960, 80), "test": range(7, 960, 60)}
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +27,7 @@ def write_folds(results_dir, dataset) -> None:
     """A benchmark folder with one fold of the synthetic corpus: 24 training, 12 validation, 16 test clips."""
     classes = dataset.features["label"].names
     results_dir.mkdir(exist_ok=True)
-    with (results_dir / "folds.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["corpus", "fold", "split", "file", "run"])
-        for split, indices in ROWS.items():
-            for i in indices:
-                writer.writerow(["synthetic", 1, split, dataset[i]["file"], "synthetic/fold-1"])
+    write_folds_csv(results_dir, dataset)
     fold = {
         "corpus": "synthetic",
         "run": "synthetic/fold-1",
@@ -52,7 +45,7 @@ def trained_head_uar(dataset) -> float:
     model = CNNForAudioClassification(CNNConfig(num_labels=4))
     middle = {
         split: [np.asarray(dataset[i]["audio"]["array"], dtype=np.float32) for i in rows]
-        for split, rows in ROWS.items()
+        for split, rows in FOLD_ROWS.items()
     }
     middle = {split: [c[(len(c) - 8000) // 2 :][:8000] for c in clips] for split, clips in middle.items()}
     with torch.no_grad():
@@ -70,7 +63,7 @@ def trained_head_uar(dataset) -> float:
                 model(**extractor(clip, sampling_rate=16000, return_tensors="pt"))
         hook.remove()
         inputs[split] = torch.stack(got).double().numpy()
-    labels = {split: np.array([dataset[i]["label"] for i in rows]) for split, rows in ROWS.items()}
+    labels = {split: np.array([dataset[i]["label"] for i in rows]) for split, rows in FOLD_ROWS.items()}
     names = dataset.features["label"].names
     fit = fit_head_like_baseline(
         inputs["train"], labels["train"], inputs["validation"], labels["validation"], names
