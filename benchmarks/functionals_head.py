@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.metrics import balanced_accuracy_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -42,11 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation.runner import corpus_loader  # noqa: E402
 from loaders.loading import select_emotions  # noqa: E402
 from loaders.schema import SAMPLING_RATE  # noqa: E402
-from training.calibration import fit_head_like_baseline  # noqa: E402
-from training.data import centre_crop  # noqa: E402
+from training.calibration import fit_head_like_baseline, functionals_head_inputs  # noqa: E402
+from training.data import AudioCollator  # noqa: E402
 from training.run_config import UsageError, build_model, parse_config_overrides  # noqa: E402
 
 DEFAULT_MAX_SECONDS = 4.0  # run_train.py's --max_duration_seconds
+BATCH_SIZE = 16
 
 
 def parse_variant(text: str, model_kind: str) -> tuple[str, dict]:
@@ -59,23 +59,6 @@ def parse_variant(text: str, model_kind: str) -> tuple[str, dict]:
             "--variant defaults: that name is the model's defaults, printed anyway; choose another"
         )
     return name, parse_config_overrides(overrides, model_kind)
-
-
-def head_inputs(model, extractor, clips: Sequence[np.ndarray]) -> np.ndarray:
-    """The functionals head's inputs (its norm's output, what its linear classifier sees) of each clip, one at
-    a time (padding never changes them), in the model's eval mode."""
-    inputs = []
-    hook = model.functionals_head.norm.register_forward_hook(
-        lambda module, args, output: inputs.append(output[0, :, 0].double().numpy())
-    )
-    model.eval()
-    try:
-        for samples in clips:
-            with torch.inference_mode():
-                model(**extractor(samples, sampling_rate=SAMPLING_RATE, return_tensors="pt"))
-    finally:
-        hook.remove()
-    return np.stack(inputs)
 
 
 def load_folds(results_dir: Path) -> tuple[pd.DataFrame, dict[str, dict]]:
@@ -132,15 +115,16 @@ def probe(
         files = sorted(set(members.file))
         position = {file: i for i, file in enumerate(files)}
         clips = [
-            centre_crop(np.asarray(data[index[file]]["audio"]["array"], dtype=np.float32), max_samples)
+            {"input_values": data[index[file]]["audio"]["array"], "label": data[index[file]]["label"]}
             for file in files
         ]
-        labels = np.array([data[index[file]]["label"] for file in files])
         inputs = {}
         for name, overrides in variants.items():
             overrides = {**overrides, "functionals_head": True, "energy_peaks_head": False}
             model, extractor = build_model(model_kind, None, first["classes"], overrides)
-            inputs[name] = head_inputs(model, extractor, clips)
+            # The refit's own path: the evaluation collator cuts each clip to its middle `max_samples`.
+            collator = AudioCollator(extractor, max_samples=max_samples, random_crop=False)
+            inputs[name], labels = functionals_head_inputs(model, clips, collator, BATCH_SIZE)
         for run in runs:
             split = {
                 name: np.array(
