@@ -22,7 +22,9 @@ from modeling.cnn.modeling_cnn import (
     masked_mean_std,
     smoothed_contours,
     sort_values,
+    spectral_harmonicity,
     spectral_shape,
+    spectrum_descriptors,
     utterance_functionals,
 )
 
@@ -462,7 +464,11 @@ def test_energy_peaks_head_is_a_third_learner_beside_the_cnn_and_the_functionals
 
 @pytest.mark.parametrize("pitch_features", [True, False])
 def test_functionals_head_summarises_zcr_rms_the_first_mfccs_and_pitch(pitch_features):
-    no_spectra = {"functionals_mel_group": None, "spectral_shape_functionals": False}
+    no_spectra = {
+        "functionals_mel_group": None,
+        "spectral_shape_functionals": False,
+        "spectrum_functionals": False,
+    }
     config = tiny_config(
         functionals_head=True,
         functionals="extended",
@@ -471,8 +477,8 @@ def test_functionals_head_summarises_zcr_rms_the_first_mfccs_and_pitch(pitch_fea
         **no_spectra,
     )
     model = CNNForAudioClassification(config).eval()
-    features, log_mel = model.features.extract_with_log_mel(torch.randn(2, 8000))  # (batch, channels, frames)
-    kept = model.functionals_input(features, log_mel)
+    features, log_mel, power = model.features.extract_with_spectra(torch.randn(2, 8000))
+    kept = model.functionals_input(features, log_mel, power)  # features: (batch, channels, frames)
     pitch = [42, 43] if pitch_features else []
     torch.testing.assert_close(kept, features[:, [0, 1, 2, 3, 4, *pitch]].transpose(1, 2))
     assert config.num_functionals_channels == kept.shape[-1] == 5 + len(pitch)
@@ -482,28 +488,88 @@ def test_functionals_head_summarises_zcr_rms_the_first_mfccs_and_pitch(pitch_fea
             functionals_head=True, functionals_mfcc=count, pitch_features=pitch_features, **no_spectra
         )
         model = CNNForAudioClassification(config)
-        assert model.functionals_input(features, log_mel).shape[-1] == features.shape[1] == 42 + len(pitch)
+        assert (
+            model.functionals_input(features, log_mel, power).shape[-1]
+            == features.shape[1]
+            == 42 + len(pitch)
+        )
 
 
-def test_functionals_head_adds_grouped_log_mel_bands_and_spectral_shape():
+def test_functionals_head_adds_grouped_log_mel_bands_spectral_shape_and_spectrum_descriptors():
     config = tiny_config(
         functionals_head=True, functionals="basic", functionals_mel_group=16, spectral_shape_functionals=True
     )
+    assert config.spectrum_functionals  # the default
     model = CNNForAudioClassification(config).eval()
     clip = torch.randn(2, 8000)
-    features, log_mel = model.features.extract_with_log_mel(clip)
+    features, log_mel, power = model.features.extract_with_spectra(clip)
     torch.testing.assert_close(features, model.features.extract(clip))
-    # The log-mel the MFCCs come from: their DCT gives back the MFCC channels.
+    # The log-mel the MFCCs come from: their DCT gives back the MFCC channels; the power spectra, the log-mel.
     torch.testing.assert_close(log_mel @ model.features.dct, features[:, 2:42].transpose(1, 2))
-    summarised = model.functionals_input(features, log_mel)
+    torch.testing.assert_close(log_mel, torch.log(power @ model.features.mel_filters + 1e-6))
+    summarised = model.functionals_input(features, log_mel, power)
     bands = config.n_mels // 16
-    assert summarised.shape[-1] == config.num_functionals_channels == features.shape[1] + bands + 8
+    assert summarised.shape[-1] == config.num_functionals_channels == features.shape[1] + bands + 8 + 15
     torch.testing.assert_close(summarised[..., : features.shape[1]], features.transpose(1, 2))
     torch.testing.assert_close(summarised[..., features.shape[1]], log_mel[..., :16].mean(-1))
-    torch.testing.assert_close(summarised[..., -8:], spectral_shape(log_mel))
+    torch.testing.assert_close(summarised[..., -23:-15], spectral_shape(log_mel))
+    torch.testing.assert_close(summarised[..., -15:], spectrum_descriptors(power, SR / config.win_length))
     assert model.functionals_head.weight.shape == (3, 4 * summarised.shape[-1])
     with pytest.raises(ValueError, match="functionals_mel_group"):
         tiny_config(functionals_mel_group=5)
+
+
+def frame_power(signal: torch.Tensor) -> torch.Tensor:
+    """(samples,) -> (1, frames, 201): the CNN front-end's power spectra (25 ms Hann frames, 10 ms hop)."""
+    frames = signal.unfold(-1, 400, 160) * torch.hann_window(400, dtype=signal.dtype)
+    return torch.fft.rfft(frames).abs().square()[None]
+
+
+def test_spectrum_descriptors_of_a_steady_tone():
+    # 1 kHz is bin 25 of a 400-point frame and fits the 10 ms hop exactly: a Hann window puts the power in
+    # bins 24, 25, 26 as 1/6, 2/3, 1/6, and every frame is the same.
+    tone = 0.1 * torch.sin(2 * math.pi * 1000 * torch.arange(SR, dtype=torch.float64) / SR)
+    d = spectrum_descriptors(frame_power(tone), 40.0)[0]
+    names = "low high roll25 roll50 roll75 roll90 flux centroid entropy spread skew kurt slope sharp harm"
+    d = dict(zip(names.split(), d.unbind(-1), strict=True))
+    assert d["low"].max() < 1e-9  # 1-4 kHz holds bins 25 and 26, not bin 24 (960 Hz)
+    torch.testing.assert_close(d["high"], torch.full_like(d["high"], 5 / 6))
+    # Bin 25 spans 1000-1040 Hz: 25 % of the power is reached 1/8 into it (1/6 lies below it, 2/3 in it).
+    for name, hz in (("roll25", 1005), ("roll50", 1020), ("roll75", 1035), ("roll90", 1056)):
+        torch.testing.assert_close(d[name], torch.full_like(d[name], hz), msg=name)
+    torch.testing.assert_close(d["centroid"], torch.full_like(d["centroid"], 1000.0))
+    torch.testing.assert_close(d["spread"], torch.full_like(d["spread"], 40 / math.sqrt(3)))
+    torch.testing.assert_close(d["skew"], torch.zeros_like(d["skew"]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(d["kurt"], torch.full_like(d["kurt"], 3.0))
+    entropy = math.log(6) / 3 + 2 / 3 * math.log(1.5)
+    torch.testing.assert_close(d["entropy"], torch.full_like(d["entropy"], entropy))
+    assert d["flux"].abs().max() < 1e-9  # the first frame's by definition, the others' as the frames repeat
+    louder = spectrum_descriptors(frame_power(10 * tone), 40.0)[0]
+    # Only flux (magnitudes) and slope (power) follow the level; the rest are shapes.
+    level_free = [i for i in range(15) if i not in (6, 12)]
+    torch.testing.assert_close(louder[:, level_free], torch.stack(list(d.values()), -1)[:, level_free])
+    torch.testing.assert_close(louder[:, 12], 100 * d["slope"])
+
+
+def test_spectral_harmonicity_is_the_summed_steps_between_extrema_and_higher_for_harmonics():
+    def reference(spectrum: list[float]) -> float:  # openSMILE's scan, bin by bin
+        p, last, total = spectrum[1:], None, 0.0
+        for j in range(2, len(p) - 2):
+            peak = p[j - 2] < p[j] and p[j - 1] < p[j] and p[j] > p[j + 1] and p[j] > p[j + 2]
+            valley = p[j - 2] > p[j] and p[j - 1] > p[j] and p[j] < p[j + 1] and p[j] < p[j + 2]
+            if peak or valley:
+                if last is not None:
+                    total += abs(p[j] - last)
+                last = p[j]
+        return total / 2 / sum(p)
+
+    power = torch.rand(3, 4, 40, dtype=torch.float64) ** 3
+    expected = torch.tensor([[reference(row) for row in frames] for frames in power.tolist()])
+    torch.testing.assert_close(spectral_harmonicity(power), expected.to(power.dtype))
+    t = torch.arange(SR, dtype=torch.float64) / SR
+    voiced = sum(torch.sin(2 * math.pi * 210 * k * t) / k for k in range(1, 12))
+    noise = torch.randn(SR, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert spectral_harmonicity(frame_power(voiced)).min() > spectral_harmonicity(frame_power(noise)).max()
 
 
 def test_masked_batchnorm_statistics_ignore_padding():
@@ -610,9 +676,14 @@ def test_defaults_are_the_documented_architecture():
     model = CNNForAudioClassification(config)
     assert config.num_features == 44 and config.win_length == 400 and config.hop_length == 160
     assert config.pitch_features and config.functionals_head and config.functionals == "extended"
-    # The head: the 44 front-end channels, 16 grouped log-mel bands and 8 spectral-shape descriptors.
-    assert config.functionals_mel_group == 4 and config.spectral_shape_functionals
-    assert model.functionals_head.weight.shape == (config.num_labels, 38 * (44 + 16 + 8))
+    # The head: the 44 front-end channels, 16 grouped log-mel bands, 8 spectral-shape descriptors of the
+    # log-mel and 15 of the power spectrum.
+    assert (
+        config.functionals_mel_group == 4
+        and config.spectral_shape_functionals
+        and config.spectrum_functionals
+    )
+    assert model.functionals_head.weight.shape == (config.num_labels, 38 * (44 + 16 + 8 + 15))
     assert [block.conv.out_channels for block in model.conv_blocks] == config.conv_channels
     assert all(block.conv.kernel_size == (5,) for block in model.conv_blocks)
     assert model.lstm is None and model.classifier[-1].out_features == config.num_labels

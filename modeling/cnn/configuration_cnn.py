@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-# Defaults before the tenth round (the first three), the twelfth (the next two) and the twentieth (the last),
-# for configurations saved before a field existed (`CNNConfig.from_dict`).
+# Defaults before the tenth round (the first three), the twelfth (the next two), the twentieth
+# (`functionals_smoothing`) and the twenty-fourth (the last), for configurations saved before a field existed
+# (`CNNConfig.from_dict`).
+# Channels of `modeling_cnn.spectrum_descriptors`.
+NUM_SPECTRUM_DESCRIPTORS = 15
+
 EARLIER_DEFAULTS = {
     "pitch_features": False,
     "functionals_head": False,
@@ -13,6 +17,7 @@ EARLIER_DEFAULTS = {
     "functionals_mel_group": None,
     "spectral_shape_functionals": False,
     "functionals_smoothing": False,
+    "spectrum_functionals": False,
 }
 
 
@@ -96,6 +101,12 @@ class CNNConfig(PretrainedConfig):
         spectral_shape_functionals (`bool`, defaults to `True`): the functionals head also summarises eight
             spectral-shape descriptors of each frame's log-mel (log energy, centroid, spread, entropy,
             flatness, roll-off, flux, slope: `modeling_cnn.spectral_shape`), ComParE's spectral descriptors.
+        spectrum_functionals (`bool`, defaults to `True`): the functionals head also summarises 15 descriptors
+            of each frame's power spectrum in Hz, ComParE's spectral low-level descriptors as it computes them
+            (`modeling_cnn.spectrum_descriptors`: the shares of 250-650 Hz and 1-4 kHz, the 25/50/75/90 %
+            roll-off points, flux, centroid, entropy, spread, skewness, kurtosis, slope, sharpness and
+            harmonicity). The shape descriptors above weigh the mel bands equally; these weigh the spectrum's
+            bins, where the high frequencies span most of them and the harmonics are resolved.
         energy_peaks_head (`bool`, defaults to `False`): with `functionals_head`, a second linear classifier
             beside it, on 12 functionals of the peaks of the smoothed RMS contour (`modeling_cnn.
             energy_peak_functionals`: peaks per second, the time between them, their height, the slopes
@@ -151,6 +162,7 @@ class CNNConfig(PretrainedConfig):
         functionals_mfcc: int | None = None,
         functionals_mel_group: int | None = 4,
         spectral_shape_functionals: bool = True,
+        spectrum_functionals: bool = True,
         functionals_smoothing: bool = True,
         energy_peaks_head: bool = False,
         branch_weights: list[float] | tuple[float, float] = (1.0, 1.0),
@@ -224,6 +236,7 @@ class CNNConfig(PretrainedConfig):
         self.functionals_mfcc = functionals_mfcc
         self.functionals_mel_group = functionals_mel_group
         self.spectral_shape_functionals = spectral_shape_functionals
+        self.spectrum_functionals = spectrum_functionals
         self.functionals_smoothing = functionals_smoothing
         self.energy_peaks_head = energy_peaks_head
         self.branch_weights = [float(w) for w in branch_weights]
@@ -242,10 +255,11 @@ class CNNConfig(PretrainedConfig):
     @property
     def num_functionals_channels(self) -> int:
         """Channels the functionals head summarises: ZCR, RMS, its MFCCs (and F0 and voicing, the grouped
-        log-mel bands, the spectral-shape descriptors)."""
+        log-mel bands, the spectral-shape and the spectrum descriptors)."""
         bands = 0 if self.functionals_mel_group is None else self.n_mels // self.functionals_mel_group
         shape = 8 if self.spectral_shape_functionals else 0
-        return self.num_functionals_mfcc + 2 + (2 if self.pitch_features else 0) + bands + shape
+        spectrum = NUM_SPECTRUM_DESCRIPTORS if self.spectrum_functionals else 0
+        return self.num_functionals_mfcc + 2 + (2 if self.pitch_features else 0) + bands + shape + spectrum
 
     @property
     def min_input_samples(self) -> int:

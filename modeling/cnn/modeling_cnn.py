@@ -27,7 +27,9 @@ Where it departs, and why:
   of UAR on every development corpus (README, "Leaderboard of the development corpora"). The head also
   summarises 16 grouped log-mel bands and eight spectral-shape descriptors (`functionals_mel_group`,
   `spectral_shape_functionals`: ComParE's auditory bands and spectral descriptors): over two seeds, +0.010
-  / +0.022 / +0.005 UAR on the three development corpora. Optional:
+  / +0.022 / +0.005 UAR on the three development corpora; and 15 descriptors of the power spectrum in Hz
+  after ComParE's (`spectrum_functionals`, `spectrum_descriptors`), which carry most of ComParE's lead on
+  espeak (README, twenty-fourth round). Optional:
   statistics pooling beside the attention (`pooling="attention_stats"`) and SpecAugment masking in training
   (`time_masks`, `feature_masks`).
 * The exact layer table of the paper is not published in machine-readable form; every size is a config field
@@ -233,10 +235,11 @@ class CNNFrameFeatures(nn.Module):
 
     def extract(self, waveform: torch.Tensor) -> torch.Tensor:
         """The frame features as computed, before `feature_normalization`."""
-        return self.extract_with_log_mel(waveform)[0]
+        return self.extract_with_spectra(waveform)[0]
 
-    def extract_with_log_mel(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(`extract`'s frame features, the log-mel frames (batch, frames, n_mels) their MFCCs come from)."""
+    def extract_with_spectra(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(`extract`'s frame features, the log-mel frames (batch, frames, n_mels) their MFCCs come from, the
+        power spectra (batch, frames, win_length // 2 + 1) of the frames)."""
         frames = waveform.unfold(-1, self.win_length, self.hop_length)  # (batch, frames, win_length)
         rms = frames.pow(2).mean(-1).add(1e-10).sqrt()
         negative = torch.signbit(frames)
@@ -249,7 +252,7 @@ class CNNFrameFeatures(nn.Module):
         features = torch.cat([zcr[..., None], rms[..., None], mfcc], dim=-1).transpose(1, 2)
         if self.pitch is not None:
             features = torch.cat([features, self.pitch(waveform, frames.shape[1]).transpose(1, 2)], dim=1)
-        return features, log_mel
+        return features, log_mel, power
 
     def normalize(self, features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         if self.normalization == "none":
@@ -528,6 +531,67 @@ def spectral_shape(log_mel: torch.Tensor) -> torch.Tensor:
     return torch.stack(descriptors, dim=-1)
 
 
+def spectrum_descriptors(power: torch.Tensor, bin_hz: float) -> torch.Tensor:
+    """Power spectra (batch, frames, bins), bin k at k * `bin_hz` Hz -> (batch, frames, 15) descriptors after
+    ComParE's spectral low-level descriptors (openSMILE's cSpectral), on the linear spectrum: the
+    shares of the frame's power in 250-650 Hz and in 1-4 kHz; the frequencies under which 25, 50, 75 and
+    90 % of it lie (roll-off, interpolated within a bin); flux, the root mean square step of the magnitudes
+    from the previous frame (0 for the first); with the power as a distribution p over frequency f:
+    centroid sum(p f), entropy -sum(p ln p), spread (the standard deviation about the centroid), skewness
+    and kurtosis; the slope of the least-squares line through the power over f; sharpness, the centroid in
+    Bark weighted by Zwicker's g(z) (times 0.11); and harmonicity (`spectral_harmonicity`)."""
+    eps = 1e-10
+    freqs = torch.arange(power.shape[-1], device=power.device, dtype=power.dtype) * bin_hz
+    total = power.sum(-1).clamp_min(eps)
+    share = power / total[..., None]
+    low = share[..., (freqs >= 250) & (freqs < 650)].sum(-1)
+    high = share[..., (freqs >= 1000) & (freqs < 4000)].sum(-1)
+    # Bin k spans [k, k + 1) * bin_hz, its power spread evenly: the roll-off interpolates within the bin where
+    # the cumulative share reaches p. Counting whole bins instead jumps by a bin when rounding moves the sum
+    # across p (ONNX Runtime's sums against PyTorch's).
+    below = share.cumsum(-1) - share
+    rolloffs = [
+        ((p - below) / share.clamp_min(eps)).clamp(0, 1).sum(-1) * bin_hz for p in (0.25, 0.5, 0.75, 0.9)
+    ]
+    magnitude = power.clamp_min(0).sqrt()
+    flux = nn.functional.pad((magnitude[:, 1:] - magnitude[:, :-1]).square().mean(-1).sqrt(), (1, 0))
+    centroid = (share * freqs).sum(-1)
+    entropy = -(share * share.clamp_min(eps).log()).sum(-1)
+    deviation = freqs - centroid[..., None]
+    variance = (share * deviation.square()).sum(-1).clamp_min(eps)
+    skewness = (share * deviation.pow(3)).sum(-1) / variance.pow(1.5)
+    kurtosis = (share * deviation.pow(4)).sum(-1) / variance.square()
+    centred = freqs - freqs.mean()
+    slope = (power * centred).sum(-1) / centred.square().sum()
+    bark = 13 * torch.atan(0.00076 * freqs) + 3.5 * torch.atan((freqs / 7500).square())
+    weight = torch.where(bark < 15.8, torch.ones_like(bark), 0.066 * torch.exp(0.171 * bark))
+    sharpness = 0.11 * (share * bark * weight).sum(-1)
+    descriptors = [low, high, *rolloffs, flux, centroid, entropy, variance.sqrt(), skewness, kurtosis, slope]
+    descriptors += [sharpness, spectral_harmonicity(power)]
+    return torch.stack(descriptors, dim=-1)
+
+
+def spectral_harmonicity(power: torch.Tensor) -> torch.Tensor:
+    """Power spectra (batch, frames, bins) -> (batch, frames): half the summed steps between consecutive local
+    extrema (a bin above, or below, its two neighbours on each side; DC left out), over the frame's power.
+    Resolved harmonics make deep valleys between high peaks; noise makes shallow ones. The extrema are put in
+    order by a sort rather than found by a running maximum, which ONNX export lacks."""
+    spectrum = power[..., 1:]
+    centre = spectrum[..., 2:-2]
+    left, left2 = spectrum[..., 1:-3], spectrum[..., :-4]
+    right, right2 = spectrum[..., 3:-1], spectrum[..., 4:]
+    peak = (left2 < centre) & (left < centre) & (centre > right) & (centre > right2)
+    valley = (left2 > centre) & (left > centre) & (centre < right) & (centre < right2)
+    extremum = peak | valley
+    bins = centre.shape[-1]
+    index = torch.arange(bins, device=power.device)
+    order = torch.where(extremum, index, index + bins).argsort(-1)  # the extrema first, in frequency order
+    values = centre.gather(-1, order)
+    steps = (values[..., 1:] - values[..., :-1]).abs()
+    between_extrema = index[:-1] < extremum.sum(-1, keepdim=True) - 1
+    return (steps * between_extrema).sum(-1) / 2 / spectrum.sum(-1).clamp_min(1e-10)
+
+
 class FunctionalsHead(nn.Module):
     """Frame features (batch, frames, channels) -> logits of a linear classifier on their functionals
     (`utterance_functionals`, or `extended_functionals` with or without `smoothing`, as `functionals` and
@@ -771,10 +835,10 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         frame_lengths = self.features.num_frames(sample_lengths)
         num_frames = self.features.num_frames(input_values.shape[-1])
         frame_mask = lengths_to_mask(frame_lengths, num_frames)
-        features, log_mel = self.features.extract_with_log_mel(input_values)
+        features, log_mel, power = self.features.extract_with_spectra(input_values)
         hidden = self.features.normalize(features, frame_mask)
         functionals_logits = (
-            self.functionals_head(self.functionals_input(features, log_mel), frame_mask)
+            self.functionals_head(self.functionals_input(features, log_mel, power), frame_mask)
             if self.functionals_head is not None
             else None
         )
@@ -827,11 +891,14 @@ class CNNForAudioClassification(CNNPreTrainedModel):
             return (loss, logits) if loss is not None else (logits,)
         return SERClassifierOutput(loss=loss, logits=logits, branch_logits=branches, penalty=penalty)
 
-    def functionals_input(self, features: torch.Tensor, log_mel: torch.Tensor) -> torch.Tensor:
-        """Front-end features (batch, channels, frames), before normalisation, and their log-mel (batch,
-        frames, n_mels) -> the frames (batch, frames, channels) the functionals head summarises: ZCR, RMS,
-        the first `functionals_mfcc` MFCCs (and the pitch channels, the log-mel averaged over groups of
-        `functionals_mel_group` bands, the spectral-shape descriptors)."""
+    def functionals_input(
+        self, features: torch.Tensor, log_mel: torch.Tensor, power: torch.Tensor
+    ) -> torch.Tensor:
+        """Front-end features (batch, channels, frames), before normalisation, their log-mel (batch, frames,
+        n_mels) and power spectra (batch, frames, bins) -> the frames (batch, frames, channels) the
+        functionals head summarises: ZCR, RMS, the first `functionals_mfcc` MFCCs (and the pitch channels,
+        the log-mel averaged over groups of `functionals_mel_group` bands, the spectral-shape descriptors,
+        the spectrum descriptors)."""
         if self.config.num_functionals_mfcc < self.config.n_mfcc:
             kept = 2 + self.config.num_functionals_mfcc
             features = torch.cat([features[:, :kept], features[:, 2 + self.config.n_mfcc :]], dim=1)
@@ -841,6 +908,8 @@ class CNNForAudioClassification(CNNPreTrainedModel):
             parts.append(log_mel.unflatten(-1, (self.config.n_mels // group, group)).mean(-1))
         if self.config.spectral_shape_functionals:
             parts.append(spectral_shape(log_mel))
+        if self.config.spectrum_functionals:
+            parts.append(spectrum_descriptors(power, self.config.sampling_rate / self.config.win_length))
         return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
 
