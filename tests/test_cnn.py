@@ -497,9 +497,12 @@ def test_functionals_head_summarises_zcr_rms_the_first_mfccs_and_pitch(pitch_fea
 
 def test_functionals_head_adds_grouped_log_mel_bands_spectral_shape_and_spectrum_descriptors():
     config = tiny_config(
-        functionals_head=True, functionals="basic", functionals_mel_group=16, spectral_shape_functionals=True
+        functionals_head=True,
+        functionals="basic",
+        functionals_mel_group=16,
+        spectral_shape_functionals=True,
+        spectrum_functionals=True,
     )
-    assert config.spectrum_functionals  # the default
     model = CNNForAudioClassification(config).eval()
     clip = torch.randn(2, 8000)
     features, log_mel, power = model.features.extract_with_spectra(clip)
@@ -676,14 +679,10 @@ def test_defaults_are_the_documented_architecture():
     model = CNNForAudioClassification(config)
     assert config.num_features == 44 and config.win_length == 400 and config.hop_length == 160
     assert config.pitch_features and config.functionals_head and config.functionals == "extended"
-    # The head: the 44 front-end channels, 16 grouped log-mel bands, 8 spectral-shape descriptors of the
-    # log-mel and 15 of the power spectrum.
-    assert (
-        config.functionals_mel_group == 4
-        and config.spectral_shape_functionals
-        and config.spectrum_functionals
-    )
-    assert model.functionals_head.weight.shape == (config.num_labels, 38 * (44 + 16 + 8 + 15))
+    # The head: the 44 front-end channels, 16 grouped log-mel bands and 8 spectral-shape descriptors.
+    assert config.functionals_mel_group == 4 and config.spectral_shape_functionals
+    assert not config.spectrum_functionals
+    assert model.functionals_head.weight.shape == (config.num_labels, 38 * (44 + 16 + 8))
     assert [block.conv.out_channels for block in model.conv_blocks] == config.conv_channels
     assert all(block.conv.kernel_size == (5,) for block in model.conv_blocks)
     assert model.lstm is None and model.classifier[-1].out_features == config.num_labels
