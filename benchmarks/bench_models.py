@@ -1,7 +1,7 @@
 """Speed of the three classifiers on one CPU thread: inference per 3 s clip and training throughput.
 
     .venv/bin/python benchmarks/bench_models.py [--models cnn cnn-earlier-defaults cnn-head-mfcc14
-        cnn-head-no-bands cnn-energy-peaks cnn-raw-contours s4 s4-speech s4-earlier-defaults
+        cnn-head-no-bands cnn-energy-peaks cnn-raw-contours cnn-spectrum s4 s4-speech s4-earlier-defaults
         s4-utterance-dataset s4-no-head s4-no-energy-peaks wav2vec2-tiny wav2vec2-base]
         [--repeats 30]
 
@@ -11,7 +11,8 @@ functionals head on the first 14 MFCCs (`functionals_mfcc`); `cnn-head-no-bands`
 twelfth round (the head without the grouped log-mel bands and the spectral-shape descriptors);
 `cnn-energy-peaks` the defaults with the energy peaks head (not the CNN's default: seventeenth round);
 `cnn-raw-contours` the defaults before the twentieth round (the head's functionals of the raw channels and
-their frame-to-frame difference, not of the smoothed channels and their regression delta);
+their frame-to-frame difference, not of the smoothed channels and their regression delta); `cnn-spectrum`
+the defaults with the head's 15 descriptors of the power spectrum (`spectrum_functionals`, 24th round);
 `s4-no-energy-peaks` the S4's defaults without it (the defaults before the seventeenth round). `s4` is the
 S4's defaults; `s4-speech` the larger S4 of the recipe `training/recipes/s4-speech.yaml` (the defaults'
 features at 4 layers of width 128, with the functionals of every mel band); `s4-earlier-defaults` the defaults
@@ -89,6 +90,7 @@ CNN_VARIANTS = {
     "cnn-head-no-bands": {"functionals_mel_group": None, "spectral_shape_functionals": False},
     "cnn-energy-peaks": {"energy_peaks_head": True},
     "cnn-raw-contours": {"functionals_smoothing": False},
+    "cnn-spectrum": {"spectrum_functionals": True},
 }
 S4_VARIANTS = {
     "s4": {},
