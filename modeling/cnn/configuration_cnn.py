@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-# Defaults before the tenth round (the first three), the twelfth (the next two) and the twentieth (the last),
-# for configurations saved before a field existed (`CNNConfig.from_dict`).
 # Channels of `modeling_cnn.spectrum_descriptors`.
 NUM_SPECTRUM_DESCRIPTORS = 15
 
+# Defaults before the tenth round (the first three), the twelfth (the next two) and the twentieth (the last),
+# for configurations saved before a field existed (`CNNConfig.from_dict`).
 EARLIER_DEFAULTS = {
     "pitch_features": False,
     "functionals_head": False,
