@@ -547,6 +547,11 @@ def test_spectrum_descriptors_of_a_steady_tone():
     entropy = math.log(6) / 3 + 2 / 3 * math.log(1.5)
     torch.testing.assert_close(d["entropy"], torch.full_like(d["entropy"], entropy))
     assert d["flux"].abs().max() < 1e-9  # the first frame's by definition, the others' as the frames repeat
+    # Sharpness: 0.11 times the Bark of 1 kHz (8.5, Zwicker's table), where g(z) is 1; above 15.8 Bark (a
+    # 6 kHz tone: 19.6 Bark) g(z) weighs it up.
+    torch.testing.assert_close(d["sharp"], torch.full_like(d["sharp"], 0.11 * 8.51), atol=0.01, rtol=0)
+    high = 0.1 * torch.sin(2 * math.pi * 6000 * torch.arange(SR, dtype=torch.float64) / SR)
+    assert torch.all(spectrum_descriptors(frame_power(high), 40.0)[0, :, 13] > 1.5 * 0.11 * 19.6)
     louder = spectrum_descriptors(frame_power(10 * tone), 40.0)[0]
     # Only flux (magnitudes) and slope (power) follow the level; the rest are shapes.
     level_free = [i for i in range(15) if i not in (6, 12)]

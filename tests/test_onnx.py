@@ -43,12 +43,18 @@ def run_both(model, extractor, path, seconds):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "normalize_waveform, energy_peaks_head, functionals_smoothing",
-    [(False, False, False), (True, False, False), (False, True, False), (False, False, True)],
-    ids=["level-kept", "clips-normalised", "energy-peaks", "smoothed-contours"],
+    "normalize_waveform, energy_peaks_head, functionals_smoothing, spectrum_functionals",
+    [
+        (False, False, False, False),
+        (True, False, False, False),
+        (False, True, False, False),
+        (False, False, True, False),
+        (False, False, True, True),
+    ],
+    ids=["level-kept", "clips-normalised", "energy-peaks", "smoothed-contours", "spectrum-descriptors"],
 )
 def test_cnn_export_through_the_cli(
-    tmp_path, capsys, normalize_waveform, energy_peaks_head, functionals_smoothing
+    tmp_path, capsys, normalize_waveform, energy_peaks_head, functionals_smoothing, spectrum_functionals
 ):
     torch.manual_seed(0)
     model = CNNForAudioClassification(
@@ -61,6 +67,7 @@ def test_cnn_export_through_the_cli(
             normalize_waveform=normalize_waveform,
             energy_peaks_head=energy_peaks_head,
             functionals_smoothing=functionals_smoothing,
+            spectrum_functionals=spectrum_functionals,
             **LABEL_KW,
         )
     )
