@@ -1,7 +1,8 @@
 """The functionals head alone, fitted as `run_train.py` refits it, on a benchmark's folds: no training.
 
     python -m benchmarks.functionals_head RESULTS_DIR [RESULTS_DIR ...] [--data_root ROOT] [--model cnn]
-        [--variant NAME='{"config_field": value}' ...] [--max_duration_seconds 4]
+        [--variant NAME='{"config_field": value}' ...] [--opensmile_family NAME=REGEX ...]
+        [--max_duration_seconds 4]
 
 RESULTS_DIR is a `run_benchmark.py --output_dir` (its folds.csv and folds.json; `run_benchmark.py --dry_run`
 writes them without training anything); `--data_root` is the benchmark's.
@@ -21,12 +22,19 @@ classes, C chosen by validation UAR, fitted on the training clips), then scores 
 fields of `--config_overrides`: `functionals`, `functionals_mel_group`, `n_mfcc`, ...). An energy peaks head
 (the S4's default) is left out: this measures the functionals head alone. Printed per fold, then as mean ±
 std over the folds of each RESULTS_DIR, with each variant's difference from the defaults fold by fold.
+
+`--opensmile_family NAME=REGEX` asks what the head lacks that the openSMILE baseline has: the variant NAME is
+the defaults' inputs beside the ComParE_2016 functionals whose names match REGEX (`re.match`: `pcm_fftMag`
+for the 15 descriptors of the FFT spectrum, `F0final|voicingFinal|jitter|shimmer|logHNR` for prosody, `.`
+for all 6373), extracted as the baseline extracts them (`evaluation.opensmile_baseline.extract_functionals`:
+whole clips, its cache), fitted the same way. A family that lifts the head names descriptors it is missing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 from collections.abc import Sequence
@@ -38,6 +46,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from evaluation.opensmile_baseline import extract_functionals, feature_names  # noqa: E402
 from evaluation.runner import corpus_loader  # noqa: E402
 from loaders.loading import select_emotions  # noqa: E402
 from loaders.schema import SAMPLING_RATE  # noqa: E402
@@ -59,6 +68,24 @@ def parse_variant(text: str, model_kind: str) -> tuple[str, dict]:
             "--variant defaults: that name is the model's defaults, printed anyway; choose another"
         )
     return name, parse_config_overrides(overrides, model_kind)
+
+
+def parse_family(text: str, names: Sequence[str]) -> tuple[str, np.ndarray]:
+    """'NAME=REGEX' -> (NAME, which of the ComParE functionals `names` REGEX matches)."""
+    name, sep, pattern = text.partition("=")
+    if not sep or not name or not pattern:
+        raise UsageError(f"--opensmile_family {text!r}: give NAME=REGEX, e.g. spectral=pcm_fftMag")
+    try:
+        compiled = re.compile(pattern)
+    except re.error as err:
+        raise UsageError(f"--opensmile_family {text!r}: not a regular expression ({err})") from None
+    columns = np.array([compiled.match(feature) is not None for feature in names])
+    if not columns.any():
+        raise UsageError(
+            f"--opensmile_family {text!r}: no ComParE_2016 functional's name starts with a match "
+            f"(names are like {names[0]})"
+        )
+    return name, columns
 
 
 def load_folds(results_dir: Path) -> tuple[pd.DataFrame, dict[str, dict]]:
@@ -86,9 +113,12 @@ def probe(
     model_kind: str,
     variants: dict[str, dict],
     max_samples: int | None,
+    families: dict[str, np.ndarray] | None = None,
 ) -> list[dict]:
-    """One row per (fold, variant): the head's test UAR, the C chosen and the number of inputs. Each clip's
-    inputs are computed once per variant: they do not depend on the fold."""
+    """One row per (fold, variant, then family): the head's test UAR, the C chosen and the number of inputs.
+    Each clip's inputs are computed once per variant: they do not depend on the fold. `families`: name ->
+    the ComParE_2016 columns set beside the defaults' inputs."""
+    families = families or {}
     table, folds = load_folds(results_dir)
     load = corpus_loader(data_root)
     rows = []
@@ -125,6 +155,10 @@ def probe(
             # The refit's own path: the evaluation collator cuts each clip to its middle `max_samples`.
             collator = AudioCollator(extractor, max_samples=max_samples, random_crop=False)
             inputs[name], labels = functionals_head_inputs(model, clips, collator, BATCH_SIZE)
+        if families:
+            compare = extract_functionals(data.select([index[file] for file in files]), "compare")
+            for name, columns in families.items():
+                inputs[name] = np.hstack([inputs["defaults"], compare[:, columns].astype(np.float64)])
         for run in runs:
             split = {
                 name: np.array(
@@ -132,8 +166,9 @@ def probe(
                 )
                 for name in ("train", "validation", "test")
             }
-            for name in variants:
-                features = inputs[name]
+            for name in [*variants, *families]:
+                # openSMILE's NaN rows (clips too short for it) as the baseline's imputer fills them.
+                features = impute(inputs[name], split["train"])
                 fit = fit_head_like_baseline(
                     features[split["train"]],
                     labels[split["train"]],
@@ -157,6 +192,16 @@ def probe(
                     flush=True,
                 )
     return rows
+
+
+def impute(features: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """`features` with each NaN replaced by its column's mean over the rows `train` (0 where all are NaN)."""
+    missing = np.isnan(features)
+    if not missing.any():
+        return features
+    with np.errstate(invalid="ignore"):
+        means = np.nan_to_num(np.nanmean(features[train], axis=0))
+    return np.where(missing, means, features)
 
 
 def summary(rows: list[dict], variants: Sequence[str]) -> list[str]:
@@ -202,6 +247,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="""NAME='{"config_field": value}': the defaults with these fields changed (repeatable)""",
     )
     parser.add_argument(
+        "--opensmile_family",
+        action="append",
+        default=[],
+        help="NAME=REGEX: the defaults' inputs and the ComParE_2016 functionals REGEX matches (repeatable)",
+    )
+    parser.add_argument(
         "--max_duration_seconds",
         type=float,
         default=DEFAULT_MAX_SECONDS,
@@ -215,6 +266,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             if name in variants:
                 raise UsageError(f"--variant {name}: given twice")
             variants[name] = overrides
+        families = {}
+        if args.opensmile_family:
+            try:
+                names = feature_names("compare")
+            except ImportError as err:
+                raise UsageError(f"--opensmile_family: {err}") from None
+            for text in args.opensmile_family:
+                name, columns = parse_family(text, names)
+                if name in variants or name in families:
+                    raise UsageError(f"--opensmile_family {name}: that name is given twice")
+                families[name] = columns
         for results_dir in args.results_dirs:  # every folder checked before any clip is read
             load_folds(results_dir)
     except UsageError as err:
@@ -223,10 +285,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = []
     try:
         for results_dir in args.results_dirs:
-            rows += probe(results_dir, args.data_root, args.model, variants, max_samples)
+            rows += probe(results_dir, args.data_root, args.model, variants, max_samples, families)
     except UsageError as err:
         parser.error(str(err))
-    print("\n".join(summary(rows, list(variants))))
+    print("\n".join(summary(rows, [*variants, *families])))
 
 
 if __name__ == "__main__":

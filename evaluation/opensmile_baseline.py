@@ -109,6 +109,12 @@ def feature_width(feature_set: str) -> int:
     return FEATURE_SETS[check_feature_set(feature_set)][1]
 
 
+def feature_names(feature_set: str) -> list[str]:
+    """The names of a feature set's functionals, in the column order of `functionals` and
+    `extract_functionals` (e.g. ``F0final_sma_amean``)."""
+    return list(_smile(check_feature_set(feature_set)).feature_names)
+
+
 def _smile(feature_set: str):
     # Created on first use in each process: Smile objects do not cross process boundaries in every version.
     if feature_set not in _SMILES:

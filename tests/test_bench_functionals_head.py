@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -13,6 +14,7 @@ from sklearn.metrics import balanced_accuracy_score
 from test_bench_branch_weights import FOLD_ROWS, write_folds_csv
 
 from benchmarks import functionals_head
+from evaluation import opensmile_baseline as ob
 from loaders import load_corpora
 from modeling import CNNConfig, CNNForAudioClassification, feature_extractor_for
 from training.calibration import fit_head_like_baseline
@@ -38,9 +40,9 @@ def write_folds(results_dir, dataset) -> None:
     (results_dir / "folds.json").write_text(json.dumps({"folds": [fold]}))
 
 
-def trained_head_uar(dataset) -> float:
-    """The test UAR of the head refitted on a model as training leaves it: other random weights, and its
-    BatchNorms holding training-set statistics (a new model's: mean 0, variance 1)."""
+def trained_head_inputs(dataset) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(the head's inputs, the labels) per split of a model as training leaves it: other random weights, and
+    its BatchNorms holding training-set statistics (a new model's: mean 0, variance 1)."""
     torch.manual_seed(7)
     model = CNNForAudioClassification(CNNConfig(num_labels=4))
     middle = {
@@ -64,11 +66,20 @@ def trained_head_uar(dataset) -> float:
         hook.remove()
         inputs[split] = torch.stack(got).double().numpy()
     labels = {split: np.array([dataset[i]["label"] for i in rows]) for split, rows in FOLD_ROWS.items()}
-    names = dataset.features["label"].names
+    return inputs, labels
+
+
+def head_uar(inputs: dict[str, np.ndarray], labels: dict[str, np.ndarray], names: list[str]) -> float:
+    """Test UAR of the head fitted on `inputs` as run_train.py refits it."""
     fit = fit_head_like_baseline(
         inputs["train"], labels["train"], inputs["validation"], labels["validation"], names
     )
     return balanced_accuracy_score(labels["test"], (inputs["test"] @ fit.weight.T + fit.bias).argmax(1))
+
+
+def trained_head_uar(dataset) -> float:
+    """The test UAR of the head refitted on a model as training leaves it."""
+    return head_uar(*trained_head_inputs(dataset), dataset.features["label"].names)
 
 
 def test_the_probe_scores_the_head_a_trained_model_would_refit_and_each_variant_beside_it(
@@ -101,6 +112,39 @@ def test_the_probe_scores_the_head_a_trained_model_would_refit_and_each_variant_
     )
 
 
+def test_an_opensmile_family_is_scored_beside_the_heads_inputs(tmp_path, corpus, capsys, monkeypatch):
+    pytest.importorskip("opensmile")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))  # openSMILE's cache
+    fitted = []  # the training inputs of each fit, in the probe's order: defaults, then the family
+
+    def recording_fit(train_inputs, *args):
+        fitted.append(train_inputs)
+        return fit_head_like_baseline(train_inputs, *args)
+
+    monkeypatch.setattr(functionals_head, "fit_head_like_baseline", recording_fit)
+    write_folds(tmp_path / "synth", corpus)
+    argv = [str(tmp_path / "synth"), "--max_duration_seconds", "0.5"]
+    functionals_head.main([*argv, "--opensmile_family", "pitch=F0final_sma_(amean|stddev)$"])
+    out = capsys.readouterr().out
+    pitch = re.search(r"synthetic/fold-1 pitch: head UAR ([0-9.]+) \(C [0-9.e-]+, (\d+) inputs\)", out)
+    assert pitch, out
+    # The same inputs by hand: the head's, then openSMILE's two functionals of each whole clip, clip by clip.
+    inputs, labels = trained_head_inputs(corpus)
+    columns = [ob.feature_names("compare").index(f"F0final_sma_{name}") for name in ("amean", "stddev")]
+    for split, rows in FOLD_ROWS.items():
+        compare = np.stack([ob.functionals(corpus[i]["audio"]["array"], "compare")[columns] for i in rows])
+        inputs[split] = np.hstack([inputs[split], compare])
+    defaults, family = fitted
+    assert family.shape == (len(FOLD_ROWS["train"]), 2584 + 2)
+    np.testing.assert_array_equal(family[:, :-2], defaults)
+    np.testing.assert_allclose(family[:, -2:], inputs["train"][:, -2:], rtol=1e-6)
+    uar = head_uar(inputs, labels, corpus.features["label"].names)
+    assert float(pitch.group(1)) == pytest.approx(uar, abs=5e-4)
+    assert out.splitlines()[-1].startswith(
+        f"| synth | pitch | 2586 | 1 | {float(pitch.group(1)):.3f} ± 0.000 |"
+    )
+
+
 @pytest.mark.parametrize(
     ("make", "argv", "message"),
     [
@@ -108,6 +152,9 @@ def test_the_probe_scores_the_head_a_trained_model_would_refit_and_each_variant_
         (lambda d: (d / "folds.json").unlink(), [], "folds.json: not found"),
         (lambda d: None, ["--variant", 'x={"no_such_field": 1}'], "CNNConfig has no field 'no_such_field'"),
         (lambda d: None, ["--variant", "x"], "--variant 'x': give NAME="),
+        (lambda d: None, ["--opensmile_family", "x"], "--opensmile_family 'x': give NAME=REGEX"),
+        (lambda d: None, ["--opensmile_family", "x=("], "--opensmile_family 'x=(': not a regular expression"),
+        (lambda d: None, ["--opensmile_family", "x=nothing_like_this"], "no ComParE_2016 functional's name"),
     ],
 )
 def test_bad_input_is_refused_before_any_clip_is_read(tmp_path, corpus, capsys, make, argv, message):
