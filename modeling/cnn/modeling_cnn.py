@@ -28,8 +28,8 @@ Where it departs, and why:
   summarises 16 grouped log-mel bands and eight spectral-shape descriptors (`functionals_mel_group`,
   `spectral_shape_functionals`: ComParE's auditory bands and spectral descriptors): over two seeds, +0.010
   / +0.022 / +0.005 UAR on the three development corpora. Optional: 15 descriptors of the power spectrum
-  in Hz after ComParE's for the head (`spectrum_functionals`, `spectrum_descriptors`: better on espeak, not on
-  every corpus; README, twenty-fourth round),
+  in Hz after ComParE's for the head (`spectrum_functionals`, `spectrum_descriptors`: level with the defaults
+  over three seeds; README, twenty-fifth round),
   statistics pooling beside the attention (`pooling="attention_stats"`) and SpecAugment masking in training
   (`time_masks`, `feature_masks`).
 * The exact layer table of the paper is not published in machine-readable form; every size is a config field
