@@ -1,7 +1,7 @@
 """The network and the heads of a benchmark's saved runs, and how best to weigh them: a replay, no training.
 
     python -m benchmarks.branch_weights RESULTS_DIR [RESULTS_DIR ...] [--data_root ROOT] [--model cnn]
-        [--prior 0.01] [--refit_head] [--checkpoint saved|last]
+        [--prior 0.01] [--network_penalty 0] [--refit_head] [--checkpoint saved|last]
 
 RESULTS_DIR is a `run_benchmark.py --output_dir` (its folds.csv and runs/<model>/<corpus>/fold-K/model/);
 `--data_root` is the benchmark's. For every run of a model with a functionals head (the CNN and S4 defaults),
@@ -12,7 +12,9 @@ the branch `branch_weights` weighs), their plain sum (the models before the bran
 fitted on the validation clips (`training.calibration.fit_branch_weights`, what `run_train.py` does after
 training now). Printed per run and as mean ± std over the folds of each RESULTS_DIR: test UAR of each, the
 test cross-entropy and expected calibration error (10 confidence bins) of the sum and of the fitted weights,
-and the weights (`--prior`: fitted with another weight of the prior on the log-weights, for a sweep). Training
+and the weights (`--prior`: fitted with another weight of the prior on the log-weights, for a sweep;
+`--network_penalty L`: with `L * a^2` on the network's weight instead of its prior, which shrinks the sum
+towards the head alone, `training.calibration.fit_branch_weights`). Training
 never sees the weights (each branch learns on its own loss), so a run trained before them replays exactly what
 the same run would report now.
 
@@ -121,6 +123,7 @@ def replay_run(
     prior: float = PRIOR,
     refit: bool = False,
     checkpoint: str = "saved",
+    network_penalty: float = 0.0,
 ) -> dict:
     weights_dir = model_dir if checkpoint == "saved" else last_checkpoint(model_dir)
     model = AutoModelForAudioClassification.from_pretrained(weights_dir).eval()
@@ -145,7 +148,9 @@ def replay_run(
         )
     network, head, peaks, _, labels = split["test"]
     validation_network, validation_head, validation_peaks, _, validation_labels = split["validation"]
-    weights = fit_branch_weights(validation_network, validation_head, validation_labels, prior=prior)
+    weights = fit_branch_weights(
+        validation_network, validation_head, validation_labels, prior=prior, network_penalty=network_penalty
+    )
     logits = {
         "network": network,
         "head": head,
@@ -162,7 +167,7 @@ def replay_run(
         refitted = split["test"][3] @ fit.weight.T + fit.bias + peaks
         validation_refitted = split["validation"][3] @ fit.weight.T + fit.bias + validation_peaks
         refitted_weights = fit_branch_weights(
-            validation_network, validation_refitted, validation_labels, prior
+            validation_network, validation_refitted, validation_labels, prior, network_penalty
         )
         logits["head_refit"] = refitted
         logits["sum_refit"] = network + refitted
@@ -184,6 +189,7 @@ def replay(
     prior: float = PRIOR,
     refit: bool = False,
     checkpoint: str = "saved",
+    network_penalty: float = 0.0,
 ) -> list[dict]:
     folds = list(csv.DictReader((results_dir / "folds.csv").open()))
     if not folds:
@@ -203,7 +209,7 @@ def replay(
         }
         result = {
             "run": run,
-            **replay_run(model_dir, files, dataset, index, prior, refit, checkpoint),
+            **replay_run(model_dir, files, dataset, index, prior, refit, checkpoint, network_penalty),
         }
         results.append(result)
         print(results_dir.name, format_row(result), flush=True)
@@ -240,6 +246,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help=f"weight of the prior on the log-weights (default {PRIOR}, as run_train.py fits them)",
     )
     parser.add_argument(
+        "--network_penalty",
+        type=float,
+        default=0.0,
+        help="L: fit the network's weight a with L * a^2 instead of its prior, shrinking the sum towards the "
+        "head alone (default 0: as run_train.py fits them)",
+    )
+    parser.add_argument(
         "--refit_head",
         action="store_true",
         help="also score the head refitted as run_train.py refits it now (C chosen on validation UAR)",
@@ -251,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="the model each run saved (default) or the newest checkpoint-N in its model folder",
     )
     args = parser.parse_args(argv)
+    if not 0.0 <= args.network_penalty < float("inf"):
+        parser.error(f"--network_penalty {args.network_penalty}: give a finite weight >= 0 (0: no penalty)")
     register_auto_classes()
     for results_dir in args.results_dirs:
         if not (results_dir / "folds.csv").is_file():
@@ -261,7 +276,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     summaries = []
     for results_dir in args.results_dirs:
         results = replay(
-            results_dir, args.data_root, args.model, args.prior, args.refit_head, args.checkpoint
+            results_dir,
+            args.data_root,
+            args.model,
+            args.prior,
+            args.refit_head,
+            args.checkpoint,
+            args.network_penalty,
         )
         if not results:
             continue

@@ -128,6 +128,12 @@ def test_a_replay_scores_each_branch_and_the_weights_fitted_on_validation(tmp_pa
     weights = fit_branch_weights(*logits["validation"], prior=0.5)
     assert run_line.endswith(f"weights {weights[0]:.2f}, {weights[1]:.2f}")
 
+    branch_weights.main([str(tmp_path), "--network_penalty", "0.3"])  # the sum shrunk towards the head
+    run_line = next(line for line in capsys.readouterr().out.splitlines() if "synthetic/fold-1:" in line)
+    weights = fit_branch_weights(*logits["validation"], network_penalty=0.3)
+    assert run_line.endswith(f"weights {weights[0]:.2f}, {weights[1]:.2f}")
+    assert weights != pytest.approx(fit_branch_weights(*logits["validation"]), abs=0.005)
+
 
 def test_a_model_without_a_head_is_refused(tmp_path, corpus):
     saved_run(tmp_path, corpus, functionals_head=False)
@@ -139,6 +145,12 @@ def test_a_folder_without_folds_is_refused_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit):
         branch_weights.main([str(tmp_path)])
     assert "no folds.csv; give a run_benchmark.py --output_dir" in capsys.readouterr().err
+
+
+def test_a_negative_network_penalty_is_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        branch_weights.main([str(tmp_path), "--network_penalty", "-1"])
+    assert "--network_penalty -1.0: give a finite weight >= 0" in capsys.readouterr().err
 
 
 def test_the_head_refitted_as_the_baseline_fits_its_classifier(tmp_path, corpus, capsys):

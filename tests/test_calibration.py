@@ -47,6 +47,25 @@ def test_a_validation_set_the_model_separates_keeps_moderate_weights():
     assert 1.0 < min(bounded) <= max(bounded) < 2.0 < min(unbounded)
 
 
+def test_a_network_penalty_shrinks_the_sum_towards_the_head_alone():
+    """The penalty on the network's weight takes it towards 0 as it grows; at a large one the head's weight
+    is what the head alone would get (its cross-entropy plus the prior on log b, found here on a grid)."""
+    rng = np.random.default_rng(1)
+    n, classes = 120, 4
+    labels = rng.integers(0, classes, n)
+    network_says = np.where(rng.random(n) < 0.6, labels, rng.integers(0, classes, n))
+    network = 4.0 * np.eye(classes)[network_says] + rng.normal(0, 1, (n, classes))
+    head_says = np.where(rng.random(n) < 0.8, labels, rng.integers(0, classes, n))
+    head = 1.0 * np.eye(classes)[head_says] + rng.normal(0, 0.5, (n, classes))
+    free = fit_branch_weights(network, head, labels)
+    mild = fit_branch_weights(network, head, labels, network_penalty=0.1)
+    strong = fit_branch_weights(network, head, labels, network_penalty=100.0)
+    assert strong[0] < 0.01 < mild[0] < free[0]
+    grid = np.exp(np.linspace(-2.0, 3.0, 2001))
+    objective = [cross_entropy(b * head, labels) + 0.01 * np.log(b) ** 2 for b in grid]
+    assert strong[1] == pytest.approx(grid[int(np.argmin(objective))], rel=0.01)
+
+
 @pytest.mark.parametrize("energy_peaks_head", [False, True], ids=["two-branches", "with-energy-peaks"])
 def test_weights_fitted_through_the_trainer_are_those_of_the_model_s_own_branches(
     make_tiny_cnn, tmp_path, energy_peaks_head

@@ -43,9 +43,17 @@ def fit_branch_weights(
     head_logits: np.ndarray | torch.Tensor,
     labels: Sequence[int] | np.ndarray | torch.Tensor,
     prior: float = PRIOR,
+    network_penalty: float = 0.0,
 ) -> tuple[float, float]:
     """The weights (network, head) minimising the mean cross-entropy of `a * network + b * head` on these
-    clips plus `prior * (log(a)^2 + log(b)^2)`; (1, 1) is the plain sum."""
+    clips plus `prior * (log(a)^2 + log(b)^2)`; (1, 1) is the plain sum.
+
+    With `network_penalty` > 0, the network's weight has the penalty `network_penalty * a^2` instead of its
+    term of the prior: the sum shrinks towards the head alone, and the network keeps only the weight the
+    validation clips give evidence for. Why one might: those clips also chose the checkpoint (early stopping
+    on their UAR), so the network looks better on them than on new speakers. A replay option so far
+    (`benchmarks/branch_weights.py --network_penalty`), not what `run_train.py` fits (README, twenty-sixth
+    round)."""
     network = torch.as_tensor(np.asarray(network_logits), dtype=torch.float64)
     head = torch.as_tensor(np.asarray(head_logits), dtype=torch.float64)
     targets = torch.as_tensor(np.asarray(labels), dtype=torch.long)
@@ -56,7 +64,10 @@ def fit_branch_weights(
         optimizer.zero_grad()
         weights = log_weights.exp()
         loss = F.cross_entropy(weights[0] * network + weights[1] * head, targets)
-        loss = loss + prior * log_weights.square().sum()
+        if network_penalty > 0:
+            loss = loss + network_penalty * weights[0].square() + prior * log_weights[1].square()
+        else:
+            loss = loss + prior * log_weights.square().sum()
         loss.backward()
         return loss
 
