@@ -20,17 +20,26 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(F.cross_entropy(torch.as_tensor(logits), torch.as_tensor(labels)))
 
 
+def two_branches(
+    seed: int, clips: int, network: tuple[float, float], head: tuple[float, float], classes: int = 4
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits of a network and a head on random labels: each branch, given as (share right, scale), says the
+    label on that share of the clips and a random class on the rest, with that margin, plus noise (std 1 for
+    the network, 0.5 for the head)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, clips)
+    logits = []
+    for (right, scale), noise in ((network, 1.0), (head, 0.5)):
+        says = np.where(rng.random(clips) < right, labels, rng.integers(0, classes, clips))
+        logits.append(scale * np.eye(classes)[says] + rng.normal(0, noise, (clips, classes)))
+    return logits[0], logits[1], labels
+
+
 def test_the_branch_that_is_right_on_the_validation_clips_gets_the_larger_weight():
     """An overconfident network that is right on half the clips beside a modest head that is right on most
     (the development corpora's picture): the head's weight grows, the network's shrinks, and the weighted
     sum has a lower cross-entropy than the plain sum."""
-    rng = np.random.default_rng(0)
-    n, classes = 200, 4
-    labels = rng.integers(0, classes, n)
-    network_says = np.where(rng.random(n) < 0.5, labels, rng.integers(0, classes, n))
-    network = 8.0 * np.eye(classes)[network_says] + rng.normal(0, 1, (n, classes))
-    head_says = np.where(rng.random(n) < 0.8, labels, rng.integers(0, classes, n))
-    head = 1.5 * np.eye(classes)[head_says] + rng.normal(0, 0.5, (n, classes))
+    network, head, labels = two_branches(seed=0, clips=200, network=(0.5, 8.0), head=(0.8, 1.5))
     network_weight, head_weight = fit_branch_weights(network, head, labels)
     assert network_weight < 1.0 < head_weight
     weighted = network_weight * network + head_weight * head
@@ -50,13 +59,7 @@ def test_a_validation_set_the_model_separates_keeps_moderate_weights():
 def test_a_network_penalty_shrinks_the_sum_towards_the_head_alone():
     """The penalty on the network's weight takes it towards 0 as it grows; at a large one the head's weight
     is what the head alone would get (its cross-entropy plus the prior on log b, found here on a grid)."""
-    rng = np.random.default_rng(1)
-    n, classes = 120, 4
-    labels = rng.integers(0, classes, n)
-    network_says = np.where(rng.random(n) < 0.6, labels, rng.integers(0, classes, n))
-    network = 4.0 * np.eye(classes)[network_says] + rng.normal(0, 1, (n, classes))
-    head_says = np.where(rng.random(n) < 0.8, labels, rng.integers(0, classes, n))
-    head = 1.0 * np.eye(classes)[head_says] + rng.normal(0, 0.5, (n, classes))
+    network, head, labels = two_branches(seed=1, clips=120, network=(0.6, 4.0), head=(0.8, 1.0))
     free = fit_branch_weights(network, head, labels)
     mild = fit_branch_weights(network, head, labels, network_penalty=0.1)
     strong = fit_branch_weights(network, head, labels, network_penalty=100.0)
