@@ -6,6 +6,7 @@
     python run_benchmark.py --protocol emobox --corpora savee --dry_run        # folds.csv only
     python run_benchmark.py ... --fold 3                                       # one fold (a shard)
     python run_benchmark.py collect --output_dir OUT [--shards OTHER_OUT ...]  # merge shards, reports
+    python run_benchmark.py compare --outputs OUT_SEED7 OUT_SEED8 ...          # paired with the baseline
 
 Options this script does not know (`--num_train_epochs 3`, `--learning_rate 1e-3`, model options) pass
 through unchanged to every run's training function. `--output_dir` receives:
@@ -19,6 +20,10 @@ through unchanged to every run's training function. `--output_dir` receives:
 A finished run (its folder holds `results.json`) is never run again: re-running the command continues
 where it stopped, and a finished benchmark re-run only rewrites the reports. Protocols: see
 `evaluation/folds.py`.
+
+`compare` pools benchmark outputs (typically one per `--split_seed`: repeated speaker cross-validation) and
+pairs every model's runs with the baseline's on the same test speakers (`evaluation.reports.
+paired_with_baseline`): a model's lead or gap over one partition of the speakers can be the partition's.
 """
 
 from __future__ import annotations
@@ -34,8 +39,11 @@ from transformers import HfArgumentParser
 
 from evaluation.folds import EMOBOX_VALIDATION, PROTOCOLS, FoldError, load_metadata, make_folds
 from evaluation.reports import (
+    PAIR_KEY,
     ReportError,
     merge_runs,
+    paired_with_baseline,
+    render_paired_markdown,
     runs_file_name,
     runs_files,
     write_csv_atomic,
@@ -145,6 +153,20 @@ class CollectArguments:
     )
 
 
+@dataclass
+class CompareArguments:
+    """`compare`: every model against a baseline, fold by fold on the same test speakers, over outputs."""
+
+    outputs: list[str] = field(
+        metadata={"help": "Benchmark output folders or runs files, e.g. one per --split_seed."}
+    )
+    baseline: str | None = field(
+        default=None,
+        metadata={"help": "The baseline model (default: the openSMILE one with the best UAR per corpus)."},
+    )
+    output_csv: str | None = field(default=None, metadata={"help": "Also write the table to this CSV file."})
+
+
 def setup_logging() -> None:
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -185,12 +207,32 @@ def collect(argv: list[str]) -> dict:
     return {"runs": runs, "leaderboard": board}
 
 
+def compare(argv: list[str]) -> dict:
+    (args,) = parser_for(CompareArguments).parse_args_into_dataclasses(args=argv)
+    try:
+        runs, _ = merge_runs(args.outputs, os.getcwd(), key=("model", *PAIR_KEY))
+    except ReportError as err:
+        raise UsageError(str(err)) from err
+    if args.baseline is not None and args.baseline not in set(runs["model"]):
+        raise UsageError(
+            f"--baseline {args.baseline}: no run of it in {' '.join(args.outputs)}; the models there are "
+            f"{', '.join(sorted(set(runs['model'])))}"
+        )
+    table, notes = paired_with_baseline(runs, args.baseline)
+    if args.output_csv:
+        write_csv_atomic(table, args.output_csv)
+    print(render_paired_markdown(table, notes), end="")
+    return {"paired": table, "notes": notes}
+
+
 def main(argv: list[str] | None = None, *, train_fn=None, load=None) -> dict:
     """Run the benchmark (`train_fn` / `load` override --train_fn and the corpus loader: tests, notebooks)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging()
     if argv[:1] == ["collect"]:
         return collect(argv[1:])
+    if argv[:1] == ["compare"]:
+        return compare(argv[1:])
     args, extra_args = parser_for(BenchmarkArguments).parse_args_into_dataclasses(
         args=argv, return_remaining_strings=True
     )

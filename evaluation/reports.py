@@ -108,10 +108,10 @@ def runs_files(folder: str | os.PathLike) -> list[Path]:
 
 
 def merge_runs(
-    sources: Sequence[str | os.PathLike], output_dir: str | os.PathLike
+    sources: Sequence[str | os.PathLike], output_dir: str | os.PathLike, key: Sequence[str] = RUN_KEY
 ) -> tuple[pd.DataFrame, int]:
     """(merged runs, duplicate rows dropped) of runs files or output folders; `run_dir` is rewritten
-    relative to `output_dir`. The same run in two files with other results is an error."""
+    relative to `output_dir`. The same run (the same `key`) in two files with other results is an error."""
     output_dir = Path(output_dir)
     files: list[Path] = []
     for source in sources:
@@ -140,16 +140,16 @@ def merge_runs(
         return pd.DataFrame(columns=list(RUNS_COLUMNS)), 0
     merged = pd.concat(frames, ignore_index=True)
     merged["fold"] = merged["fold"].astype(int)
-    duplicated = merged.duplicated(list(RUN_KEY), keep=False)
-    for _, group in merged.loc[duplicated].groupby(list(RUN_KEY), sort=True):
+    duplicated = merged.duplicated(list(key), keep=False)
+    for _, group in merged.loc[duplicated].groupby(list(key), sort=True):
         values = group[list(METRICS.values())].round(12).drop_duplicates()
         if len(values) > 1:
-            key = ", ".join(f"{k}={group.iloc[0][k]}" for k in RUN_KEY)
+            which = ", ".join(f"{k}={group.iloc[0][k]}" for k in key)
             raise ReportError(
-                f"run ({key}) has different results in {' and '.join(group['_source'])}; keep one of them"
+                f"run ({which}) has different results in {' and '.join(group['_source'])}; keep one of them"
             )
     before = len(merged)
-    merged = merged.drop_duplicates(list(RUN_KEY), keep="first").drop(columns="_source")
+    merged = merged.drop_duplicates(list(key), keep="first").drop(columns="_source")
     merged = merged.sort_values(["protocol", "model", "corpus", "train_corpora", "fold"], kind="stable")
     return merged.reset_index(drop=True)[list(RUNS_COLUMNS)], before - len(merged)
 
@@ -164,7 +164,7 @@ def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
         for name, column in METRICS.items():
             values = group[column].astype(float).to_numpy()
             row[f"{name}_mean"] = float(np.mean(values))
-            row[f"{name}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+            row[f"{name}_std"] = _sample_std(values)
         row["train_corpora"] = train
         row["speaker_independent"] = bool(group["speaker_independent"].all())
         rows.append(row)
@@ -187,6 +187,11 @@ def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(LEADERBOARD_COLUMNS))
 
 
+def _sample_std(values: np.ndarray) -> float:
+    """Sample standard deviation (ddof=1); NaN for a single value."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
 def _vs_baseline(row: pd.Series) -> str:
     """The leaderboard cell against the best openSMILE baseline: the UAR difference, marked when below."""
     if row["model"].startswith(BASELINE_PREFIX):
@@ -204,6 +209,113 @@ def _pm(mean: float, std: float) -> str:
     if np.isnan(mean):
         return "–"
     return f"{mean:.3f}" if np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+# A fold of one benchmark output is the same fold of another when it tests the same speakers of the same
+# corpus after training on the same corpora, whatever its number: outputs of other --split_seed values (or
+# protocols) pair where their folds coincide.
+PAIR_KEY: tuple[str, ...] = ("protocol", "corpus", "train_corpora", "test_speakers")
+PAIRED_COLUMNS: tuple[str, ...] = (
+    "model",
+    "corpus",
+    "protocol",
+    "train_corpora",
+    "baseline",
+    "folds",
+    "uar_mean",
+    "uar_std",
+    "baseline_uar_mean",
+    "baseline_uar_std",
+    "difference_mean",
+    "difference_std",
+    "folds_better",
+    "folds_worse",
+    "unpaired_folds",
+)
+
+
+def paired_with_baseline(runs: pd.DataFrame, baseline: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """(one row per (model, corpus, protocol, training corpora) of the non-baseline models: its runs paired
+    fold by fold with the baseline's on the same test speakers (`PAIR_KEY`), the mean and sample std of each
+    side's test UAR and of the difference, how many folds it is above / below the baseline; notes on what
+    could not be paired). `baseline`: a model name; by default the openSMILE baseline with the best mean UAR
+    on the corpus (over all its folds), as the leaderboard's "UAR vs best openSMILE". Pooled over several
+    partitions of the speakers (outputs of several --split_seed values), this is repeated speaker
+    cross-validation: one partition's 4 or 5 folds decide a close comparison by chance more often than
+    their standard deviation suggests."""
+    rows, notes = [], []
+    for (protocol, corpus, train), group in runs.groupby(["protocol", "corpus", "train_corpora"], sort=True):
+        if baseline is None:
+            candidates = group[group["model"].str.startswith(BASELINE_PREFIX)]
+            if candidates.empty:
+                notes.append(f"{corpus} ({protocol}): no openSMILE baseline run; nothing to compare with")
+                continue
+            name = candidates.groupby("model")["test_uar"].mean().idxmax()
+        else:
+            name = baseline
+        reference = group[group["model"] == name].set_index(list(PAIR_KEY))["test_uar"]
+        if reference.empty:
+            notes.append(f"{corpus} ({protocol}): no run of the baseline {name}; nothing to compare with")
+            continue
+        for model, runs_of in group.groupby("model", sort=True):
+            if model == name or (baseline is None and model.startswith(BASELINE_PREFIX)):
+                continue
+            scores = runs_of.set_index(list(PAIR_KEY))["test_uar"]
+            shared = scores.index.intersection(reference.index)
+            unpaired = len(scores) - len(shared)
+            if unpaired:
+                notes.append(
+                    f"{model} on {corpus} ({protocol}): {unpaired} of {len(scores)} folds have no {name} "
+                    "run on the same test speakers and are left out"
+                )
+            if shared.empty:
+                continue
+            ours = scores.loc[shared].astype(float).to_numpy()
+            theirs = reference.loc[shared].astype(float).to_numpy()
+            difference = ours - theirs
+            rows.append(
+                {
+                    "model": model,
+                    "corpus": corpus,
+                    "protocol": protocol,
+                    "train_corpora": train,
+                    "baseline": name,
+                    "folds": len(shared),
+                    "uar_mean": float(ours.mean()),
+                    "uar_std": _sample_std(ours),
+                    "baseline_uar_mean": float(theirs.mean()),
+                    "baseline_uar_std": _sample_std(theirs),
+                    "difference_mean": float(difference.mean()),
+                    "difference_std": _sample_std(difference),
+                    "folds_better": int((difference > TIE_TOLERANCE).sum()),
+                    "folds_worse": int((difference < -TIE_TOLERANCE).sum()),
+                    "unpaired_folds": unpaired,
+                }
+            )
+    return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS)), notes
+
+
+def render_paired_markdown(table: pd.DataFrame, notes: Sequence[str] = ()) -> str:
+    """`paired_with_baseline`'s table as markdown, its notes below."""
+    header = ["model", "corpus", "protocol", "folds", "UAR", "baseline", "baseline UAR", "difference"]
+    header.append("folds better / worse")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, row in table.iterrows():
+        difference = _pm(row["difference_mean"], row["difference_std"])
+        lines.append(
+            f"| {row['model']} | {row['corpus']} | {row['protocol']} | {row['folds']} | "
+            f"{_pm(row['uar_mean'], row['uar_std'])} | {row['baseline']} | "
+            f"{_pm(row['baseline_uar_mean'], row['baseline_uar_std'])} | "
+            f"{'+' if row['difference_mean'] >= 0 else ''}{difference} | "
+            f"{row['folds_better']} / {row['folds_worse']} |"
+        )
+    lines += [
+        "",
+        "Test UAR paired fold by fold (the same test speakers), pooled over every output given: mean ± "
+        "sample std over the folds; the difference is the model's minus the baseline's, fold by fold.",
+    ]
+    lines += [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
 
 
 def expected_folds(folds_csv: str | os.PathLike) -> dict[tuple[str, str], int]:
