@@ -22,7 +22,7 @@ where it stopped, and a finished benchmark re-run only rewrites the reports. Pro
 `evaluation/folds.py`.
 
 `compare` pools benchmark outputs (typically one per `--split_seed`: repeated speaker cross-validation) and
-pairs every model's runs with the baseline's on the same test speakers (`evaluation.reports.
+pairs every model's runs with the baseline's of the same output and fold (`evaluation.reports.
 paired_with_baseline`): a model's lead or gap over one partition of the speakers can be the partition's.
 """
 
@@ -35,11 +35,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 from transformers import HfArgumentParser
 
 from evaluation.folds import EMOBOX_VALIDATION, PROTOCOLS, FoldError, load_metadata, make_folds
 from evaluation.reports import (
-    PAIR_KEY,
     ReportError,
     merge_runs,
     paired_with_baseline,
@@ -155,10 +155,13 @@ class CollectArguments:
 
 @dataclass
 class CompareArguments:
-    """`compare`: every model against a baseline, fold by fold on the same test speakers, over outputs."""
+    """`compare`: every model against a baseline, fold by fold within each output, pooled over outputs."""
 
     outputs: list[str] = field(
-        metadata={"help": "Benchmark output folders or runs files, e.g. one per --split_seed."}
+        metadata={
+            "help": "Benchmark output folders, e.g. one per --split_seed, each with the runs of the models "
+            "and of the baseline on its folds (merge the folders of one partition with `collect` first)."
+        }
     )
     baseline: str | None = field(
         default=None,
@@ -209,10 +212,21 @@ def collect(argv: list[str]) -> dict:
 
 def compare(argv: list[str]) -> dict:
     (args,) = parser_for(CompareArguments).parse_args_into_dataclasses(args=argv)
-    try:
-        runs, _ = merge_runs(args.outputs, os.getcwd(), key=("model", *PAIR_KEY))
-    except ReportError as err:
-        raise UsageError(str(err)) from err
+    seen = [os.path.realpath(output) for output in args.outputs]
+    twice = sorted({output for output, path in zip(args.outputs, seen, strict=True) if seen.count(path) > 1})
+    if twice:
+        raise UsageError(f"--outputs names {' '.join(twice)} twice; give each benchmark output once")
+    for output in args.outputs:
+        if not os.path.isdir(output):
+            raise UsageError(f"--outputs {output}: not a folder; give benchmark output folders")
+    frames = []
+    for output in args.outputs:
+        try:
+            runs, _ = merge_runs([output], output)
+        except ReportError as err:
+            raise UsageError(str(err)) from err
+        frames.append(runs.assign(output=output))
+    runs = pd.concat(frames, ignore_index=True)
     if args.baseline is not None and args.baseline not in set(runs["model"]):
         raise UsageError(
             f"--baseline {args.baseline}: no run of it in {' '.join(args.outputs)}; the models there are "

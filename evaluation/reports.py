@@ -108,10 +108,10 @@ def runs_files(folder: str | os.PathLike) -> list[Path]:
 
 
 def merge_runs(
-    sources: Sequence[str | os.PathLike], output_dir: str | os.PathLike, key: Sequence[str] = RUN_KEY
+    sources: Sequence[str | os.PathLike], output_dir: str | os.PathLike
 ) -> tuple[pd.DataFrame, int]:
     """(merged runs, duplicate rows dropped) of runs files or output folders; `run_dir` is rewritten
-    relative to `output_dir`. The same run (the same `key`) in two files with other results is an error."""
+    relative to `output_dir`. The same run in two files with other results is an error."""
     output_dir = Path(output_dir)
     files: list[Path] = []
     for source in sources:
@@ -140,16 +140,16 @@ def merge_runs(
         return pd.DataFrame(columns=list(RUNS_COLUMNS)), 0
     merged = pd.concat(frames, ignore_index=True)
     merged["fold"] = merged["fold"].astype(int)
-    duplicated = merged.duplicated(list(key), keep=False)
-    for _, group in merged.loc[duplicated].groupby(list(key), sort=True):
+    duplicated = merged.duplicated(list(RUN_KEY), keep=False)
+    for _, group in merged.loc[duplicated].groupby(list(RUN_KEY), sort=True):
         values = group[list(METRICS.values())].round(12).drop_duplicates()
         if len(values) > 1:
-            which = ", ".join(f"{k}={group.iloc[0][k]}" for k in key)
+            key = ", ".join(f"{k}={group.iloc[0][k]}" for k in RUN_KEY)
             raise ReportError(
-                f"run ({which}) has different results in {' and '.join(group['_source'])}; keep one of them"
+                f"run ({key}) has different results in {' and '.join(group['_source'])}; keep one of them"
             )
     before = len(merged)
-    merged = merged.drop_duplicates(list(key), keep="first").drop(columns="_source")
+    merged = merged.drop_duplicates(list(RUN_KEY), keep="first").drop(columns="_source")
     merged = merged.sort_values(["protocol", "model", "corpus", "train_corpora", "fold"], kind="stable")
     return merged.reset_index(drop=True)[list(RUNS_COLUMNS)], before - len(merged)
 
@@ -211,10 +211,10 @@ def _pm(mean: float, std: float) -> str:
     return f"{mean:.3f}" if np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
 
 
-# A fold of one benchmark output is the same fold of another when it tests the same speakers of the same
-# corpus after training on the same corpora, whatever its number: outputs of other --split_seed values (or
-# protocols) pair where their folds coincide.
-PAIR_KEY: tuple[str, ...] = ("protocol", "corpus", "train_corpora", "test_speakers")
+# Within one benchmark output (one partition of the speakers) fold k of every model has the same training,
+# validation and test files; across outputs the same test speakers can come with other validation speakers
+# (other training data), so runs pair by output and fold, never by test speakers alone.
+PAIR_KEY: tuple[str, ...] = ("output", "fold")
 PAIRED_COLUMNS: tuple[str, ...] = (
     "model",
     "corpus",
@@ -236,13 +236,13 @@ PAIRED_COLUMNS: tuple[str, ...] = (
 
 def paired_with_baseline(runs: pd.DataFrame, baseline: str | None = None) -> tuple[pd.DataFrame, list[str]]:
     """(one row per (model, corpus, protocol, training corpora) of the non-baseline models: its runs paired
-    fold by fold with the baseline's on the same test speakers (`PAIR_KEY`), the mean and sample std of each
-    side's test UAR and of the difference, how many folds it is above / below the baseline; notes on what
-    could not be paired). `baseline`: a model name; by default the openSMILE baseline with the best mean UAR
-    on the corpus (over all its folds), as the leaderboard's "UAR vs best openSMILE". Pooled over several
-    partitions of the speakers (outputs of several --split_seed values), this is repeated speaker
-    cross-validation: one partition's 4 or 5 folds decide a close comparison by chance more often than
-    their standard deviation suggests."""
+    with the baseline's of the same output and fold (`PAIR_KEY`; `runs` has an `output` column naming the
+    benchmark output of each run), the mean and sample std of each side's test UAR and of the difference,
+    how many folds it is above / below the baseline; notes on what could not be paired). `baseline`: a
+    model name; by default the openSMILE baseline with the best mean UAR on the corpus (over all its folds),
+    as the leaderboard's "UAR vs best openSMILE". Pooled over several partitions of the speakers (outputs
+    of several --split_seed values), this is repeated speaker cross-validation: one partition's 4 or 5
+    folds decide a close comparison by chance more often than their standard deviation suggests."""
     rows, notes = [], []
     for (protocol, corpus, train), group in runs.groupby(["protocol", "corpus", "train_corpora"], sort=True):
         if baseline is None:
@@ -266,7 +266,7 @@ def paired_with_baseline(runs: pd.DataFrame, baseline: str | None = None) -> tup
             if unpaired:
                 notes.append(
                     f"{model} on {corpus} ({protocol}): {unpaired} of {len(scores)} folds have no {name} "
-                    "run on the same test speakers and are left out"
+                    "run in the same output and are left out"
                 )
             if shared.empty:
                 continue
@@ -311,8 +311,8 @@ def render_paired_markdown(table: pd.DataFrame, notes: Sequence[str] = ()) -> st
         )
     lines += [
         "",
-        "Test UAR paired fold by fold (the same test speakers), pooled over every output given: mean ± "
-        "sample std over the folds; the difference is the model's minus the baseline's, fold by fold.",
+        "Test UAR paired fold by fold within each output (the same files), pooled over every output given: "
+        "mean ± sample std over the folds; the difference is the model's minus the baseline's, fold by fold.",
     ]
     lines += [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"

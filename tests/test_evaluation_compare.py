@@ -1,5 +1,5 @@
-"""run_benchmark.py compare: models paired fold by fold with a baseline on the same test speakers, pooled over
-benchmark outputs (repeated speaker cross-validation), and its refusals."""
+"""run_benchmark.py compare: models paired fold by fold with a baseline within each benchmark output, pooled
+over outputs (repeated speaker cross-validation), and its refusals."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import pytest
 from test_evaluation_runner import FakeTrainer, fake_load
 
 import run_benchmark
-from evaluation.reports import RUNS_COLUMNS, paired_with_baseline, write_runs
+from evaluation.reports import RUNS_COLUMNS, paired_with_baseline
 
 
-def runs_row(model: str, fold: int, speakers: str, uar: float, corpus: str = "synthetic") -> dict:
+def runs_row(model: str, fold: int, speakers: str, uar: float, corpus: str = "synthetic", output="A") -> dict:
     return {
+        "output": output,
         "model": model,
         "corpus": corpus,
         "protocol": "speaker-cv",
@@ -30,24 +31,25 @@ def runs_row(model: str, fold: int, speakers: str, uar: float, corpus: str = "sy
 
 
 def two_partitions() -> pd.DataFrame:
-    """Partition A (folds 1 and 2 test speakers a b / c d) and B (a c / b d): the same fold numbers on other
-    speakers. eGeMAPS has the better mean on partition A alone, ComParE over both."""
+    """Outputs A (folds 1 and 2 test speakers a b / c d) and B (a b / c d again, with other validation
+    speakers: other results): the same fold numbers and test speakers, other runs. eGeMAPS has the better
+    mean on A alone, ComParE over both."""
     rows = []
-    for fold, speakers, cnn, compare, egemaps in [
-        (1, "s/a s/b", 0.70, 0.80, 0.85),
-        (2, "s/c s/d", 0.90, 0.60, 0.70),
-        (1, "s/a s/c", 0.75, 0.95, 0.50),
-        (2, "s/b s/d", 0.85, 0.80, 0.60),
+    for output, fold, speakers, cnn, compare, egemaps in [
+        ("A", 1, "s/a s/b", 0.70, 0.80, 0.85),
+        ("A", 2, "s/c s/d", 0.90, 0.60, 0.70),
+        ("B", 1, "s/a s/b", 0.75, 0.95, 0.50),
+        ("B", 2, "s/c s/d", 0.85, 0.80, 0.60),
     ]:
         rows += [
-            runs_row("cnn", fold, speakers, cnn),
-            runs_row("opensmile-compare", fold, speakers, compare),
-            runs_row("opensmile-egemaps", fold, speakers, egemaps),
+            runs_row("cnn", fold, speakers, cnn, output=output),
+            runs_row("opensmile-compare", fold, speakers, compare, output=output),
+            runs_row("opensmile-egemaps", fold, speakers, egemaps, output=output),
         ]
-    return pd.DataFrame(rows, columns=list(RUNS_COLUMNS))
+    return pd.DataFrame(rows, columns=["output", *RUNS_COLUMNS])
 
 
-def test_runs_pair_by_test_speakers_with_the_best_baseline_over_every_partition():
+def test_runs_pair_by_output_and_fold_with_the_best_baseline_over_every_partition():
     table, notes = paired_with_baseline(two_partitions())
     assert notes == []
     (row,) = table.to_dict("records")
@@ -62,7 +64,7 @@ def test_runs_pair_by_test_speakers_with_the_best_baseline_over_every_partition(
 
 def test_a_named_baseline_and_a_fold_without_its_run():
     runs = two_partitions()
-    runs = runs[~((runs.model == "opensmile-egemaps") & (runs.test_speakers == "s/b s/d"))]
+    runs = runs[~((runs.model == "opensmile-egemaps") & (runs.output == "B") & (runs.fold == 2))]
     table, notes = paired_with_baseline(runs, baseline="opensmile-egemaps")
     models = dict(zip(table["model"], table["folds"], strict=True))
     # ComParE is a model like any other once another baseline is named.
@@ -74,7 +76,7 @@ def test_a_named_baseline_and_a_fold_without_its_run():
 
 
 def test_a_corpus_without_a_baseline_is_noted_not_compared():
-    runs = pd.DataFrame([runs_row("cnn", 1, "e/01", 0.5, corpus="emodb")], columns=list(RUNS_COLUMNS))
+    runs = pd.DataFrame([runs_row("cnn", 1, "e/01", 0.5, corpus="emodb")])
     table, notes = paired_with_baseline(runs)
     assert table.empty
     assert notes == ["emodb (speaker-cv): no openSMILE baseline run; nothing to compare with"]
@@ -88,34 +90,33 @@ def bench(out, split_seed: int) -> pd.DataFrame:
 
 
 def test_compare_pools_the_outputs_of_two_split_seeds(tmp_path, capsys):
-    first, second = bench(tmp_path / "seed-1", 1), bench(tmp_path / "seed-2", 2)
-    pooled = pd.concat([first, second])
-    assert pooled.test_speakers.nunique() == 6  # two partitions, no fold in common
+    outputs = {"seed-1": bench(tmp_path / "seed-1", 1), "seed-2": bench(tmp_path / "seed-2", 2)}
     result = run_benchmark.main(
         ["compare", "--outputs", str(tmp_path / "seed-1"), str(tmp_path / "seed-2"),
          "--output_csv", str(tmp_path / "paired.csv")]
     )  # fmt: skip
     (row,) = result["paired"].to_dict("records")
-    scores = pooled.pivot_table(index="test_speakers", columns="model", values="test_uar")
+    differences = []
+    for runs in outputs.values():
+        scores = runs.pivot_table(index="fold", columns="model", values="test_uar")
+        differences += list(scores["cnn"] - scores["opensmile-compare"])
     assert row["folds"] == 6
-    assert row["difference_mean"] == pytest.approx((scores["cnn"] - scores["opensmile-compare"]).mean())
+    assert row["difference_mean"] == pytest.approx(np.mean(differences))
+    assert row["difference_std"] == pytest.approx(np.std(differences, ddof=1))
     assert pd.read_csv(tmp_path / "paired.csv")["folds"].tolist() == [6]
     printed = capsys.readouterr().out
     assert "| cnn | synthetic | speaker-cv | 6 |" in printed
 
 
-def test_compare_refuses_other_results_for_the_same_test_speakers_and_an_unknown_baseline(tmp_path):
+def test_compare_refuses_before_reading_anything_it_cannot_pair(tmp_path):
     bench(tmp_path / "seed-1", 1)
-    copy = tmp_path / "edited"
-    copy.mkdir()
-    runs = pd.read_csv(tmp_path / "seed-1" / "runs.csv", dtype={"test_speakers": str})
-    runs.loc[0, "test_uar"] = 0.0
-    write_runs(runs.to_dict("records"), copy / "runs.csv")
-    with pytest.raises(run_benchmark.UsageError, match="different results"):
-        run_benchmark.main(["compare", "--outputs", str(tmp_path / "seed-1"), str(copy)])
+    seed_1 = str(tmp_path / "seed-1")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(run_benchmark.UsageError, match="names .*seed-1.* twice"):
+        run_benchmark.main(["compare", "--outputs", seed_1, str(tmp_path / "." / "seed-1")])
+    with pytest.raises(run_benchmark.UsageError, match="missing: not a folder"):
+        run_benchmark.main(["compare", "--outputs", seed_1, str(tmp_path / "missing")])
+    with pytest.raises(run_benchmark.UsageError, match="holds no runs.csv"):
+        run_benchmark.main(["compare", "--outputs", seed_1, str(tmp_path / "empty")])
     with pytest.raises(run_benchmark.UsageError, match="--baseline opensmile-egemaps: no run of it"):
-        run_benchmark.main(
-            ["compare", "--outputs", str(tmp_path / "seed-1"), "--baseline", "opensmile-egemaps"]
-        )
-    with pytest.raises(run_benchmark.UsageError, match="does not exist"):
-        run_benchmark.main(["compare", "--outputs", str(tmp_path / "missing")])
+        run_benchmark.main(["compare", "--outputs", seed_1, "--baseline", "opensmile-egemaps"])
