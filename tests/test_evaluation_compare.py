@@ -12,7 +12,9 @@ import run_benchmark
 from evaluation.reports import RUNS_COLUMNS, paired_with_baseline
 
 
-def runs_row(model: str, fold: int, speakers: str, uar: float, corpus: str = "synthetic", output="A") -> dict:
+def runs_row(
+    model: str, fold: int, speakers: str, uar: float, corpus: str = "synthetic", output: str = "A"
+) -> dict:
     return {
         "output": output,
         "model": model,
@@ -108,12 +110,12 @@ def test_compare_pools_the_outputs_of_two_split_seeds(tmp_path, capsys):
     assert "| cnn | synthetic | speaker-cv | 6 |" in printed
 
 
-def test_compare_refuses_before_reading_anything_it_cannot_pair(tmp_path):
+def test_compare_refuses_outputs_it_cannot_pair_and_an_unknown_baseline(tmp_path):
     bench(tmp_path / "seed-1", 1)
     seed_1 = str(tmp_path / "seed-1")
     (tmp_path / "empty").mkdir()
     with pytest.raises(run_benchmark.UsageError, match="names .*seed-1.* twice"):
-        run_benchmark.main(["compare", "--outputs", seed_1, str(tmp_path / "." / "seed-1")])
+        run_benchmark.main(["compare", "--outputs", seed_1, f"{tmp_path}/./seed-1"])
     with pytest.raises(run_benchmark.UsageError, match="missing: not a folder"):
         run_benchmark.main(["compare", "--outputs", seed_1, str(tmp_path / "missing")])
     with pytest.raises(run_benchmark.UsageError, match="holds no runs.csv"):
