@@ -9,7 +9,7 @@ import pytest
 from test_evaluation_runner import FakeTrainer, fake_load
 
 import run_benchmark
-from evaluation.reports import RUNS_COLUMNS, paired_with_baseline
+from evaluation.reports import RUNS_COLUMNS, paired_with_baseline, render_paired_markdown
 
 
 def runs_row(
@@ -74,7 +74,9 @@ def test_a_named_baseline_and_a_fold_without_its_run():
     cnn = table[table.model == "cnn"].iloc[0]
     assert cnn["difference_mean"] == pytest.approx(np.mean([0.70 - 0.85, 0.90 - 0.70, 0.75 - 0.50]))
     assert cnn["unpaired_folds"] == 1
-    assert any("cnn on synthetic" in note and "1 of 4 folds" in note for note in notes)
+    (note,) = [note for note in notes if note.startswith("cnn on synthetic")]
+    assert "1 of 4 folds" in note
+    assert f"- {note}" in render_paired_markdown(table, notes)  # the notes are printed, not only returned
 
 
 def test_a_corpus_without_a_baseline_is_noted_not_compared():
