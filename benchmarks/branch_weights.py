@@ -29,7 +29,7 @@ classifier fitted again on the fold's training clips (their functionals as the s
 cut as in evaluation) as the openSMILE baseline fits its own (`training.calibration.fit_head_like_baseline`:
 logistic regression, balanced classes, C chosen by validation UAR; the energy peaks head's logits stay as
 trained), scored alone, summed with the network and with weights fitted on validation. (Before the
-eighteenth round, this flag refitted at the head's own fixed L2 penalty instead: the README's thirteenth
+eighteenth round, this flag refitted at the head's own fixed L2 penalty instead: ROUNDS.md's thirteenth
 round and the earlier sections of benchmarks/results/dev-speaker-cv/branch-weights.md are that refit.)
 """
 

@@ -12,7 +12,8 @@ functionals of fixed front-end features (mel, MFCC, pitch, energy, spectral shap
 BatchNorm whose affine map the fit's own scaler undoes. So a new model's head inputs are a trained model's,
 and the refitted head of a run (`training.calibration.refit_functionals_head`) is a function of the audio and
 the fold alone: deterministic, the same in every seed. On the development corpora it decides most of the
-model's test UAR (README, twenty-first round), and it costs about a tenth of a training run to measure.
+model's test UAR (results/dev-speaker-cv/ROUNDS.md, twenty-first round), and it costs about a tenth of
+a training run to measure.
 
 For each fold of each RESULTS_DIR this computes the head's inputs of every clip (cut to its middle
 `--max_duration_seconds`, as a run's evaluation cuts it; run_train.py's default 4 s) and fits the head as

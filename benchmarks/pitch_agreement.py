@@ -11,8 +11,9 @@ starts where its frame starts, the tracker's window ends where its frame ends), 
 the shift of -4 to 4 frames with the smallest median |d| (a clip with fewer than 5 frames voiced in both at
 every shift is counted as skipped). Printed: the frames voiced by each and by both, the median |d|, the
 shares of those frames more than 1 and 5 semitones apart, and of those an octave apart either way (|d - 12|
-or |d + 12| under 1.5): an octave error of one of the two. README, twenty-fifth round: on festival the two
-agree within 0.1 semitone; on espeak openSMILE is an octave above the tracker in about a tenth of the frames.
+or |d + 12| under 1.5): an octave error of one of the two. results/dev-speaker-cv/ROUNDS.md, twenty-fifth
+round: on festival the two agree within 0.1 semitone; on espeak openSMILE is an octave above the tracker in
+about a tenth of the frames.
 """
 
 from __future__ import annotations

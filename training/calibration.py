@@ -52,8 +52,8 @@ def fit_branch_weights(
     term of the prior: the sum shrinks towards the head alone, and the network keeps only the weight the
     validation clips give evidence for. Why one might: those clips also chose the checkpoint (early stopping
     on their UAR), so the network looks better on them than on new speakers. A replay option so far
-    (`benchmarks/branch_weights.py --network_penalty`), not what `run_train.py` fits (README, twenty-sixth
-    round)."""
+    (`benchmarks/branch_weights.py --network_penalty`), not what `run_train.py` fits
+    (benchmarks/results/dev-speaker-cv/ROUNDS.md, twenty-sixth round)."""
     network = torch.as_tensor(np.asarray(network_logits), dtype=torch.float64)
     head = torch.as_tensor(np.asarray(head_logits), dtype=torch.float64)
     targets = torch.as_tensor(np.asarray(labels), dtype=torch.long)

@@ -285,7 +285,7 @@ class PlateauAwareEarlyStopping(EarlyStoppingCallback):
     Nor does it end a run in the first `min_progress` of its training steps. On a validation set of a
     few speakers the metric is noisy, and a part of the model that learns fast (a functionals head) lifts
     it above chance within an epoch: a lucky early peak then spent the patience while the network itself
-    was still at chance, and the kept checkpoint was the early one (README, leaderboard, fifth round).
+    was still at chance, and the kept checkpoint was the early one (dev-speaker-cv/ROUNDS.md, fifth round).
 
     Args:
         early_stopping_patience, early_stopping_threshold: as in `EarlyStoppingCallback`.

@@ -106,7 +106,7 @@ class CNNConfig(PretrainedConfig):
             harmonicity). The shape descriptors above weigh the mel bands equally; these weigh the spectrum's
             bins, where the high frequencies span most of them and the harmonics are resolved. With seed 42
             +0.016 UAR on espeak, but over three seeds level on every development corpus (+0.002 / -0.001 /
-            0.000 on espeak / festival / synthetic), so not the default (README, twenty-fifth round).
+            0.000 on espeak / festival / synthetic), so not the default (ROUNDS.md, twenty-fifth round).
         energy_peaks_head (`bool`, defaults to `False`): with `functionals_head`, a second linear classifier
             beside it, on 12 functionals of the peaks of the smoothed RMS contour (`modeling_cnn.
             energy_peak_functionals`: peaks per second, the time between them, their height, the slopes

@@ -29,7 +29,7 @@ Where it departs, and why:
   `spectral_shape_functionals`: ComParE's auditory bands and spectral descriptors): over two seeds, +0.010
   / +0.022 / +0.005 UAR on the three development corpora. Optional: 15 descriptors of the power spectrum
   in Hz after ComParE's for the head (`spectrum_functionals`, `spectrum_descriptors`: level with the defaults
-  over three seeds; README, twenty-fifth round),
+  over three seeds; benchmarks/results/dev-speaker-cv/ROUNDS.md, twenty-fifth round),
   statistics pooling beside the attention (`pooling="attention_stats"`) and SpecAugment masking in training
   (`time_masks`, `feature_masks`).
 * The exact layer table of the paper is not published in machine-readable form; every size is a config field
@@ -883,7 +883,7 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         if labels is not None:
             labels = labels.to(logits.device).view(-1)
             # With a functionals head, two learners, each on its own loss: trained on one loss (the summed
-            # logits) the pair did worse on the development corpora (README, leaderboard).
+            # logits) the pair did worse on the development corpora (ROUNDS.md, fourth round).
             loss = sum(nn.functional.cross_entropy(part, labels) for part in branches or (logits,))
             if penalty is not None:
                 loss = loss + penalty

@@ -31,11 +31,11 @@ class S4Config(PretrainedConfig):
     Configuration of [`S4ForAudioClassification`]: a front-end that turns 16 kHz audio into frames, a stack of
     prenorm residual S4 blocks, masked mean pooling and a linear head.
 
-    The defaults are the speech configuration of the README's leaderboard (eighth round), sized to cost about
-    what the earlier defaults did: the recording level kept, a log-mel front-end at 100 frames/s with pitch
-    channels, 2 bidirectional S4D layers of width 64, and beside them a linear classifier on ComParE-like
-    functionals of the frames (pitch, 16 mel bands, spectral shape). They classify a 3 s clip in 10-14 ms on
-    one thread of the 2-core development machine (`benchmarks/bench_models.py`; README, "Speed").
+    The defaults are the speech configuration of the development leaderboard (ROUNDS.md, eighth round), sized
+    to cost about what the earlier defaults did: the recording level kept, a log-mel front-end at 100 frames/s
+    with pitch channels, 2 bidirectional S4D layers of width 64, and beside them a linear classifier on
+    ComParE-like functionals of the frames (pitch, 16 mel bands, spectral shape). They classify a 3 s clip in
+    10-14 ms on one thread of the 2-core development machine (`benchmarks/bench_models.py`; README, "Speed").
 
     Args:
         d_model (`int`, defaults to 64):
@@ -120,7 +120,8 @@ class S4Config(PretrainedConfig):
         functionals_mel_group (`int`, defaults to 4):
             The functionals head summarises the log-mel in bands of this many adjacent mel bands, averaged
             (16 of the default 64; the S4 still sees every band). Broader bands keep the head's cost in bounds
-            with the extended functionals (38 per channel) and lost little on speech (README, leaderboard).
+            with the extended functionals (38 per channel) and lost little on speech (ROUNDS.md, eighth
+            round).
             Must divide `mel_bins`.
         energy_peaks_head (`bool`, defaults to `True`):
             With the functionals head: a second linear classifier beside it, on 12 functionals of the peaks

@@ -907,7 +907,7 @@ class S4ForAudioClassification(S4PreTrainedModel):
         if labels is not None:
             labels = labels.to(logits.device).long()
             # With a functionals head, two learners, each on its own loss: trained on one loss (the summed
-            # logits) the pair did worse on the development corpora (README, leaderboard).
+            # logits) the pair did worse on the development corpora (ROUNDS.md, fourth round).
             loss = sum(F.cross_entropy(part.float(), labels) for part in branches or (logits,))
             if penalty is not None:
                 loss = loss + penalty
