@@ -2,9 +2,10 @@
 
 The pitch tracker's per-clip temporaries (about 1 MB each for a 3 s clip) make glibc's malloc trim the heap
 after each clip and fault the pages in again at the next: about 1,000 minor page faults per clip, which
-doubled the time of the CNN with pitch channels and made the S4 defaults 15 ms per clip instead of 9 (README,
-"Speed"). A long-running inference process (`python -m modeling.predict`, the demo) keeps that memory
-instead, as `MALLOC_TRIM_THRESHOLD_` / `MALLOC_MMAP_THRESHOLD_` in its environment would.
+doubled the time of the CNN with pitch channels and made the S4 defaults 15 ms per clip instead of 9
+(benchmarks/results/dev-speaker-cv/ROUNDS.md, ninth round). A long-running inference process (`python -m
+modeling.predict`, the demo) keeps that memory instead, as `MALLOC_TRIM_THRESHOLD_` / `MALLOC_MMAP_THRESHOLD_`
+in its environment would.
 """
 
 from __future__ import annotations
