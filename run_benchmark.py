@@ -7,6 +7,7 @@
     python run_benchmark.py ... --fold 3                                       # one fold (a shard)
     python run_benchmark.py collect --output_dir OUT [--shards OTHER_OUT ...]  # merge shards, reports
     python run_benchmark.py compare --outputs OUT_SEED7 OUT_SEED8 ...          # paired with the baseline
+    python run_benchmark.py ... --split_seeds 42 7 8 9                         # repeated speaker-cv
 
 Options this script does not know (`--num_train_epochs 3`, `--learning_rate 1e-3`, model options) pass
 through unchanged to every run's training function. `--output_dir` receives:
@@ -24,6 +25,9 @@ where it stopped, and a finished benchmark re-run only rewrites the reports. Pro
 `compare` pools benchmark outputs (typically one per `--split_seed`: repeated speaker cross-validation) and
 pairs every model's runs with the baseline's of the same output and fold (`evaluation.reports.
 paired_with_baseline`): a model's lead or gap over one partition of the speakers can be the partition's.
+`--split_seeds S1 S2 ...` does both in one command: the whole benchmark once per seed, each into
+`--output_dir`/split-seed-<S>/ (a benchmark output of its own, with its folds, runs and leaderboard), then
+the paired table of all of them (`paired.csv`, `paired.md`) in `--output_dir`.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from pathlib import Path
 import pandas as pd
 from transformers import HfArgumentParser
 
-from evaluation.folds import EMOBOX_VALIDATION, PROTOCOLS, FoldError, load_metadata, make_folds
+from evaluation.folds import EMOBOX_VALIDATION, PROTOCOLS, FoldError, FoldPlan, load_metadata, make_folds
 from evaluation.reports import (
     ReportError,
     merge_runs,
@@ -49,9 +53,13 @@ from evaluation.reports import (
     write_csv_atomic,
     write_reports,
     write_runs,
+    write_text_atomic,
 )
 from evaluation.runner import (
+    LoadFn,
+    Run,
     RunError,
+    TrainFn,
     corpus_loader,
     execute,
     finished_result,
@@ -109,6 +117,14 @@ class BenchmarkArguments:
         },
     )
     split_seed: int = field(default=42, metadata={"help": "Seed of the folds and validation sets."})
+    split_seeds: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Repeated cross-validation: the benchmark once per seed (two or more), each into "
+            "OUTPUT_DIR/split-seed-<S>/, then every model paired with the baseline fold by fold over all "
+            "of them (OUTPUT_DIR/paired.csv, paired.md). Instead of --split_seed."
+        },
+    )
     validation_fraction: float = field(
         default=0.2, metadata={"help": "Share of the training part held out for validation."}
     )
@@ -295,28 +311,111 @@ def main(argv: list[str] | None = None, *, train_fn=None, load=None) -> dict:
                 train_fn.validate_args(list(extra_args))
         except ValueError as err:
             raise UsageError(str(err)) from err
+    if args.split_seeds is not None:
+        if any(arg == "--split_seed" or arg.startswith("--split_seed=") for arg in argv):
+            raise UsageError(
+                "--split_seed and --split_seeds: give one of them (--split_seeds runs every seed)"
+            )
+        if len(args.split_seeds) < 2 or len(set(args.split_seeds)) != len(args.split_seeds):
+            raise UsageError(
+                f"--split_seeds {' '.join(map(str, args.split_seeds))}: give two or more different seeds "
+                "(one partition of the speakers: --split_seed)"
+            )
     output_dir = Path(args.output_dir or os.path.join("benchmarks", "results", args.protocol))
+    # One benchmark output per partition of the speakers: the output folder itself, or one per seed.
+    if args.split_seeds:
+        partitions = {seed: output_dir / f"split-seed-{seed}" for seed in args.split_seeds}
+    else:
+        partitions = {args.split_seed: output_dir}
 
     # ---- folds: from the file names (no audio is read) ----
     try:
         meta, scan_notes = load_metadata(corpora, args.data_root, lenient=args.lenient)
-        plan = make_folds(
-            args.protocol,
-            meta,
-            n_folds=args.folds,
-            seed=args.split_seed,
-            validation_fraction=args.validation_fraction,
-            emotions=args.emotions,
-            emobox_validation=args.emobox_validation,
-        )
+        plans = {
+            seed: make_folds(
+                args.protocol,
+                meta,
+                n_folds=args.folds,
+                seed=seed,
+                validation_fraction=args.validation_fraction,
+                emotions=args.emotions,
+                emobox_validation=args.emobox_validation,
+            )
+            for seed in partitions
+        }
     except (FoldError, FileNotFoundError, ValueError) as err:
         raise UsageError(str(err)) from err
-    numbers = sorted({f.fold for f in plan.folds})
+    numbers = sorted({f.fold for plan in plans.values() for f in plan.folds})
     if args.fold is not None and args.fold not in numbers:
         raise UsageError(
             f"--fold {args.fold}: the {args.protocol} folds of {' '.join(corpora)} are {numbers}"
         )
-    notes = scan_notes + plan.notes
+    for seed, plan in plans.items():
+        write_folds(plan, partitions[seed], args.protocol, notes=scan_notes + plan.notes)
+    if args.dry_run:
+        for seed, plan in plans.items():
+            folds_csv = partitions[seed] / "folds.csv"
+            print(f"{len(plan.folds)} folds written to {folds_csv} (dry run: nothing trained)")
+        return {"plans": plans} if args.split_seeds else {"plan": plans[args.split_seed]}
+
+    # ---- runs: each finished run is kept; only the missing ones train ----
+    runs = {seed: plan_runs(args.models, plan, args.fold) for seed, plan in plans.items()}
+    try:
+        pending = [
+            run
+            for seed in runs
+            for run in runs[seed]
+            if finished_result(run, partitions[seed], extra_args) is None
+        ]
+    except RunError as err:
+        raise UsageError(str(err)) from err
+    if pending and train_fn is train_not_available:
+        raise UsageError(
+            f"{len(pending)} runs to train, but --train_fn {args.train_fn} trains nothing: pass a training "
+            f"function (default {DEFAULT_TRAIN_FN}), or --dry_run for the folds alone"
+        )
+    load = load or corpus_loader(
+        args.data_root,
+        lenient=args.lenient,
+        cache_dir=args.dataset_cache_dir,
+        num_proc=args.preprocessing_num_workers,
+    )
+    results = {}
+    for seed, partition_dir in partitions.items():
+        settings = {k: v for k, v in vars(args).items() if k not in ("dry_run", "split_seeds")}
+        results[seed] = run_partition(
+            runs[seed],
+            partition_dir,
+            train_fn,
+            load,
+            extra_args=extra_args,
+            settings={**settings, "split_seed": seed},
+            fold=args.fold,
+            notes=scan_notes + plans[seed].notes,
+        )
+    if not args.split_seeds:
+        return results[args.split_seed]
+    if args.fold is not None:
+        print(
+            f"Fold {args.fold} of every seed done. When every fold is, run the same command without --fold."
+        )
+        return {"partitions": results}
+    table, notes = paired_with_baseline(
+        pd.concat(
+            [results[seed]["runs"].assign(output=partitions[seed].name) for seed in partitions],
+            ignore_index=True,
+        )
+    )
+    write_csv_atomic(table, output_dir / "paired.csv")
+    text = render_paired_markdown(table, notes)
+    write_text_atomic(text, output_dir / "paired.md")
+    print(text, end="")
+    print(f"Paired over {len(partitions)} partitions: {output_dir / 'paired.md'}")
+    return {"partitions": results, "paired": table, "notes": notes}
+
+
+def write_folds(plan: FoldPlan, output_dir: Path, protocol: str, *, notes: list[str]) -> None:
+    """folds.csv and folds.json of one partition, and the folds in the log."""
     output_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(plan.table(), output_dir / "folds.csv")
     write_json_atomic(output_dir / "folds.json", {"notes": notes, "folds": [f.to_dict() for f in plan.folds]})
@@ -325,42 +424,35 @@ def main(argv: list[str] | None = None, *, train_fn=None, load=None) -> dict:
     for fold in plan.folds:
         logger.info(
             "%s %s: %s; test speakers %s; validation: %s%s",
-            args.protocol,
+            protocol,
             fold.run,
             fold.counts(),
             " ".join(fold.test_speakers),
             fold.validation,
             "" if fold.speaker_independent else " (NOT speaker-independent)",
         )
-    if args.dry_run:
-        print(f"{len(plan.folds)} folds written to {output_dir / 'folds.csv'} (dry run: nothing trained)")
-        return {"plan": plan}
 
-    # ---- runs: each finished run is kept; only the missing ones train ----
-    runs = plan_runs(args.models, plan, args.fold)
-    try:
-        pending = [run for run in runs if finished_result(run, output_dir, extra_args) is None]
-    except RunError as err:
-        raise UsageError(str(err)) from err
-    if pending and train_fn is train_not_available:
-        raise UsageError(
-            f"{len(pending)} runs to train, but --train_fn {args.train_fn} trains nothing: pass a training "
-            f"function (default {DEFAULT_TRAIN_FN}), or --dry_run for the folds alone"
-        )
-    runs_path = output_dir / runs_file_name(args.fold)
-    settings = {k: v for k, v in vars(args).items() if k not in ("dry_run",)}
+
+def run_partition(
+    runs: list[Run],
+    output_dir: Path,
+    train_fn: TrainFn,
+    load: LoadFn,
+    *,
+    extra_args: list[str],
+    settings: dict,
+    fold: int | None,
+    notes: list[str],
+) -> dict:
+    """Train the runs of one partition that are not finished, write its runs file and (unless a `--fold`
+    shard) its leaderboard; returns {"runs": frame[, "leaderboard": board]}."""
+    runs_path = output_dir / runs_file_name(fold)
     try:
         rows, trained = execute(
             runs,
             output_dir,
             train_fn,
-            load
-            or corpus_loader(
-                args.data_root,
-                lenient=args.lenient,
-                cache_dir=args.dataset_cache_dir,
-                num_proc=args.preprocessing_num_workers,
-            ),
+            load,
             extra_args=extra_args,
             settings=settings,
             on_finished=lambda done: write_runs(done, runs_path),
@@ -369,10 +461,9 @@ def main(argv: list[str] | None = None, *, train_fn=None, load=None) -> dict:
         raise UsageError(str(err)) from err
     frame = write_runs(rows, runs_path)
     print(f"{trained} runs trained, {len(rows) - trained} already finished; {runs_path}")
-    if args.fold is not None:
+    if fold is not None:
         print(
-            f"Fold {args.fold} done. When every fold is: "
-            f"python run_benchmark.py collect --output_dir {output_dir}"
+            f"Fold {fold} done. When every fold is: python run_benchmark.py collect --output_dir {output_dir}"
         )
         return {"runs": frame}
     board = write_reports(output_dir, frame, notes=notes)

@@ -80,6 +80,14 @@ def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    """Write `text` to a temporary file of this process, then rename (see `write_csv_atomic`)."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_runs(rows: Sequence[dict], path: str | os.PathLike) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows), columns=list(RUNS_COLUMNS))
     write_csv_atomic(frame, path)
@@ -495,8 +503,8 @@ def write_reports(
         plot_leaderboard(board, summed_confusions(runs, output_dir), output_dir / figure)
     folds_csv = output_dir / "folds.csv"
     expected = expected_folds(folds_csv) if folds_csv.is_file() else None
-    text = render_markdown(board, runs, expected=expected, figure=figure, notes=notes)
-    tmp = output_dir / f"leaderboard.md.{os.getpid()}.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, output_dir / "leaderboard.md")
+    write_text_atomic(
+        render_markdown(board, runs, expected=expected, figure=figure, notes=notes),
+        output_dir / "leaderboard.md",
+    )
     return board

@@ -124,3 +124,71 @@ def test_compare_refuses_outputs_it_cannot_pair_and_an_unknown_baseline(tmp_path
         run_benchmark.main(["compare", "--outputs", seed_1, str(tmp_path / "empty")])
     with pytest.raises(run_benchmark.UsageError, match="--baseline opensmile-egemaps: no run of it"):
         run_benchmark.main(["compare", "--outputs", seed_1, "--baseline", "opensmile-egemaps"])
+
+
+def split_seeds_args(out, *seeds: str, extra: tuple[str, ...] = ()) -> list[str]:
+    return ["--models", "cnn", "opensmile-compare", "--corpora", "synthetic", "--protocol", "speaker-cv",
+            "--folds", "3", "--output_dir", str(out), "--split_seeds", *seeds, *extra]  # fmt: skip
+
+
+def test_split_seeds_runs_one_benchmark_per_seed_then_pairs_them(tmp_path, capsys):
+    trainer = FakeTrainer()
+    result = run_benchmark.main(
+        split_seeds_args(tmp_path / "rep", "1", "2"), train_fn=trainer, load=fake_load
+    )
+    assert len(trainer.calls) == 2 * 2 * 3  # models x seeds x folds
+    # Each seed's folder is the benchmark output that `--split_seed S` alone gives: the same folds and runs.
+    for seed in (1, 2):
+        single = tmp_path / f"single-{seed}"
+        bench(single, seed)
+        partition = tmp_path / "rep" / f"split-seed-{seed}"
+        assert (partition / "folds.csv").read_text() == (single / "folds.csv").read_text()
+        assert (partition / "leaderboard.md").is_file()
+        got, want = (pd.read_csv(d / "runs.csv").drop(columns="run_dir") for d in (partition, single))
+        pd.testing.assert_frame_equal(got, want)
+    # ... and the paired table is `compare` over those folders, written beside them.
+    compared = run_benchmark.main(
+        ["compare", "--outputs", *(str(tmp_path / "rep" / f"split-seed-{s}") for s in (1, 2))]
+    )
+    columns = ["model", "corpus", "folds", "difference_mean", "difference_std", "folds_better", "folds_worse"]
+    pd.testing.assert_frame_equal(result["paired"][columns], compared["paired"][columns])
+    assert result["paired"]["folds"].tolist() == [6]
+    assert pd.read_csv(tmp_path / "rep" / "paired.csv")["folds"].tolist() == [6]
+    assert "| cnn | synthetic |" in (tmp_path / "rep" / "paired.md").read_text()
+    # Run again: every run is finished, nothing trains, the reports are written again.
+    again = FakeTrainer()
+    run_benchmark.main(split_seeds_args(tmp_path / "rep", "1", "2"), train_fn=again, load=fake_load)
+    assert again.calls == []
+
+
+def test_split_seeds_shards_by_fold_then_completes_without_it(tmp_path):
+    trainer = FakeTrainer()
+    shard = run_benchmark.main(
+        split_seeds_args(tmp_path, "1", "2", extra=("--fold", "2")), train_fn=trainer, load=fake_load
+    )
+    assert "paired" not in shard and len(trainer.calls) == 2 * 2  # models x seeds, fold 2 only
+    assert (tmp_path / "split-seed-1" / "runs-fold-2.csv").is_file()
+    assert not (tmp_path / "paired.csv").exists()
+    rest = FakeTrainer()
+    result = run_benchmark.main(split_seeds_args(tmp_path, "1", "2"), train_fn=rest, load=fake_load)
+    assert len(rest.calls) == 2 * 2 * 2  # the folds the shard did not run
+    assert result["paired"]["folds"].tolist() == [6]
+
+
+@pytest.mark.parametrize(
+    ("seeds", "extra", "message"),
+    [
+        (("3",), (), "--split_seeds 3: give two or more different seeds"),
+        (("3", "3"), (), "--split_seeds 3 3: give two or more different seeds"),
+        (("1", "2"), ("--split_seed", "7"), "--split_seed and --split_seeds: give one of them"),
+        (("1", "2"), ("--fold", "9"), r"--fold 9: the speaker-cv folds of synthetic are \[1, 2, 3\]"),
+    ],
+)
+def test_split_seeds_refusals_come_before_anything_is_written(tmp_path, seeds, extra, message):
+    from test_evaluation_runner import refuse
+
+    with pytest.raises(run_benchmark.UsageError, match=message):
+        run_benchmark.main(
+            split_seeds_args(tmp_path / "out", *seeds, extra=extra), train_fn=refuse, load=refuse
+        )
+    assert not (tmp_path / "out").exists()
