@@ -265,9 +265,15 @@ def paired_with_baseline(runs: pd.DataFrame, baseline: str | None = None) -> tup
         if reference.empty:
             notes.append(f"{corpus} ({protocol}): no run of the baseline {name}; nothing to compare with")
             continue
-        for model, runs_of in group.groupby("model", sort=True):
-            if model == name or (baseline is None and model.startswith(BASELINE_PREFIX)):
-                continue
+        compared = [
+            model
+            for model in sorted(set(group["model"]))
+            if model != name and not (baseline is None and model.startswith(BASELINE_PREFIX))
+        ]
+        if not compared:
+            notes.append(f"{corpus} ({protocol}): no model besides the baseline {name}; nothing to compare")
+        for model in compared:
+            runs_of = group[group["model"] == model]
             scores = runs_of.set_index(list(PAIR_KEY))["test_uar"]
             shared = scores.index.intersection(reference.index)
             unpaired = len(scores) - len(shared)

@@ -86,6 +86,15 @@ def test_a_corpus_without_a_baseline_is_noted_not_compared():
     assert notes == ["emodb (speaker-cv): no openSMILE baseline run; nothing to compare with"]
 
 
+def test_baselines_alone_are_noted_not_compared():
+    runs = two_partitions()
+    table, notes = paired_with_baseline(runs[runs.model != "cnn"])
+    assert table.empty
+    assert notes == [
+        "synthetic (speaker-cv): no model besides the baseline opensmile-compare; nothing to compare"
+    ]
+
+
 def bench(out, split_seed: int) -> pd.DataFrame:
     args = ["--models", "cnn", "opensmile-compare", "--corpora", "synthetic", "--protocol", "speaker-cv",
             "--folds", "3", "--split_seed", str(split_seed), "--output_dir", str(out)]  # fmt: skip
