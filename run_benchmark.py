@@ -53,7 +53,6 @@ from evaluation.reports import (
     write_csv_atomic,
     write_reports,
     write_runs,
-    write_text_atomic,
 )
 from evaluation.runner import (
     LoadFn,
@@ -67,6 +66,7 @@ from evaluation.runner import (
     resolve_train_fn,
     train_not_available,
     write_json_atomic,
+    write_text_atomic,
 )
 from evaluation.train_runs import accepts_models, known_models
 from loaders.registry import CORPORA
@@ -380,9 +380,9 @@ def main(argv: list[str] | None = None, *, train_fn=None, load=None) -> dict:
         cache_dir=args.dataset_cache_dir,
         num_proc=args.preprocessing_num_workers,
     )
+    settings = {k: v for k, v in vars(args).items() if k not in ("dry_run", "split_seeds")}
     results = {}
     for seed, partition_dir in partitions.items():
-        settings = {k: v for k, v in vars(args).items() if k not in ("dry_run", "split_seeds")}
         results[seed] = run_partition(
             runs[seed],
             partition_dir,

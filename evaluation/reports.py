@@ -20,6 +20,7 @@ import pandas as pd
 from training.plots import draw_confusion_matrix
 
 from . import emobox
+from .runner import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -72,20 +73,8 @@ def runs_file_name(fold: int | None) -> str:
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write to a temporary file of this process, then rename: a kill, or shards writing the same
-    folds.csv at once, never leave a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    """Write `text` to a temporary file of this process, then rename (see `write_csv_atomic`)."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """The frame as CSV, written atomically (`runner.write_text_atomic`)."""
+    write_text_atomic(frame.to_csv(index=False), path)
 
 
 def write_runs(rows: Sequence[dict], path: str | os.PathLike) -> pd.DataFrame:

@@ -178,12 +178,17 @@ def build_dataset_dict(fold: Fold, load: LoadFn) -> tuple[datasets.DatasetDict, 
     return datasets.DatasetDict(splits), missing
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a temporary file of this process, then rename (see `reports.write_csv_atomic`)."""
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    """Write to a temporary file of this process, then rename: a kill, or shards writing the same file at
+    once, never leave a half-written one."""
+    path = Path(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(json.dumps(data, indent=2), path)
 
 
 def execute(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_evaluation_runner import FakeTrainer, fake_load
+from test_evaluation_runner import FakeTrainer, fake_load, refuse
 
 import run_benchmark
 from evaluation.reports import RUNS_COLUMNS, paired_with_baseline, render_paired_markdown
@@ -194,8 +194,6 @@ def test_split_seeds_shards_by_fold_then_completes_without_it(tmp_path):
     ],
 )
 def test_split_seeds_refusals_come_before_anything_is_written(tmp_path, seeds, extra, message):
-    from test_evaluation_runner import refuse
-
     with pytest.raises(run_benchmark.UsageError, match=message):
         run_benchmark.main(
             split_seeds_args(tmp_path / "out", *seeds, extra=extra), train_fn=refuse, load=refuse
