@@ -22,9 +22,10 @@ A finished run (its folder holds `results.json`) is never run again: re-running 
 where it stopped, and a finished benchmark re-run only rewrites the reports. Protocols: see
 `evaluation/folds.py`.
 
-`compare` pools benchmark outputs (typically one per `--split_seed`: repeated speaker cross-validation) and
-pairs every model's runs with the baseline's of the same output and fold (`evaluation.reports.
-paired_with_baseline`): a model's lead or gap over one partition of the speakers can be the partition's.
+`compare` pools benchmark outputs (typically one per `--split_seed`: repeated speaker cross-validation; or
+one per model seed) and pairs every model's runs with the baseline's of the same partition of the speakers
+(the same folds.csv) and fold (`evaluation.reports.pooled_runs`, `paired_with_baseline`): a model's lead or
+gap over one partition of the speakers can be the partition's.
 `--split_seeds S1 S2 ...` does both in one command: the whole benchmark once per seed, each into
 `--output_dir`/split-seed-<S>/ (a benchmark output of its own, with its folds, runs and leaderboard), then
 the paired table of all of them (`paired.csv`, `paired.md`) in `--output_dir`.
@@ -39,7 +40,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 from transformers import HfArgumentParser
 
 from evaluation.folds import EMOBOX_VALIDATION, PROTOCOLS, FoldError, FoldPlan, load_metadata, make_folds
@@ -47,6 +47,7 @@ from evaluation.reports import (
     ReportError,
     merge_runs,
     paired_with_baseline,
+    pooled_runs,
     render_paired_markdown,
     runs_file_name,
     runs_files,
@@ -171,12 +172,13 @@ class CollectArguments:
 
 @dataclass
 class CompareArguments:
-    """`compare`: every model against a baseline, fold by fold within each output, pooled over outputs."""
+    """`compare`: every model against a baseline, fold by fold within each partition of the speakers, pooled
+    over outputs."""
 
     outputs: list[str] = field(
         metadata={
-            "help": "Benchmark output folders, e.g. one per --split_seed, each with the runs of the models "
-            "and of the baseline on its folds (merge the folders of one partition with `collect` first)."
+            "help": "Benchmark output folders, e.g. one per --split_seed or per model seed; outputs with the "
+            "same folds.csv are one partition, whose baseline runs pair with every model run of its folds."
         }
     )
     baseline: str | None = field(
@@ -235,20 +237,17 @@ def compare(argv: list[str]) -> dict:
     for output in args.outputs:
         if not os.path.isdir(output):
             raise UsageError(f"--outputs {output}: not a folder; give benchmark output folders")
-    frames = []
-    for output in args.outputs:
-        try:
-            runs, _ = merge_runs([output], output)
-        except ReportError as err:
-            raise UsageError(str(err)) from err
-        frames.append(runs.assign(output=output))
-    runs = pd.concat(frames, ignore_index=True)
+    try:
+        runs, pooling_notes = pooled_runs(args.outputs)
+    except ReportError as err:
+        raise UsageError(str(err)) from err
     if args.baseline is not None and args.baseline not in set(runs["model"]):
         raise UsageError(
             f"--baseline {args.baseline}: no run of it in {' '.join(args.outputs)}; the models there are "
             f"{', '.join(sorted(set(runs['model'])))}"
         )
     table, notes = paired_with_baseline(runs, args.baseline)
+    notes = pooling_notes + notes
     if args.output_csv:
         write_csv_atomic(table, args.output_csv)
     print(render_paired_markdown(table, notes), end="")
@@ -400,12 +399,9 @@ def main(argv: list[str] | None = None, *, train_fn=None, load=None) -> dict:
             f"Fold {args.fold} of every seed done. When every fold is, run the same command without --fold."
         )
         return {"partitions": results}
-    table, notes = paired_with_baseline(
-        pd.concat(
-            [results[seed]["runs"].assign(output=partitions[seed].name) for seed in partitions],
-            ignore_index=True,
-        )
-    )
+    runs, pooling_notes = pooled_runs(list(partitions.values()))
+    table, notes = paired_with_baseline(runs)
+    notes = pooling_notes + notes
     write_csv_atomic(table, output_dir / "paired.csv")
     text = render_paired_markdown(table, notes)
     write_text_atomic(text, output_dir / "paired.md")

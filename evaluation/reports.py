@@ -8,6 +8,7 @@ exactly the means of runs.csv. `collect` merges the runs files of shards (`--fol
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -208,10 +209,25 @@ def _pm(mean: float, std: float) -> str:
     return f"{mean:.3f}" if np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
 
 
-# Within one benchmark output (one partition of the speakers) fold k of every model has the same training,
-# validation and test files; across outputs the same test speakers can come with other validation speakers
-# (other training data), so runs pair by output and fold, never by test speakers alone.
-PAIR_KEY: tuple[str, ...] = ("output", "fold")
+# Runs pair by partition of the speakers and fold: within one partition fold k of every model has the same
+# training, validation and test files; across partitions the same test speakers can come with other
+# validation speakers (other training data), so runs never pair by test speakers alone.
+PAIR_KEY: tuple[str, ...] = ("partition", "fold")
+
+
+def partition_id(output_dir: str | os.PathLike) -> str:
+    """The partition of the speakers that a benchmark output's runs trained and tested on: a digest of its
+    folds.csv (every corpus, fold, split and file), so that outputs of the same folds (one per model seed,
+    say) pair with the same baseline runs. An output without folds.csv is a partition of its own."""
+    folds_csv = Path(output_dir) / "folds.csv"
+    if not folds_csv.is_file():
+        return f"output {os.path.realpath(output_dir)}"
+    columns = ["corpus", "fold", "split", "file"]
+    table = pd.read_csv(folds_csv, usecols=columns, dtype=str)[columns]
+    rows = table.sort_values(columns).to_csv(index=False)
+    return f"folds {hashlib.sha256(rows.encode()).hexdigest()[:16]}"
+
+
 PAIRED_COLUMNS: tuple[str, ...] = (
     "model",
     "corpus",
@@ -231,15 +247,43 @@ PAIRED_COLUMNS: tuple[str, ...] = (
 )
 
 
+def pooled_runs(outputs: Sequence[str | os.PathLike]) -> tuple[pd.DataFrame, list[str]]:
+    """(the runs of several benchmark outputs, each with its `output` and `partition` (`partition_id`);
+    notes). A run listed in more than one output of the same partition (its run folder, e.g. a baseline's
+    copied beside each model seed's runs) counts once."""
+    frames = []
+    for output in outputs:
+        runs, _ = merge_runs([output], output)
+        folder = os.path.abspath(output)
+        frames.append(
+            runs.assign(
+                output=str(output),
+                partition=partition_id(output),
+                _run=[os.path.normpath(os.path.join(folder, d)) for d in runs["run_dir"]],
+            )
+        )
+    pooled = pd.concat(frames, ignore_index=True)
+    copies = pooled.duplicated([*RUN_KEY, "partition", "_run"])
+    notes = []
+    if copies.any():
+        notes.append(
+            f"{int(copies.sum())} rows name a run folder that another output of the same partition lists "
+            "too; each run counts once"
+        )
+    return pooled[~copies].drop(columns="_run").reset_index(drop=True), notes
+
+
 def paired_with_baseline(runs: pd.DataFrame, baseline: str | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """(one row per (model, corpus, protocol, training corpora) of the non-baseline models: its runs paired
-    with the baseline's of the same output and fold (`PAIR_KEY`; `runs` has an `output` column naming the
-    benchmark output of each run), the mean and sample std of each side's test UAR and of the difference,
-    how many folds it is above / below the baseline; notes on what could not be paired). `baseline`: a
-    model name; by default the openSMILE baseline with the best mean UAR on the corpus (over all its folds),
-    as the leaderboard's "UAR vs best openSMILE". Pooled over several partitions of the speakers (outputs
-    of several --split_seed values), this is repeated speaker cross-validation: one partition's 4 or 5
-    folds decide a close comparison by chance more often than their standard deviation suggests."""
+    """(one row per (model, corpus, protocol, training corpora) of the non-baseline models: each of its runs
+    paired with the baseline's run of the same partition and fold (`PAIR_KEY`; `runs` has a `partition`
+    column, `partition_id` of each run's output), the mean and sample std of each side's test UAR and of the
+    difference, how many runs are above / below the baseline; notes on what could not be paired). Several
+    runs of a model on one fold (model seeds) each pair with the same baseline run; where the baseline has
+    several runs of one fold with other results, their mean is its score there (noted). `baseline`: a model
+    name; by default the openSMILE baseline with the best mean UAR on the corpus (over all its folds), as the
+    leaderboard's "UAR vs best openSMILE". Pooled over several partitions of the speakers (outputs of
+    several --split_seed values), this is repeated speaker cross-validation: one partition's 4 or 5 folds
+    decide a close comparison by chance more often than their standard deviation suggests."""
     rows, notes = [], []
     for (protocol, corpus, train), group in runs.groupby(["protocol", "corpus", "train_corpora"], sort=True):
         if baseline is None:
@@ -250,10 +294,17 @@ def paired_with_baseline(runs: pd.DataFrame, baseline: str | None = None) -> tup
             name = candidates.groupby("model")["test_uar"].mean().idxmax()
         else:
             name = baseline
-        reference = group[group["model"] == name].set_index(list(PAIR_KEY))["test_uar"]
-        if reference.empty:
+        baseline_runs = group[group["model"] == name].groupby(list(PAIR_KEY))["test_uar"]
+        if not len(baseline_runs):
             notes.append(f"{corpus} ({protocol}): no run of the baseline {name}; nothing to compare with")
             continue
+        reference = baseline_runs.mean()
+        differing = int((baseline_runs.nunique() > 1).sum())
+        if differing:
+            notes.append(
+                f"{corpus} ({protocol}): {name} has runs with other results on the same fold in {differing} "
+                "folds; their mean is the baseline there"
+            )
         compared = [
             model
             for model in sorted(set(group["model"]))
@@ -263,18 +314,18 @@ def paired_with_baseline(runs: pd.DataFrame, baseline: str | None = None) -> tup
             notes.append(f"{corpus} ({protocol}): no model besides the baseline {name}; nothing to compare")
         for model in compared:
             runs_of = group[group["model"] == model]
-            scores = runs_of.set_index(list(PAIR_KEY))["test_uar"]
-            shared = scores.index.intersection(reference.index)
-            unpaired = len(scores) - len(shared)
+            keys = pd.MultiIndex.from_frame(runs_of[list(PAIR_KEY)])
+            paired = keys.isin(reference.index)
+            unpaired = int((~paired).sum())
             if unpaired:
                 notes.append(
-                    f"{model} on {corpus} ({protocol}): {unpaired} of {len(scores)} folds have no {name} "
-                    "run in the same output and are left out"
+                    f"{model} on {corpus} ({protocol}): {unpaired} of {len(runs_of)} runs have no {name} "
+                    "run of the same partition and fold and are left out"
                 )
-            if shared.empty:
+            if not paired.any():
                 continue
-            ours = scores.loc[shared].astype(float).to_numpy()
-            theirs = reference.loc[shared].astype(float).to_numpy()
+            ours = runs_of["test_uar"].to_numpy(dtype=float)[paired]
+            theirs = reference.loc[keys[paired]].to_numpy(dtype=float)
             difference = ours - theirs
             rows.append(
                 {
@@ -283,7 +334,7 @@ def paired_with_baseline(runs: pd.DataFrame, baseline: str | None = None) -> tup
                     "protocol": protocol,
                     "train_corpora": train,
                     "baseline": name,
-                    "folds": len(shared),
+                    "folds": int(paired.sum()),
                     "uar_mean": float(ours.mean()),
                     "uar_std": _sample_std(ours),
                     "baseline_uar_mean": float(theirs.mean()),
@@ -314,8 +365,9 @@ def render_paired_markdown(table: pd.DataFrame, notes: Sequence[str] = ()) -> st
         )
     lines += [
         "",
-        "Test UAR paired fold by fold within each output (the same files), pooled over every output given: "
-        "mean ± sample std over the folds; the difference is the model's minus the baseline's, fold by fold.",
+        "Test UAR paired fold by fold within each partition of the speakers (the same files), pooled over "
+        "every output given: mean ± sample std over the model's runs (a fold once per model seed); the "
+        "difference is the model's minus the baseline's, run by run.",
     ]
     lines += [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,9 @@
-"""run_benchmark.py compare: models paired fold by fold with a baseline within each benchmark output, pooled
-over outputs (repeated speaker cross-validation), and its refusals."""
+"""run_benchmark.py compare: models paired fold by fold with a baseline within each partition of the speakers,
+pooled over outputs (repeated speaker cross-validation, model seeds), and its refusals."""
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -9,14 +11,21 @@ import pytest
 from test_evaluation_runner import FakeTrainer, fake_load, refuse
 
 import run_benchmark
-from evaluation.reports import RUNS_COLUMNS, paired_with_baseline, render_paired_markdown
+from evaluation.reports import (
+    RUNS_COLUMNS,
+    merge_runs,
+    paired_with_baseline,
+    partition_id,
+    render_paired_markdown,
+    write_csv_atomic,
+)
 
 
 def runs_row(
-    model: str, fold: int, speakers: str, uar: float, corpus: str = "synthetic", output: str = "A"
+    model: str, fold: int, speakers: str, uar: float, corpus: str = "synthetic", partition: str = "A"
 ) -> dict:
     return {
-        "output": output,
+        "partition": partition,
         "model": model,
         "corpus": corpus,
         "protocol": "speaker-cv",
@@ -33,25 +42,25 @@ def runs_row(
 
 
 def two_partitions() -> pd.DataFrame:
-    """Outputs A (folds 1 and 2 test speakers a b / c d) and B (a b / c d again, with other validation
+    """Partitions A (folds 1 and 2 test speakers a b / c d) and B (a b / c d again, with other validation
     speakers: other results): the same fold numbers and test speakers, other runs. eGeMAPS has the better
     mean on A alone, ComParE over both."""
     rows = []
-    for output, fold, speakers, cnn, compare, egemaps in [
+    for partition, fold, speakers, cnn, compare, egemaps in [
         ("A", 1, "s/a s/b", 0.70, 0.80, 0.85),
         ("A", 2, "s/c s/d", 0.90, 0.60, 0.70),
         ("B", 1, "s/a s/b", 0.75, 0.95, 0.50),
         ("B", 2, "s/c s/d", 0.85, 0.80, 0.60),
     ]:
         rows += [
-            runs_row("cnn", fold, speakers, cnn, output=output),
-            runs_row("opensmile-compare", fold, speakers, compare, output=output),
-            runs_row("opensmile-egemaps", fold, speakers, egemaps, output=output),
+            runs_row("cnn", fold, speakers, cnn, partition=partition),
+            runs_row("opensmile-compare", fold, speakers, compare, partition=partition),
+            runs_row("opensmile-egemaps", fold, speakers, egemaps, partition=partition),
         ]
-    return pd.DataFrame(rows, columns=["output", *RUNS_COLUMNS])
+    return pd.DataFrame(rows, columns=["partition", *RUNS_COLUMNS])
 
 
-def test_runs_pair_by_output_and_fold_with_the_best_baseline_over_every_partition():
+def test_runs_pair_by_partition_and_fold_with_the_best_baseline_over_every_partition():
     table, notes = paired_with_baseline(two_partitions())
     assert notes == []
     (row,) = table.to_dict("records")
@@ -66,7 +75,7 @@ def test_runs_pair_by_output_and_fold_with_the_best_baseline_over_every_partitio
 
 def test_a_named_baseline_and_a_fold_without_its_run():
     runs = two_partitions()
-    runs = runs[~((runs.model == "opensmile-egemaps") & (runs.output == "B") & (runs.fold == 2))]
+    runs = runs[~((runs.model == "opensmile-egemaps") & (runs.partition == "B") & (runs.fold == 2))]
     table, notes = paired_with_baseline(runs, baseline="opensmile-egemaps")
     models = dict(zip(table["model"], table["folds"], strict=True))
     # ComParE is a model like any other once another baseline is named.
@@ -75,7 +84,7 @@ def test_a_named_baseline_and_a_fold_without_its_run():
     assert cnn["difference_mean"] == pytest.approx(np.mean([0.70 - 0.85, 0.90 - 0.70, 0.75 - 0.50]))
     assert cnn["unpaired_folds"] == 1
     (note,) = [note for note in notes if note.startswith("cnn on synthetic")]
-    assert "1 of 4 folds" in note
+    assert "1 of 4 runs" in note
     assert f"- {note}" in render_paired_markdown(table, notes)  # the notes are printed, not only returned
 
 
@@ -119,6 +128,70 @@ def test_compare_pools_the_outputs_of_two_split_seeds(tmp_path, capsys):
     assert pd.read_csv(tmp_path / "paired.csv")["folds"].tolist() == [6]
     printed = capsys.readouterr().out
     assert "| cnn | synthetic | speaker-cv | 6 |" in printed
+
+
+def another_model_seed(partition, out, cnn_uar: list[float], with_baseline_copies: bool) -> None:
+    """`out`: the CNN's runs of another model seed on `partition`'s folds (its folds.csv, its own run
+    folders, results `cnn_uar`), beside the baseline's runs of `partition` copied as `merge_runs` copies them
+    (the same run folders) when `with_baseline_copies`."""
+    out.mkdir()
+    shutil.copy(partition / "folds.csv", out / "folds.csv")
+    runs, _ = merge_runs([partition], out)
+    cnn = runs.model == "cnn"
+    runs.loc[cnn, "test_uar"] = cnn_uar
+    runs.loc[cnn, "run_dir"] = [f"runs/cnn/synthetic/fold-{fold}" for fold in runs.loc[cnn, "fold"]]
+    write_csv_atomic(runs if with_baseline_copies else runs[cnn], out / "runs.csv")
+
+
+@pytest.mark.parametrize("with_baseline_copies", [False, True])
+def test_model_seeds_of_one_partition_pair_with_its_baseline_runs_each_counted_once(
+    tmp_path, capsys, with_baseline_copies
+):
+    first = bench(tmp_path / "seed-42", 1)
+    other = [0.2, 0.5, 0.9]
+    another_model_seed(tmp_path / "seed-42", tmp_path / "seed-7", other, with_baseline_copies)
+    outputs = [str(tmp_path / "seed-42"), str(tmp_path / "seed-7")]
+    result = run_benchmark.main(["compare", "--outputs", *outputs])
+    (row,) = result["paired"].to_dict("records")
+    scores = first.pivot_table(index="fold", columns="model", values="test_uar")
+    baseline = scores["opensmile-compare"].to_numpy()
+    differences = np.concatenate([scores["cnn"].to_numpy() - baseline, np.array(other) - baseline])
+    assert (row["folds"], row["unpaired_folds"]) == (6, 0)
+    assert row["difference_mean"] == pytest.approx(differences.mean())
+    assert row["difference_std"] == pytest.approx(differences.std(ddof=1))
+    copies = [note for note in result["notes"] if "each run counts once" in note]
+    assert copies == (["3 rows name a run folder that another output of the same partition lists too; each "
+                       "run counts once"] if with_baseline_copies else [])  # fmt: skip
+    # The baseline compared as a model (another baseline named): its three runs once, not once per output;
+    # the named baseline, two CNN runs per fold with other results, is their mean there (noted).
+    named = run_benchmark.main(["compare", "--outputs", *outputs, "--baseline", "cnn"])
+    (row,) = named["paired"].to_dict("records")
+    assert (row["model"], row["folds"]) == ("opensmile-compare", 3)
+    mean_cnn = (scores["cnn"].to_numpy() + np.array(other)) / 2
+    assert row["difference_mean"] == pytest.approx((baseline - mean_cnn).mean())
+    mean_note = (
+        "cnn has runs with other results on the same fold in 3 folds; their mean is the baseline there"
+    )
+    assert any(mean_note in note for note in named["notes"])
+    printed = capsys.readouterr().out
+    assert printed.count("- 3 rows name a run folder") == (2 if with_baseline_copies else 0)
+
+
+def test_a_partition_is_its_folds_whatever_their_order_or_folder(tmp_path):
+    bench(tmp_path / "a", 1)
+    bench(tmp_path / "c", 2)
+    (tmp_path / "b").mkdir()
+    folds = pd.read_csv(tmp_path / "a" / "folds.csv")
+    folds.sample(frac=1.0, random_state=0).to_csv(tmp_path / "b" / "folds.csv", index=False)
+    assert partition_id(tmp_path / "a") == partition_id(tmp_path / "b") != partition_id(tmp_path / "c")
+    moved = folds.copy()
+    moved.loc[0, "split"] = "validation" if moved.loc[0, "split"] != "validation" else "train"
+    moved.to_csv(tmp_path / "b" / "folds.csv", index=False)
+    assert partition_id(tmp_path / "b") != partition_id(tmp_path / "a")
+    # Without folds.csv an output is a partition of its own.
+    (tmp_path / "d").mkdir()
+    (tmp_path / "e").mkdir()
+    assert partition_id(tmp_path / "d") != partition_id(tmp_path / "e")
 
 
 def test_compare_refuses_outputs_it_cannot_pair_and_an_unknown_baseline(tmp_path):
