@@ -1,7 +1,7 @@
 """The functionals head alone, fitted as `run_train.py` refits it, on a benchmark's folds: no training.
 
     python -m benchmarks.functionals_head RESULTS_DIR [RESULTS_DIR ...] [--data_root ROOT] [--model cnn]
-        [--variant NAME='{"config_field": value}' ...] [--opensmile_family NAME=REGEX ...]
+        [--variant NAME='{"config_field": value}' ...] [--opensmile_family NAME=REGEX ...] [--energy_peaks]
         [--max_duration_seconds 4]
 
 RESULTS_DIR is a `run_benchmark.py --output_dir` (its folds.csv and folds.json; `run_benchmark.py --dry_run`
@@ -29,6 +29,10 @@ the defaults' inputs beside the ComParE_2016 functionals whose names match REGEX
 for the 15 descriptors of the FFT spectrum, `F0final|voicingFinal|jitter|shimmer|logHNR` for prosody, `.`
 for all 6373), extracted as the baseline extracts them (`evaluation.opensmile_baseline.extract_functionals`:
 whole clips, its cache), fitted the same way. A family that lifts the head names descriptors it is missing.
+
+`--energy_peaks` adds, for each variant, `<variant>+energy_peaks`: the energy peaks head (the twelve peak
+functionals of the RMS contour) fitted the same way on its own inputs, with its own C, and its test logits
+added to the functionals head's, as a refit of both heads would leave the model's sum of them.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from evaluation.opensmile_baseline import extract_functionals, feature_names  # 
 from evaluation.runner import corpus_loader  # noqa: E402
 from loaders.loading import select_emotions  # noqa: E402
 from loaders.schema import SAMPLING_RATE  # noqa: E402
-from training.calibration import fit_head_like_baseline, functionals_head_inputs  # noqa: E402
+from training.calibration import fit_head_like_baseline, linear_head_inputs  # noqa: E402
 from training.data import AudioCollator  # noqa: E402
 from training.run_config import UsageError, build_model, parse_config_overrides  # noqa: E402
 
@@ -115,10 +119,13 @@ def probe(
     variants: dict[str, dict],
     max_samples: int | None,
     families: dict[str, np.ndarray] | None = None,
+    energy_peaks: bool = False,
 ) -> list[dict]:
     """One row per (fold, variant, then family): the head's test UAR, the C chosen and the number of inputs.
     Each clip's inputs are computed once per variant: they do not depend on the fold. `families`: name ->
-    the ComParE_2016 columns set beside the defaults' inputs."""
+    the ComParE_2016 columns set beside the defaults' inputs. `energy_peaks`: also each variant with the
+    energy peaks head beside it (`<variant>+energy_peaks`), each head fitted on its own inputs with its own C
+    and their logits summed, as the model sums its heads."""
     families = families or {}
     table, folds = load_folds(results_dir)
     load = corpus_loader(data_root)
@@ -149,13 +156,17 @@ def probe(
             {"input_values": data[index[file]]["audio"]["array"], "label": data[index[file]]["label"]}
             for file in files
         ]
-        inputs = {}
+        inputs, peaks = {}, {}
+        heads = ("functionals_head", "energy_peaks_head") if energy_peaks else ("functionals_head",)
         for name, overrides in variants.items():
-            overrides = {**overrides, "functionals_head": True, "energy_peaks_head": False}
+            overrides = {**overrides, "functionals_head": True, "energy_peaks_head": energy_peaks}
             model, extractor = build_model(model_kind, None, first["classes"], overrides)
             # The refit's own path: the evaluation collator cuts each clip to its middle `max_samples`.
             collator = AudioCollator(extractor, max_samples=max_samples, random_crop=False)
-            inputs[name], labels = functionals_head_inputs(model, clips, collator, BATCH_SIZE)
+            head_inputs, labels = linear_head_inputs(model, clips, collator, BATCH_SIZE, heads)
+            inputs[name] = head_inputs["functionals_head"]
+            if energy_peaks:
+                peaks[name] = head_inputs["energy_peaks_head"]
         if families:
             compare = extract_functionals(data.select([index[file] for file in files]), "compare")
             for name, columns in families.items():
@@ -167,32 +178,50 @@ def probe(
                 )
                 for name in ("train", "validation", "test")
             }
+            logits = {}
             for name in [*variants, *families]:
                 # openSMILE's NaN rows (clips too short for it) as the baseline's imputer fills them.
-                features = impute(inputs[name], split["train"])
-                fit = fit_head_like_baseline(
-                    features[split["train"]],
-                    labels[split["train"]],
-                    features[split["validation"]],
-                    labels[split["validation"]],
-                    first["classes"],
+                logits[name] = fitted_logits(
+                    impute(inputs[name], split["train"]), labels, split, first["classes"]
                 )
-                predictions = (features[split["test"]] @ fit.weight.T + fit.bias).argmax(1)
+            for name in peaks:
+                peak_inputs = impute(peaks[name], split["train"])
+                peak_logits = fitted_logits(peak_inputs, labels, split, first["classes"])
+                logits[f"{name}+energy_peaks"] = (
+                    logits[name][0] + peak_logits[0],
+                    peak_logits[1],
+                    logits[name][2] + peak_logits[2],
+                )
+            for name, (test_logits, c, width) in logits.items():
                 row = {
                     "results": results_dir.name,
                     "run": run,
                     "variant": name,
-                    "uar": balanced_accuracy_score(labels[split["test"]], predictions),
-                    "C": fit.c,
-                    "inputs": features.shape[1],
+                    "uar": balanced_accuracy_score(labels[split["test"]], test_logits.argmax(1)),
+                    "C": c,
+                    "inputs": width,
                 }
                 rows.append(row)
                 print(
-                    f"{row['results']} {run} {name}: head UAR {row['uar']:.3f} (C {fit.c:g}, "
-                    f"{row['inputs']} inputs)",
+                    f"{row['results']} {run} {name}: head UAR {row['uar']:.3f} (C {c:g}, {width} inputs)",
                     flush=True,
                 )
     return rows
+
+
+def fitted_logits(
+    features: np.ndarray, labels: np.ndarray, split: dict[str, np.ndarray], classes: Sequence[str]
+) -> tuple[np.ndarray, float, int]:
+    """(the test clips' logits, the C chosen, the number of inputs) of a head fitted as `run_train.py` refits
+    it on the fold's `split` (positions of its train / validation / test clips in `features`)."""
+    fit = fit_head_like_baseline(
+        features[split["train"]],
+        labels[split["train"]],
+        features[split["validation"]],
+        labels[split["validation"]],
+        classes,
+    )
+    return features[split["test"]] @ fit.weight.T + fit.bias, fit.c, features.shape[1]
 
 
 def impute(features: np.ndarray, train: np.ndarray) -> np.ndarray:
@@ -254,6 +283,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="NAME=REGEX: the defaults' inputs and the ComParE_2016 functionals REGEX matches (repeatable)",
     )
     parser.add_argument(
+        "--energy_peaks",
+        action="store_true",
+        help="also each variant with the energy peaks head beside it, fitted on its own (its own C)",
+    )
+    parser.add_argument(
         "--max_duration_seconds",
         type=float,
         default=DEFAULT_MAX_SECONDS,
@@ -286,10 +320,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = []
     try:
         for results_dir in args.results_dirs:
-            rows += probe(results_dir, args.data_root, args.model, variants, max_samples, families)
+            rows += probe(
+                results_dir, args.data_root, args.model, variants, max_samples, families, args.energy_peaks
+            )
     except UsageError as err:
         parser.error(str(err))
-    print("\n".join(summary(rows, [*variants, *families])))
+    peaks = [f"{name}+energy_peaks" for name in variants] if args.energy_peaks else []
+    print("\n".join(summary(rows, [*variants, *families, *peaks])))
 
 
 if __name__ == "__main__":

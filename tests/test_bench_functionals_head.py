@@ -3,6 +3,7 @@ refits a trained model's head."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -142,6 +143,72 @@ def test_an_opensmile_family_is_scored_beside_the_heads_inputs(tmp_path, corpus,
     assert float(pitch.group(1)) == pytest.approx(uar, abs=5e-4)
     assert out.splitlines()[-1].startswith(
         f"| synth | pitch | 2586 | 1 | {float(pitch.group(1)):.3f} ± 0.000 |"
+    )
+
+
+def test_the_energy_peaks_head_is_fitted_on_its_own_and_its_logits_added(
+    tmp_path, corpus, capsys, monkeypatch
+):
+    fits = []  # (training inputs, fit) of each fit, in the probe's order: the functionals head, the peaks
+
+    def recording_fit(train_inputs, *args):
+        fit = fit_head_like_baseline(train_inputs, *args)
+        if train_inputs.shape[1] == 12:  # the peaks' fit, scaled up so that their sum differs from the head's
+            fit = dataclasses.replace(fit, weight=fit.weight * 100, bias=fit.bias * 100)
+        fits.append((train_inputs, fit))
+        return fit
+
+    predicted = []  # the test predictions of each row, in the probe's order
+
+    def recording_uar(labels, predictions):
+        predicted.append(np.asarray(predictions))
+        return balanced_accuracy_score(labels, predictions)
+
+    monkeypatch.setattr(functionals_head, "fit_head_like_baseline", recording_fit)
+    monkeypatch.setattr(functionals_head, "balanced_accuracy_score", recording_uar)
+    write_folds(tmp_path / "synth", corpus)
+    functionals_head.main([str(tmp_path / "synth"), "--max_duration_seconds", "0.5", "--energy_peaks"])
+    out = capsys.readouterr().out
+    both = re.search(r"fold-1 defaults\+energy_peaks: head UAR ([0-9.]+) \(C [0-9.e-]+, (\d+) inputs\)", out)
+    assert both and int(both.group(2)) == 2584 + 12, out
+    # By hand: the inputs of both heads of a new model, each head fitted alone, their test logits summed.
+    model = CNNForAudioClassification(CNNConfig(num_labels=4, energy_peaks_head=True)).eval()
+    extractor = feature_extractor_for(model)
+    inputs = {"functionals_head": {}, "energy_peaks_head": {}}
+    for split, rows in FOLD_ROWS.items():
+        got = {head: [] for head in inputs}
+        hooks = [
+            getattr(model, head).norm.register_forward_hook(
+                lambda m, a, o, got=got[head]: got.append(o[0, :, 0])
+            )
+            for head in inputs
+        ]
+        with torch.no_grad():
+            for i in rows:
+                clip = np.asarray(corpus[i]["audio"]["array"], dtype=np.float32)
+                model(
+                    **extractor(
+                        clip[(len(clip) - 8000) // 2 :][:8000], sampling_rate=16000, return_tensors="pt"
+                    )
+                )
+        for hook in hooks:
+            hook.remove()
+        for head in inputs:
+            inputs[head][split] = torch.stack(got[head]).double().numpy()
+    (head_train, head_fit), (peaks_train, peaks_fit) = fits
+    np.testing.assert_allclose(head_train, inputs["functionals_head"]["train"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(peaks_train, inputs["energy_peaks_head"]["train"], rtol=1e-5, atol=1e-6)
+    logits = sum(
+        inputs[head]["test"] @ fit.weight.T + fit.bias
+        for head, fit in (("functionals_head", head_fit), ("energy_peaks_head", peaks_fit))
+    )
+    head_alone = inputs["functionals_head"]["test"] @ head_fit.weight.T + head_fit.bias
+    assert (logits.argmax(1) != head_alone.argmax(1)).any()  # the fixture tells the sum from the head alone
+    assert predicted[-1].tolist() == logits.argmax(1).tolist()  # the last row scored: defaults+energy_peaks
+    labels = np.array([corpus[i]["label"] for i in FOLD_ROWS["test"]])
+    assert float(both.group(1)) == pytest.approx(balanced_accuracy_score(labels, logits.argmax(1)), abs=5e-4)
+    assert out.splitlines()[-1].startswith(
+        f"| synth | defaults+energy_peaks | 2596 | 1 | {float(both.group(1)):.3f}"
     )
 
 

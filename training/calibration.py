@@ -175,16 +175,26 @@ def fit_head_like_baseline(
     return HeadFit(weight=weight, bias=bias, c=c, converged=converged)
 
 
-def functionals_head_inputs(
-    model: torch.nn.Module, dataset: datasets.Dataset, collator, batch_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(the functionals head's inputs as the model standardises them, what its linear classifier sees; the
-    labels) of every clip of `dataset`, batched by `collator` (no augmentation), in the model's eval mode.
-    Every process computes the whole split (no sharding), so that all of them fit the same head."""
-    inputs, labels = [], []
-    hook = model.functionals_head.norm.register_forward_hook(
-        lambda module, args, output: inputs.append(output[..., 0].double().cpu().numpy())
-    )
+def linear_head_inputs(
+    model: torch.nn.Module,
+    dataset: datasets.Dataset,
+    collator,
+    batch_size: int,
+    heads: Sequence[str] = ("functionals_head",),
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """({head: its inputs as the model standardises them, what its linear classifier sees}, the labels) of
+    every clip of `dataset` for each of the model's linear `heads` (attributes such as `functionals_head`,
+    `energy_peaks_head`: a `norm`, then `weight` and `bias`), batched by `collator` (no augmentation), in the
+    model's eval mode, one pass for all heads. Every process computes the whole split (no sharding), so that
+    all of them fit the same heads."""
+    inputs: dict[str, list[np.ndarray]] = {head: [] for head in heads}
+    labels = []
+    hooks = [
+        getattr(model, head).norm.register_forward_hook(
+            lambda module, args, output, head=head: inputs[head].append(output[..., 0].double().cpu().numpy())
+        )
+        for head in heads
+    ]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -195,9 +205,19 @@ def functionals_head_inputs(
             with torch.inference_mode():
                 model(**{name: value.to(device) for name, value in batch.items()})
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
         model.train(was_training)
-    return np.concatenate(inputs), np.concatenate(labels)
+    return {head: np.concatenate(parts) for head, parts in inputs.items()}, np.concatenate(labels)
+
+
+def functionals_head_inputs(
+    model: torch.nn.Module, dataset: datasets.Dataset, collator, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the functionals head's inputs as the model standardises them; the labels): `linear_head_inputs` of
+    that head alone."""
+    inputs, labels = linear_head_inputs(model, dataset, collator, batch_size)
+    return inputs["functionals_head"], labels
 
 
 def refit_functionals_head(
@@ -250,6 +270,7 @@ __all__ = [
     "fit_branch_weights",
     "fit_head_like_baseline",
     "functionals_head_inputs",
+    "linear_head_inputs",
     "has_branches",
     "predict_branches",
     "refit_functionals_head",
