@@ -26,7 +26,6 @@ from modeling.cnn.modeling_cnn import (
     spectral_shape,
     spectrum_descriptors,
     utterance_functionals,
-    warp_frequencies,
 )
 
 SR = 16000
@@ -189,46 +188,6 @@ def test_spec_augment_masks_in_training_only():
     assert not torch.allclose(first, second)  # a new mask every step
     model.eval()
     assert torch.equal(model(clip).logits, model(clip).logits)
-
-
-def test_warp_frequencies_moves_a_spectral_peak_by_the_factor():
-    power = torch.zeros(2, 3, 201)
-    power[..., 100] = 1.0
-    assert torch.equal(warp_frequencies(power, torch.ones(2)), power)
-    warped = warp_frequencies(power, torch.tensor([1.25, 0.8]))
-    assert warped[0, :, 125].eq(1.0).all() and warped[1, :, 80].eq(1.0).all()  # a longer / shorter tract
-    # between bins, linear interpolation: bin 124 reads bin 99.2, bin 126 bin 100.8
-    torch.testing.assert_close(warped[0, 0, 123:128], torch.tensor([0.0, 0.2, 1.0, 0.2, 0.0]))
-    # Beyond the top bin (the Nyquist frequency), the top bin's power.
-    power[..., 200] = 2.0
-    assert warp_frequencies(power, torch.tensor([0.8, 0.8]))[..., 161:].eq(2.0).all()
-
-
-def test_vocal_tract_perturbation_warps_the_networks_mfccs_in_training_only():
-    torch.manual_seed(0)
-    config = tiny_config(vocal_tract_perturbation=0.2, conv_dropout=0.0, classifier_dropout=0.0)
-    model = CNNForAudioClassification(config)
-    clip = torch.randn(2, 8000)
-    seen = {"network": [], "head": []}
-    model.features.dataset_norm.register_forward_hook(lambda m, a, o: seen["network"].append(a[0]))
-    model.functionals_head.norm.register_forward_hook(lambda m, a, o: seen["head"].append(a[0]))
-    model.train()
-    first, second = model(clip).logits, model(clip).logits
-    assert not torch.allclose(first, second)  # another warp every step
-    features, log_mel, power = model.features.extract_with_spectra(clip)
-    warped, again = seen["network"]
-    channels = 2 + config.n_mfcc
-    # ZCR, RMS, F0 and voicing as recorded; the MFCCs of a stretched spectrum, not the clip's
-    torch.testing.assert_close(warped[:, :2], features[:, :2])
-    torch.testing.assert_close(warped[:, channels:], features[:, channels:])
-    assert not torch.allclose(warped[:, 2:channels], features[:, 2:channels], atol=1e-3)
-    assert not torch.allclose(warped[:, 2:channels], again[:, 2:channels], atol=1e-3)
-    # ... and the head the clip as recorded.
-    torch.testing.assert_close(seen["head"][0], seen["head"][1])
-    model.eval()
-    plain = CNNForAudioClassification(tiny_config(conv_dropout=0.0, classifier_dropout=0.0))
-    plain.load_state_dict(model.state_dict())
-    assert torch.equal(model(clip).logits, plain.eval()(clip).logits)
 
 
 def test_statistics_pooling_feeds_mean_and_std_to_the_classifier():
@@ -713,8 +672,6 @@ def test_forward_is_traceable_with_dynamic_batch_and_length():
         ("n_mels", 20, "n_mels"),
         ("functionals", "all", "functionals"),
         ("functionals_mfcc", -1, "functionals_mfcc"),
-        ("vocal_tract_perturbation", 1.0, "vocal_tract_perturbation"),
-        ("vocal_tract_perturbation", -0.1, "vocal_tract_perturbation"),
     ],
 )
 def test_config_rejects_bad_values(field, value, message):

@@ -74,11 +74,6 @@ class CNNConfig(PretrainedConfig):
             features set to 0.
         feature_masks (`int`, defaults to 0) and feature_mask_width (`int`, defaults to 8): in training only,
             this many bands of up to `feature_mask_width` feature channels set to 0.
-        vocal_tract_perturbation (`float`, defaults to 0.0): in training only, vocal tract length
-            perturbation (VTLP) of the network's MFCCs: each clip's power spectrum is stretched along the
-            frequency axis by a factor drawn uniformly from [1 - v, 1 + v] before the mel filterbank, which
-            moves the formants as a shorter or longer vocal tract would and leaves F0, level and timing
-            alone; 0 turns it off. The functionals head always sees the clip as recorded.
         functionals_head (`bool`, defaults to `True`): add a linear classifier on per-clip functionals of the
             front-end's frame features (per channel, over the real frames: mean, standard deviation, and the
             mean absolute value and standard deviation of the frame-to-frame difference), standardised with
@@ -161,7 +156,6 @@ class CNNConfig(PretrainedConfig):
         time_mask_width: int = 20,
         feature_masks: int = 0,
         feature_mask_width: int = 8,
-        vocal_tract_perturbation: float = 0.0,
         functionals_head: bool = True,
         functionals: str = "extended",
         functionals_l2: float = 0.2,
@@ -209,10 +203,6 @@ class CNNConfig(PretrainedConfig):
             raise ValueError("conv_channels: give at least one conv block, e.g. [64, 128, 256, 256]")
         if n_mels < n_mfcc:
             raise ValueError(f"n_mels ({n_mels}) must be >= n_mfcc ({n_mfcc})")
-        if not 0.0 <= vocal_tract_perturbation < 1.0:
-            raise ValueError(
-                f"vocal_tract_perturbation ({vocal_tract_perturbation}): give a warp in [0, 1), e.g. 0.1"
-            )
         self.sampling_rate = sampling_rate
         self.normalize_waveform = normalize_waveform
         self.win_length = win_length
@@ -240,7 +230,6 @@ class CNNConfig(PretrainedConfig):
         self.time_mask_width = time_mask_width
         self.feature_masks = feature_masks
         self.feature_mask_width = feature_mask_width
-        self.vocal_tract_perturbation = vocal_tract_perturbation
         self.functionals_head = functionals_head
         self.functionals = functionals
         self.functionals_l2 = functionals_l2

@@ -723,21 +723,6 @@ class EnergyPeaksHead(nn.Module):
         return nn.functional.linear(self.norm(functionals, clip_mask).squeeze(-1), self.weight, self.bias)
 
 
-def warp_frequencies(power: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    """Power spectra (batch, frames, bins) stretched along frequency by `factors` (batch,): bin k takes the
-    power at bin k / factor (linear interpolation; beyond the top bin, the top bin's)."""
-    bins = power.shape[-1]
-    positions = torch.arange(bins, device=power.device, dtype=power.dtype)
-    source = (positions / factors[:, None]).clamp(max=bins - 1)
-    below = source.floor().long()
-    above = (below + 1).clamp(max=bins - 1)
-    fraction = (source - below.to(power.dtype))[:, None, :]
-    frames = power.shape[1]
-    low = power.gather(-1, below[:, None, :].expand(-1, frames, -1))
-    high = power.gather(-1, above[:, None, :].expand(-1, frames, -1))
-    return low + fraction * (high - low)
-
-
 def spec_augment(features: torch.Tensor, frame_lengths: torch.Tensor, config: CNNConfig) -> torch.Tensor:
     """SpecAugment's masking on (batch, channels, frames): `time_masks` spans of up to `time_mask_width`
     real frames and `feature_masks` bands of up to `feature_mask_width` channels set to 0 (the mean of
@@ -851,10 +836,7 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         num_frames = self.features.num_frames(input_values.shape[-1])
         frame_mask = lengths_to_mask(frame_lengths, num_frames)
         features, log_mel, power = self.features.extract_with_spectra(input_values)
-        network_features = features
-        if self.training and self.config.vocal_tract_perturbation > 0:
-            network_features = self.vocal_tract_perturbed(features, power)
-        hidden = self.features.normalize(network_features, frame_mask)
+        hidden = self.features.normalize(features, frame_mask)
         functionals_logits = (
             self.functionals_head(self.functionals_input(features, log_mel, power), frame_mask)
             if self.functionals_head is not None
@@ -908,16 +890,6 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         if return_dict is False:
             return (loss, logits) if loss is not None else (logits,)
         return SERClassifierOutput(loss=loss, logits=logits, branch_logits=branches, penalty=penalty)
-
-    def vocal_tract_perturbed(self, features: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
-        """`features` with their MFCCs computed again from `power` stretched along frequency by a factor per
-        clip, uniform in [1 - v, 1 + v] (`vocal_tract_perturbation`)."""
-        spread = self.config.vocal_tract_perturbation
-        draws = torch.rand(power.shape[0], device=power.device, dtype=power.dtype)
-        factors = 1.0 + spread * (2.0 * draws - 1.0)
-        log_mel = torch.log(warp_frequencies(power, factors) @ self.features.mel_filters + 1e-6)
-        mfcc = (log_mel @ self.features.dct).transpose(1, 2)
-        return torch.cat([features[:, :2], mfcc, features[:, 2 + self.config.n_mfcc :]], dim=1)
 
     def functionals_input(
         self, features: torch.Tensor, log_mel: torch.Tensor, power: torch.Tensor
