@@ -391,6 +391,8 @@ def main(argv: list[str] | None = None, *, train_fn=None, load=None) -> dict:
             settings={**settings, "split_seed": seed},
             fold=args.fold,
             notes=scan_notes + plans[seed].notes,
+            # With --split_seeds the whole command, run again without --fold, collects every partition.
+            collect_hint=not args.split_seeds,
         )
     if not args.split_seeds:
         return results[args.split_seed]
@@ -439,9 +441,11 @@ def run_partition(
     settings: dict,
     fold: int | None,
     notes: list[str],
+    collect_hint: bool = True,
 ) -> dict:
     """Train the runs of one partition that are not finished, write its runs file and (unless a `--fold`
-    shard) its leaderboard; returns {"runs": frame[, "leaderboard": board]}."""
+    shard) its leaderboard; returns {"runs": frame[, "leaderboard": board]}. `collect_hint`: after a shard,
+    say how to merge the partition's shards."""
     runs_path = output_dir / runs_file_name(fold)
     try:
         rows, trained = execute(
@@ -458,9 +462,11 @@ def run_partition(
     frame = write_runs(rows, runs_path)
     print(f"{trained} runs trained, {len(rows) - trained} already finished; {runs_path}")
     if fold is not None:
-        print(
-            f"Fold {fold} done. When every fold is: python run_benchmark.py collect --output_dir {output_dir}"
-        )
+        if collect_hint:
+            print(
+                f"Fold {fold} done. When every fold is: python run_benchmark.py collect --output_dir "
+                f"{output_dir}"
+            )
         return {"runs": frame}
     board = write_reports(output_dir, frame, notes=notes)
     print(f"Leaderboard: {output_dir / 'leaderboard.md'}")

@@ -243,11 +243,14 @@ def test_split_seeds_runs_one_benchmark_per_seed_then_pairs_them(tmp_path, capsy
     assert again.calls == []
 
 
-def test_split_seeds_shards_by_fold_then_completes_without_it(tmp_path):
+def test_split_seeds_shards_by_fold_then_completes_without_it(tmp_path, capsys):
     trainer = FakeTrainer()
     shard = run_benchmark.main(
         split_seeds_args(tmp_path, "1", "2", extra=("--fold", "2")), train_fn=trainer, load=fake_load
     )
+    printed = capsys.readouterr().out
+    # one way to finish, not a `collect` per partition as well
+    assert "run the same command without --fold" in printed and "collect" not in printed
     assert "paired" not in shard and len(trainer.calls) == 2 * 2  # models x seeds, fold 2 only
     assert (tmp_path / "split-seed-1" / "runs-fold-2.csv").is_file()
     assert not (tmp_path / "paired.csv").exists()

@@ -171,10 +171,14 @@ def test_shards_by_fold_and_collect_equal_the_whole_run(finished, tmp_path):
     assert "incomplete" not in (shards[0] / "leaderboard.md").read_text()
 
 
-def test_shards_sharing_one_output_folder(tmp_path):
+def test_shards_sharing_one_output_folder(tmp_path, capsys):
     out = tmp_path / "shared"
     for k in (3, 1):
         run_benchmark.main(bench_args(out, "--fold", str(k)), train_fn=FakeTrainer(), load=fake_load)
+        # a shard says how its output is finished
+        assert f"Fold {k} done. When every fold is: python run_benchmark.py collect --output_dir {out}" in (
+            capsys.readouterr().out
+        )
     run_benchmark.main(["collect", "--output_dir", str(out)])
     board = pd.read_csv(out / "leaderboard.csv")
     assert set(board["folds"]) == {2}
