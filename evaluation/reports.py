@@ -248,16 +248,15 @@ PAIRED_COLUMNS: tuple[str, ...] = (
 
 
 def pooled_runs(outputs: Sequence[str | os.PathLike]) -> tuple[pd.DataFrame, list[str]]:
-    """(the runs of several benchmark outputs, each with its `output` and `partition` (`partition_id`);
-    notes). A run listed in more than one output of the same partition (its run folder, e.g. a baseline's
-    copied beside each model seed's runs) counts once."""
+    """(the runs of several benchmark outputs, each with its `partition` (`partition_id`); notes). A run
+    listed in more than one output of the same partition (its run folder, e.g. a baseline's copied beside
+    each model seed's runs) counts once."""
     frames = []
     for output in outputs:
         runs, _ = merge_runs([output], output)
         folder = os.path.abspath(output)
         frames.append(
             runs.assign(
-                output=str(output),
                 partition=partition_id(output),
                 _run=[os.path.normpath(os.path.join(folder, d)) for d in runs["run_dir"]],
             )

@@ -211,15 +211,6 @@ def linear_head_inputs(
     return {head: np.concatenate(parts) for head, parts in inputs.items()}, np.concatenate(labels)
 
 
-def functionals_head_inputs(
-    model: torch.nn.Module, dataset: datasets.Dataset, collator, batch_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(the functionals head's inputs as the model standardises them; the labels): `linear_head_inputs` of
-    that head alone."""
-    inputs, labels = linear_head_inputs(model, dataset, collator, batch_size)
-    return inputs["functionals_head"], labels
-
-
 def refit_functionals_head(
     trainer: Trainer, train: datasets.Dataset, validation: datasets.Dataset, label_names: Sequence[str]
 ) -> float | None:
@@ -232,11 +223,15 @@ def refit_functionals_head(
         return None
     collator = getattr(trainer, "eval_data_collator", None) or trainer.data_collator
     batch_size = trainer.args.per_device_eval_batch_size
-    train_inputs, train_labels = functionals_head_inputs(model, train, collator, batch_size)
-    validation_inputs, validation_labels = functionals_head_inputs(model, validation, collator, batch_size)
+    train_inputs, train_labels = linear_head_inputs(model, train, collator, batch_size)
+    validation_inputs, validation_labels = linear_head_inputs(model, validation, collator, batch_size)
     try:
         fit = fit_head_like_baseline(
-            train_inputs, train_labels, validation_inputs, validation_labels, label_names
+            train_inputs["functionals_head"],
+            train_labels,
+            validation_inputs["functionals_head"],
+            validation_labels,
+            label_names,
         )
     except ValueError as err:
         logger.warning("The functionals head stays as trained: %s.", err)
@@ -269,7 +264,6 @@ __all__ = [
     "calibrate_branch_weights",
     "fit_branch_weights",
     "fit_head_like_baseline",
-    "functionals_head_inputs",
     "linear_head_inputs",
     "has_branches",
     "predict_branches",
