@@ -1,7 +1,8 @@
 """The network and the heads of a benchmark's saved runs, and how best to weigh them: a replay, no training.
 
     python -m benchmarks.branch_weights RESULTS_DIR [RESULTS_DIR ...] [--data_root ROOT] [--model cnn]
-        [--prior 0.01] [--network_penalty 0] [--refit_head] [--checkpoint saved|last]
+        [--prior 0.01] [--network_penalty 0] [--refit_head [--head_criterion uar|log_loss]]
+        [--checkpoint saved|last]
 
 RESULTS_DIR is a `run_benchmark.py --output_dir` (its folds.csv and runs/<model>/<corpus>/fold-K/model/);
 `--data_root` is the benchmark's. For every run of a model with a functionals head (the CNN and S4 defaults),
@@ -31,6 +32,8 @@ logistic regression, balanced classes, C chosen by validation UAR; the energy pe
 trained), scored alone, summed with the network and with weights fitted on validation. (Before the
 eighteenth round, this flag refitted at the head's own fixed L2 penalty instead: ROUNDS.md's thirteenth
 round and the earlier sections of benchmarks/results/dev-speaker-cv/branch-weights.md are that refit.)
+`--head_criterion` picks what scores each C on the validation clips: `uar` (the baseline's criterion) or
+`log_loss` (the cross-entropy of the head's probabilities).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from evaluation.opensmile_baseline import SELECTION_CRITERIA  # noqa: E402
 from loaders import load_corpora  # noqa: E402
 from loaders.schema import SAMPLING_RATE  # noqa: E402
 from modeling import feature_extractor_for, register_auto_classes  # noqa: E402
@@ -124,6 +128,7 @@ def replay_run(
     refit: bool = False,
     checkpoint: str = "saved",
     network_penalty: float = 0.0,
+    head_criterion: str = "uar",
 ) -> dict:
     weights_dir = model_dir if checkpoint == "saved" else last_checkpoint(model_dir)
     model = AutoModelForAudioClassification.from_pretrained(weights_dir).eval()
@@ -160,7 +165,9 @@ def replay_run(
     if refit:
         names = [model.config.id2label[i] for i in range(model.config.num_labels)]
         try:
-            fit = fit_head_like_baseline(*split["train"][3:], *split["validation"][3:], names)
+            fit = fit_head_like_baseline(
+                *split["train"][3:], *split["validation"][3:], names, criterion=head_criterion
+            )
         except ValueError as err:
             raise SystemExit(f"{model_dir}: {err} (--refit_head)") from None
         # The functionals head refitted; the energy peaks head's logits, where it has one, stay beside it.
@@ -190,6 +197,7 @@ def replay(
     refit: bool = False,
     checkpoint: str = "saved",
     network_penalty: float = 0.0,
+    head_criterion: str = "uar",
 ) -> list[dict]:
     folds = list(csv.DictReader((results_dir / "folds.csv").open()))
     if not folds:
@@ -209,7 +217,9 @@ def replay(
         }
         result = {
             "run": run,
-            **replay_run(model_dir, files, dataset, index, prior, refit, checkpoint, network_penalty),
+            **replay_run(
+                model_dir, files, dataset, index, prior, refit, checkpoint, network_penalty, head_criterion
+            ),
         }
         results.append(result)
         print(results_dir.name, format_row(result), flush=True)
@@ -255,7 +265,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--refit_head",
         action="store_true",
-        help="also score the head refitted as run_train.py refits it now (C chosen on validation UAR)",
+        help="also score the head refitted as run_train.py refits it now (C chosen on the validation clips)",
+    )
+    parser.add_argument(
+        "--head_criterion",
+        choices=SELECTION_CRITERIA,
+        default=None,
+        help="with --refit_head: what scores each C on the validation clips (default uar: the baseline's; "
+        "log_loss: the head's cross-entropy)",
     )
     parser.add_argument(
         "--checkpoint",
@@ -266,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 0.0 <= args.network_penalty < float("inf"):
         parser.error(f"--network_penalty {args.network_penalty}: give a finite weight >= 0 (0: no penalty)")
+    if args.head_criterion is not None and not args.refit_head:
+        parser.error("--head_criterion: it chooses the refitted head's C; give --refit_head too")
     register_auto_classes()
     for results_dir in args.results_dirs:
         if not (results_dir / "folds.csv").is_file():
@@ -283,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.refit_head,
             args.checkpoint,
             args.network_penalty,
+            args.head_criterion or "uar",
         )
         if not results:
             continue

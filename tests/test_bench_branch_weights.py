@@ -153,14 +153,17 @@ def test_a_negative_network_penalty_is_refused_before_any_work(tmp_path, capsys)
     assert "--network_penalty -1.0: give a finite weight >= 0" in capsys.readouterr().err
 
 
-def test_the_head_refitted_as_the_baseline_fits_its_classifier(tmp_path, corpus, capsys):
+@pytest.mark.parametrize("criterion", [None, "uar", "log_loss"])
+def test_the_head_refitted_as_the_baseline_fits_its_classifier(tmp_path, corpus, capsys, criterion):
     """`--refit_head`: the head's linear classifier fitted again on the fold's training clips (their
     standardised functionals, cut as evaluated) by the openSMILE baseline's recipe (logistic regression, C
-    chosen on the validation clips), and scored on the test clips; the energy peaks head stays as trained."""
+    chosen on the validation clips by `--head_criterion`, UAR unless given), and scored on the test clips;
+    the energy peaks head stays as trained."""
     from evaluation.opensmile_baseline import select_c
 
     model, rows = saved_run(tmp_path, corpus)
-    branch_weights.main([str(tmp_path), "--refit_head"])
+    flags = ["--head_criterion", criterion] if criterion else []
+    branch_weights.main([str(tmp_path), "--refit_head", *flags])
     run_line = next(line for line in capsys.readouterr().out.splitlines() if "synthetic/fold-1:" in line)
     _, _, train_inputs, train_labels = outputs(model, corpus, rows["train"])
     _, _, validation_inputs, validation_labels = outputs(model, corpus, rows["validation"])
@@ -171,12 +174,25 @@ def test_the_head_refitted_as_the_baseline_fits_its_classifier(tmp_path, corpus,
     assert np.abs(peaks).max() > 1e-3
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     pipeline, *_ = select_c(
-        train_inputs, train_labels, validation_inputs, validation_labels, names, classifier="logreg"
+        train_inputs,
+        train_labels,
+        validation_inputs,
+        validation_labels,
+        names,
+        classifier="logreg",
+        criterion=criterion or "uar",
     )
     refitted = pipeline.decision_function(test_inputs) + peaks
     head_uar = balanced_accuracy_score(test_labels, refitted.argmax(1))
     sum_uar = balanced_accuracy_score(test_labels, (network + refitted).argmax(1))
     assert f"head refitted: UAR head {head_uar:.3f} sum {sum_uar:.3f} fitted " in run_line
+
+
+def test_a_head_criterion_without_a_refit_is_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        branch_weights.main([str(tmp_path), "--head_criterion", "log_loss"])
+    error = capsys.readouterr().err
+    assert "--head_criterion: it chooses the refitted head's C; give --refit_head too" in error
 
 
 def test_a_refit_without_every_class_in_training_is_refused(tmp_path, corpus):

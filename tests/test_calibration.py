@@ -126,10 +126,12 @@ def test_a_model_without_a_head_is_left_alone(tmp_path):
     assert model.config.branch_weights == [1.0, 1.0]
 
 
+@pytest.mark.parametrize("criterion", ["uar", "log_loss"])
 @pytest.mark.parametrize("classes", [4, 2])
-def test_the_refitted_head_scores_as_the_baseline_s_pipeline_on_the_raw_inputs(classes):
-    """The baseline's recipe (scaler + logistic regression, C by validation UAR) folded into one linear map:
-    its logits are the pipeline's decision function (two classes: one score, as two logits half each way)."""
+def test_the_refitted_head_scores_as_the_baseline_s_pipeline_on_the_raw_inputs(classes, criterion):
+    """The baseline's recipe (scaler + logistic regression, C chosen on validation by `criterion`) folded into
+    one linear map: its logits are the pipeline's decision function (two classes: one score, as two logits
+    half each way)."""
     from evaluation.opensmile_baseline import select_c
 
     rng = np.random.default_rng(0)
@@ -139,7 +141,7 @@ def test_the_refitted_head_scores_as_the_baseline_s_pipeline_on_the_raw_inputs(c
     inputs = {split: 3.0 + 5.0 * (means[y] + rng.normal(0, 1.5, (len(y), 12))) for split, y in labels.items()}
     names = [f"class{i}" for i in range(classes)]
     fit = fit_head_like_baseline(
-        inputs["train"], labels["train"], inputs["validation"], labels["validation"], names
+        inputs["train"], labels["train"], inputs["validation"], labels["validation"], names, criterion
     )
     pipeline, c, *_ = select_c(
         inputs["train"],
@@ -148,6 +150,7 @@ def test_the_refitted_head_scores_as_the_baseline_s_pipeline_on_the_raw_inputs(c
         labels["validation"],
         names,
         classifier="logreg",
+        criterion=criterion,
     )
     logits = inputs["validation"] @ fit.weight.T + fit.bias
     assert fit.c == c and logits.shape == (40, classes)

@@ -284,6 +284,64 @@ def test_empty_validation_tunes_on_speaker_grouped_folds(given_features, monkeyp
     assert result["counts"]["validation"] == 0
 
 
+def separable_arrays(seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(features, labels) per split of three classes far apart: every C of the grid but the smallest few
+    separates the validation clips, so UAR ties while the cross-entropy still falls with C."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(3, WIDTH)) * 3.0
+    arrays = {}
+    for split, n in (("train", 60), ("validation", 30)):
+        labels = np.arange(n) % 3
+        arrays[split] = (centres[labels] + rng.normal(size=(n, WIDTH)), labels)
+    return arrays
+
+
+def test_log_loss_keeps_the_c_of_the_lowest_validation_cross_entropy():
+    """`criterion="log_loss"`: each C is scored by the validation clips' mean cross-entropy and the lowest
+    kept, where UAR keeps the smallest of the Cs it ties on."""
+    from sklearn.metrics import log_loss
+
+    (x_train, y_train), (x_validation, y_validation) = separable_arrays().values()
+    args = (x_train, y_train, x_validation, y_validation, TOY_LABELS)
+    _, by_uar, uar_search, _ = ob.select_c(*args, classifier="logreg")
+    pipeline, by_log_loss, search, tuned_on = ob.select_c(*args, classifier="logreg", criterion="log_loss")
+    expected = []
+    for c in ob.C_GRID:
+        fitted = ob.make_pipeline("logreg", c, 42).fit(x_train, y_train)
+        expected.append(log_loss(y_validation, fitted.predict_proba(x_validation), labels=[0, 1, 2]))
+    np.testing.assert_allclose([row["log_loss"] for row in search], expected, rtol=1e-9)
+    assert by_log_loss == ob.C_GRID[int(np.argmin(expected))] and tuned_on == "validation"
+    assert [row["uar"] for row in search] == [row["uar"] for row in uar_search]
+    assert sum(row["uar"] == 1.0 for row in uar_search) > 1 and by_log_loss != by_uar  # the criteria differ
+    assert pipeline.named_steps["classify"].C == by_log_loss
+
+
+def test_log_loss_on_speaker_grouped_folds_of_train():
+    """Without validation clips, the cross-entropy of the pooled out-of-fold probabilities scores each C."""
+    (x_train, y_train), _ = separable_arrays().values()
+    speakers = [f"S{i % 6}" for i in range(len(y_train))]
+    empty = (np.zeros((0, WIDTH)), np.zeros(0, dtype=int))
+    _, c, search, tuned_on = ob.select_c(
+        x_train, y_train, *empty, TOY_LABELS, classifier="logreg", speakers=speakers, criterion="log_loss"
+    )
+    assert "GroupKFold by speaker" in tuned_on
+    losses = [row["log_loss"] for row in search]
+    assert len(set(losses)) == len(losses) and c == ob.C_GRID[int(np.argmin(losses))]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"classifier": "svm", "criterion": "log_loss"}, "criterion log_loss needs probabilities: use"),
+        ({"classifier": "logreg", "criterion": "f1"}, "criterion: unknown 'f1'; choose one of uar, log_loss"),
+    ],
+)
+def test_a_criterion_the_classifier_cannot_give_is_refused(kwargs, message):
+    (x_train, y_train), (x_validation, y_validation) = separable_arrays().values()
+    with pytest.raises(ValueError, match=message):
+        ob.select_c(x_train, y_train, x_validation, y_validation, TOY_LABELS, **kwargs)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

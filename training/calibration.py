@@ -144,10 +144,12 @@ def fit_head_like_baseline(
     validation_inputs: np.ndarray,
     validation_labels: np.ndarray,
     label_names: Sequence[str],
+    criterion: str = "uar",
 ) -> HeadFit:
-    """The openSMILE baseline's recipe on the head's inputs (logistic regression): C by validation UAR, fitted
-    on train only, its scaler folded into the weights so that they apply to the inputs as given. Every class
-    must have training clips (a missing one would have no logit)."""
+    """The openSMILE baseline's recipe on the head's inputs (logistic regression): C chosen on the validation
+    clips by `criterion` (`evaluation.opensmile_baseline.SELECTION_CRITERIA`: the baseline's UAR, or the
+    cross-entropy), fitted on train only, its scaler folded into the weights so that they apply to the inputs
+    as given. Every class must have training clips (a missing one would have no logit)."""
     # The baseline's own module: one home for its recipe (imported here, where it is used, so that training
     # does not load the evaluation package when no head is refitted).
     from evaluation.opensmile_baseline import select_c
@@ -165,6 +167,7 @@ def fit_head_like_baseline(
         validation_labels,
         label_names,
         classifier="logreg",  # lbfgs: deterministic, so no seed
+        criterion=criterion,
     )
     scaler, classifier = pipeline.named_steps["scale"], pipeline.named_steps["classify"]
     weight = classifier.coef_ / scaler.scale_
