@@ -28,12 +28,13 @@ a checkpoint on the validation speakers gains over keeping the last one.
 `--refit_functionals_head`, the default since the eighteenth round), what that refit gives: the head's linear
 classifier fitted again on the fold's training clips (their functionals as the saved model standardises them,
 cut as in evaluation) as the openSMILE baseline fits its own (`training.calibration.fit_head_like_baseline`:
-logistic regression, balanced classes, C chosen by validation UAR; the energy peaks head's logits stay as
-trained), scored alone, summed with the network and with weights fitted on validation. (Before the
+logistic regression, balanced classes, C chosen on the validation clips; the energy peaks head's logits
+stay as trained), scored alone, summed with the network and with weights fitted on validation. (Before the
 eighteenth round, this flag refitted at the head's own fixed L2 penalty instead: ROUNDS.md's thirteenth
 round and the earlier sections of benchmarks/results/dev-speaker-cv/branch-weights.md are that refit.)
-`--head_criterion` picks what scores each C on the validation clips: `uar` (the baseline's criterion) or
-`log_loss` (the cross-entropy of the head's probabilities).
+`--head_criterion` picks what scores each C on the validation clips: `log_loss` (the cross-entropy of the
+head's probabilities; `run_train.py`'s since the thirtieth round, `training.calibration.HEAD_C_CRITERION`)
+or `uar` (the baseline's criterion, and the refit's before that round).
 """
 
 from __future__ import annotations
@@ -58,7 +59,12 @@ from evaluation.opensmile_baseline import SELECTION_CRITERIA  # noqa: E402
 from loaders import load_corpora  # noqa: E402
 from loaders.schema import SAMPLING_RATE  # noqa: E402
 from modeling import feature_extractor_for, register_auto_classes  # noqa: E402
-from training.calibration import PRIOR, fit_branch_weights, fit_head_like_baseline  # noqa: E402
+from training.calibration import (  # noqa: E402
+    HEAD_C_CRITERION,
+    PRIOR,
+    fit_branch_weights,
+    fit_head_like_baseline,
+)
 from training.data import centre_crop  # noqa: E402
 
 SCORES = ("network", "head", "sum", "fitted")
@@ -128,7 +134,7 @@ def replay_run(
     refit: bool = False,
     checkpoint: str = "saved",
     network_penalty: float = 0.0,
-    head_criterion: str = "uar",
+    head_criterion: str = HEAD_C_CRITERION,
 ) -> dict:
     weights_dir = model_dir if checkpoint == "saved" else last_checkpoint(model_dir)
     model = AutoModelForAudioClassification.from_pretrained(weights_dir).eval()
@@ -197,7 +203,7 @@ def replay(
     refit: bool = False,
     checkpoint: str = "saved",
     network_penalty: float = 0.0,
-    head_criterion: str = "uar",
+    head_criterion: str = HEAD_C_CRITERION,
 ) -> list[dict]:
     folds = list(csv.DictReader((results_dir / "folds.csv").open()))
     if not folds:
@@ -271,8 +277,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--head_criterion",
         choices=SELECTION_CRITERIA,
         default=None,
-        help="with --refit_head: what scores each C on the validation clips (default uar: the baseline's; "
-        "log_loss: the head's cross-entropy)",
+        help="with --refit_head: what scores each C on the validation clips (default "
+        f"{HEAD_C_CRITERION}, as run_train.py chooses it; log_loss: the head's cross-entropy, uar: the "
+        "baseline's criterion)",
     )
     parser.add_argument(
         "--checkpoint",
@@ -302,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.refit_head,
             args.checkpoint,
             args.network_penalty,
-            args.head_criterion or "uar",
+            args.head_criterion or HEAD_C_CRITERION,
         )
         if not results:
             continue

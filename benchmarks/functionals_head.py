@@ -18,8 +18,9 @@ a training run to measure.
 For each fold of each RESULTS_DIR this computes the head's inputs of every clip (cut to its middle
 `--max_duration_seconds`, as a run's evaluation cuts it; run_train.py's default 4 s) and fits the head as
 `run_train.py` refits it (`training.calibration.fit_head_like_baseline`: logistic regression, balanced
-classes, C chosen by validation UAR, fitted on the training clips), then scores the test clips. The model is
-`--model`'s defaults (`defaults`) and each `--variant`: the defaults with those config fields changed (the
+classes, C chosen by the validation clips' cross-entropy, by their UAR before the thirtieth round and in
+functionals-head.md's figures up to it, fitted on the training clips), then scores the test clips. The model
+is `--model`'s defaults (`defaults`) and each `--variant`: the defaults with those config fields changed (the
 fields of `--config_overrides`: `functionals`, `functionals_mel_group`, `n_mfcc`, ...). An energy peaks head
 (the S4's default) is left out: this measures the functionals head alone. Printed per fold, then as mean ±
 std over the folds of each RESULTS_DIR, with each variant's difference from the defaults fold by fold.

@@ -16,7 +16,7 @@ from test_cnn import tiny_config
 from benchmarks import branch_weights
 from loaders import load_corpora
 from modeling import CNNForAudioClassification, feature_extractor_for
-from training.calibration import fit_branch_weights
+from training.calibration import HEAD_C_CRITERION, fit_branch_weights
 
 # 24 training, 12 validation and 16 test clips of the synthetic corpus
 FOLD_ROWS = {"train": range(5, 960, 41), "validation": range(0, 960, 80), "test": range(7, 960, 60)}
@@ -157,8 +157,8 @@ def test_a_negative_network_penalty_is_refused_before_any_work(tmp_path, capsys)
 def test_the_head_refitted_as_the_baseline_fits_its_classifier(tmp_path, corpus, capsys, criterion):
     """`--refit_head`: the head's linear classifier fitted again on the fold's training clips (their
     standardised functionals, cut as evaluated) by the openSMILE baseline's recipe (logistic regression, C
-    chosen on the validation clips by `--head_criterion`, UAR unless given), and scored on the test clips;
-    the energy peaks head stays as trained."""
+    chosen on the validation clips by `--head_criterion`, as run_train.py chooses it unless given), and scored
+    on the test clips; the energy peaks head stays as trained."""
     from evaluation.opensmile_baseline import select_c
 
     model, rows = saved_run(tmp_path, corpus)
@@ -180,7 +180,7 @@ def test_the_head_refitted_as_the_baseline_fits_its_classifier(tmp_path, corpus,
         validation_labels,
         names,
         classifier="logreg",
-        criterion=criterion or "uar",
+        criterion=criterion or HEAD_C_CRITERION,
     )
     refitted = pipeline.decision_function(test_inputs) + peaks
     head_uar = balanced_accuracy_score(test_labels, refitted.argmax(1))

@@ -9,6 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from training.calibration import (
+    HEAD_C_CRITERION,
     calibrate_branch_weights,
     fit_branch_weights,
     fit_head_like_baseline,
@@ -160,6 +161,23 @@ def test_the_refitted_head_scores_as_the_baseline_s_pipeline_on_the_raw_inputs(c
     else:
         np.testing.assert_allclose(logits, expected, rtol=1e-6, atol=1e-8)
     np.testing.assert_array_equal(logits.argmax(1), pipeline.predict(inputs["validation"]))
+
+
+def test_the_refit_chooses_c_by_the_validation_cross_entropy_unless_told():
+    """`run_train.py`'s refit (no criterion given) keeps the C of the lowest validation cross-entropy, not
+    the baseline's UAR choice: on clips that every large C separates, UAR ties where the cross-entropy does
+    not."""
+    from evaluation.opensmile_baseline import select_c
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(3, 8)) * 3.0
+    labels = {split: np.arange(n) % 3 for split, n in (("train", 60), ("validation", 30))}
+    inputs = {split: centres[y] + rng.normal(size=(len(y), 8)) for split, y in labels.items()}
+    args = (inputs["train"], labels["train"], inputs["validation"], labels["validation"], ["a", "b", "c"])
+    by_uar, by_log_loss = (select_c(*args, classifier="logreg", criterion=c)[1] for c in ("uar", "log_loss"))
+    assert by_uar != by_log_loss
+    assert HEAD_C_CRITERION == "log_loss" and fit_head_like_baseline(*args).c == by_log_loss
+    assert fit_head_like_baseline(*args, criterion="uar").c == by_uar
 
 
 def test_a_refit_needs_training_clips_of_every_class():

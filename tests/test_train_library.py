@@ -63,18 +63,16 @@ def test_the_speech_recipe_is_the_s4_defaults_with_its_own_architecture(no_datas
     assert (config.d_model, config.n_layers, config.functionals_mel_group) == (128, 4, 1)  # as measured
 
 
-@pytest.mark.parametrize("kind,fitted", [("cnn", True), ("s4", False)])
+@pytest.mark.parametrize("kind", ["cnn", "s4"])
 @pytest.mark.parametrize("option", ["fit_branch_weights", "refit_functionals_head"])
-def test_the_head_and_branch_weights_are_fitted_by_default_where_that_helped(
-    no_datasets_here, kind, fitted, option
-):
-    """The CNN's functionals head is refitted and its two branches get weights fitted on validation; the S4's
-    head stays as trained and its branches keep their plain sum (measured on the development corpora: README,
-    leaderboard, eleventh and eighteenth rounds)."""
+def test_the_head_and_branch_weights_are_fitted_by_default(no_datasets_here, kind, option):
+    """Both models' functionals heads are refitted and their two branches get weights fitted on validation,
+    where that helped on every development corpus (README, leaderboard; ROUNDS.md, eleventh, eighteenth and
+    thirtieth rounds); each can be turned off."""
     _, data_args, _ = parse_args(["--model", kind])
-    assert getattr(data_args, option) is fitted
-    _, data_args, _ = parse_args(["--model", kind, f"--{option}", str(not fitted).lower()])
-    assert getattr(data_args, option) is not fitted
+    assert getattr(data_args, option) is True
+    _, data_args, _ = parse_args(["--model", kind, f"--{option}", "false"])
+    assert getattr(data_args, option) is False
 
 
 @pytest.mark.parametrize("kind", ["cnn", "s4"])
@@ -223,10 +221,10 @@ def test_per_corpus_metrics_from_predictions_equal_a_direct_computation(make_tin
 
 
 def test_a_run_refits_the_head_and_fits_the_branch_weights_on_its_validation_clips(data_root, tmp_path):
-    """After training, the CNN's functionals head is refitted (C chosen on validation) and its two branches
-    are weighted as the validation clips say (written to the saved weights, config.json, train_results.json
-    and the model card); `--refit_functionals_head false --fit_branch_weights false` keeps the head as
-    trained and the plain sum. Training itself is the same: every other weight is equal."""
+    """After training, the CNN's functionals head is refitted (C chosen by the validation cross-entropy) and
+    its two branches are weighted as the validation clips say (written to the saved weights, config.json,
+    train_results.json and the model card); `--refit_functionals_head false --fit_branch_weights false`
+    keeps the head as trained and the plain sum. Training itself is the same: every other weight is equal."""
     from safetensors.torch import load_file
 
     from evaluation.opensmile_baseline import C_GRID
@@ -253,5 +251,5 @@ def test_a_run_refits_the_head_and_fits_the_branch_weights_on_its_validation_cli
     plain_card = (tmp_path / "plain" / "README.md").read_text()
     assert "branch_weights (fitted on validation)" in card
     assert "branch_weights (fitted on validation)" not in plain_card
-    assert f"| functionals head refitted: C (chosen on validation) | {chosen_c:g} |" in card
+    assert f"| functionals head refitted: C (by validation log_loss) | {chosen_c:g} |" in card
     assert "functionals head refitted" not in plain_card

@@ -179,10 +179,10 @@ class DataTrainingArguments:
     refit_functionals_head: bool = field(
         default=True,
         metadata={
-            "help": "After training, refit a two-branch model's functionals head (the CNN's) as the "
-            "openSMILE baseline fits its classifier: logistic regression on the training clips' functionals, "
-            "balanced classes, C chosen by validation UAR (false: the head as trained, at its fixed L2 "
-            "penalty)."
+            "help": "After training, refit a two-branch model's functionals head (the CNN's, the S4's) as "
+            "the openSMILE baseline fits its classifier: logistic regression on the training clips' "
+            "functionals, balanced classes, C chosen by the validation clips' cross-entropy (false: the "
+            "head as trained, at its fixed L2 penalty)."
         },
     )
     fit_branch_weights: bool = field(

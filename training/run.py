@@ -37,6 +37,7 @@ from .arguments import (
     resolve_model_kind,
 )
 from .calibration import (
+    HEAD_C_CRITERION,
     BranchPredictions,
     calibrate_branch_weights,
     has_branches,
@@ -658,7 +659,7 @@ def _train(
             "world_size": training_args.world_size,
             **{f"config.{k}": v for k, v in overrides.items()},
             **(
-                {"functionals head refitted: C (chosen on validation)": functionals_head_c}
+                {f"functionals head refitted: C (by validation {HEAD_C_CRITERION})": functionals_head_c}
                 if functionals_head_c is not None
                 else {}
             ),
