@@ -84,6 +84,11 @@ def test_s4_learns_speaker_independent_emotions(tmp_path, cache_dir):
     # defaults of the eighth round (README) on this recipe's 6 epochs, 0.981 with 12. The earlier demo (a
     # smaller S4 with the earlier defaults) gave 0.969.
     assert test["test_accuracy"] >= 0.90
+    # what the defaults do after training, as for the CNN: the head refitted (its C recorded), the branches
+    # weighted by the validation clips
+    out = tmp_path / "run"
+    assert "functionals_head_C" in json.loads((out / "train_results.json").read_text())
+    assert json.loads((out / "config.json").read_text())["branch_weights"] != [1.0, 1.0]
 
 
 @pytest.mark.slow
