@@ -8,7 +8,8 @@ openSMILE baseline.
   fold's `DatasetDict` (no corpus is loaded or split again), with the pass-through options parsed by
   `training.parse_args` over the model kind's recipe: `--num_train_epochs 3` sets the epochs of every
   neural run. The model, checkpoints and Trainer outputs go to `<run_dir>/model/`.
-- `opensmile-egemaps` / `opensmile-compare` go to `evaluation.opensmile_baseline.train_baseline` (seed from
+- the openSMILE baselines (`opensmile-egemaps`, `opensmile-compare`, `opensmile-compare-logreg`: their
+  recipes in `evaluation.opensmile_baseline.BASELINE_MODELS`) go to `train_baseline` (seed from
   `--seed`, else the training default), which writes `model.joblib` and its own `results.json` into
   `<run_dir>/baseline/`: the run folder's `results.json` is the runner's finished-run marker, and must
   appear only when the runner writes it.
@@ -138,12 +139,15 @@ def train_opensmile(
     from .opensmile_baseline import train_baseline
 
     _, _, training_args = _parse("cnn", extra_args, ["synthetic"], "__benchmark_run__")
+    recipe = BASELINE_MODELS[model]
     result = train_baseline(
         dataset_dict["train"],
         dataset_dict["validation"],
         dataset_dict["test"],
         dataset_dict["train"].features["label"].names,
-        feature_set=BASELINE_MODELS[model],
+        feature_set=recipe.feature_set,
+        classifier=recipe.classifier,
+        criterion=recipe.criterion,
         seed=training_args.seed,
         run_dir=Path(run_dir) / BASELINE_SUBDIR,
     )

@@ -43,8 +43,38 @@ def test_default_train_fn_knows_the_library_models_and_the_baselines():
     from training.run_config import MODEL_KINDS
 
     assert run_benchmark.DEFAULT_TRAIN_FN == "evaluation.train_runs:train_run"
-    assert set(run_benchmark.KNOWN_MODELS) == {*MODEL_KINDS, "opensmile-egemaps", "opensmile-compare"}
+    baselines = {"opensmile-egemaps", "opensmile-compare", "opensmile-compare-logreg"}
+    assert set(run_benchmark.KNOWN_MODELS) == {*MODEL_KINDS, *baselines}
     assert tuple(train_runs.train_run.MODELS) == run_benchmark.KNOWN_MODELS
+
+
+@pytest.mark.parametrize(
+    ("model", "recipe"),
+    [
+        ("opensmile-compare", ("compare", "svm", "uar")),
+        ("opensmile-egemaps", ("egemaps", "svm", "uar")),
+        ("opensmile-compare-logreg", ("compare", "logreg", "log_loss")),
+    ],
+)
+def test_each_baseline_trains_with_its_recipe(model, recipe, tmp_path, monkeypatch):
+    import evaluation.opensmile_baseline as ob
+
+    calls = []
+
+    def fake_train_baseline(train, validation, test, label_names, **kwargs):
+        calls.append(kwargs)
+        return {"accuracy": 0.5, "uar": 0.5, "macro_f1": 0.5, "validation_uar": 0.5, "chosen_C": 1.0,
+                "num_examples": 2, "confusion_matrix": [[1, 0], [0, 1]]}  # fmt: skip
+
+    monkeypatch.setattr(ob, "train_baseline", fake_train_baseline)
+    split = datasets.Dataset.from_dict(
+        {"label": [0, 1]}, features=datasets.Features({"label": datasets.ClassLabel(names=["a", "b"])})
+    )
+    dsd = datasets.DatasetDict(train=split, validation=split, test=split)
+    result = train_runs.train_run(model, dsd, tmp_path, ["--seed", "3"])
+    assert len(calls) == 1 and result["test_uar"] == 0.5
+    assert (calls[0]["feature_set"], calls[0]["classifier"], calls[0]["criterion"]) == recipe
+    assert calls[0]["seed"] == 3
 
 
 def test_cnn_and_opensmile_end_to_end_then_a_rerun_trains_nothing(tmp_path, emodb_root, monkeypatch):

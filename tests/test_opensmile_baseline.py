@@ -316,6 +316,34 @@ def test_log_loss_keeps_the_c_of_the_lowest_validation_cross_entropy():
     assert pipeline.named_steps["classify"].C == by_log_loss
 
 
+def test_the_logistic_regression_baseline_chooses_c_by_cross_entropy(given_features, tmp_path):
+    """`opensmile-compare-logreg`'s recipe through `train_baseline`: the C of the lowest validation
+    cross-entropy, recorded with the criterion and under the leaderboard's name."""
+    splits = feature_splits()
+    recipe = ob.BASELINE_MODELS["opensmile-compare-logreg"]
+    result = ob.train_baseline(
+        splits["train"],
+        splits["validation"],
+        splits["test"],
+        TOY_LABELS,
+        feature_set=recipe.feature_set,
+        classifier=recipe.classifier,
+        criterion=recipe.criterion,
+        run_dir=tmp_path,
+    )
+    losses = [row["log_loss"] for row in result["c_search"]]
+    assert len(set(losses)) == len(losses)
+    assert result["chosen_C"] == ob.C_GRID[int(np.argmin(losses))]
+    assert (result["model"], result["classifier"], result["criterion"]) == (
+        "opensmile-compare-logreg",
+        "logreg",
+        "log_loss",
+    )
+    assert json.loads((tmp_path / "results.json").read_text())["criterion"] == "log_loss"
+    svm = ob.train_baseline(splits["train"], splits["validation"], splits["test"], TOY_LABELS)
+    assert (svm["model"], svm["criterion"]) == ("opensmile-egemaps", "uar")
+
+
 def test_log_loss_on_speaker_grouped_folds_of_train():
     """Without validation clips, the cross-entropy of the pooled out-of-fold probabilities scores each C."""
     (x_train, y_train), _ = separable_arrays().values()
@@ -348,6 +376,8 @@ def test_a_criterion_the_classifier_cannot_give_is_refused(kwargs, message):
         ({"feature_set": "mfcc"}, "feature_set: unknown 'mfcc'"),
         ({"classifier": "rbf"}, "classifier: unknown 'rbf'"),
         ({"c_grid": [0.1, -1.0]}, "c_grid"),
+        ({"criterion": "log_loss"}, "criterion log_loss needs probabilities: use classifier 'logreg'"),
+        ({"classifier": "logreg", "criterion": "f1"}, "criterion: unknown 'f1'"),
     ],
 )
 def test_bad_arguments_fail_before_any_extraction(given_features, kwargs, message):
