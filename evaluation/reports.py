@@ -472,22 +472,38 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-def summed_confusions(runs: pd.DataFrame, output_dir: Path) -> dict[tuple, tuple[list[str], np.ndarray]]:
-    """(protocol, model, corpus, training corpora) -> (classes, confusion matrix summed over its folds)."""
+def summed_confusions(
+    runs: pd.DataFrame, output_dir: Path
+) -> tuple[dict[tuple, tuple[list[str], np.ndarray]], list[str]]:
+    """((protocol, model, corpus, training corpora) -> (classes, confusion matrix summed over its folds);
+    a note for each of them whose runs lack `confusion_matrix.json`, e.g. run folders deleted or on another
+    machine: its matrix then sums the others' or, with none, is left out)."""
     sums: dict[tuple, tuple[list[str], np.ndarray]] = {}
+    missing: dict[tuple, int] = {}
+    totals: dict[tuple, int] = {}
     for _, row in runs.iterrows():
+        key = (row["protocol"], row["model"], row["corpus"], row["train_corpora"])
+        totals[key] = totals.get(key, 0) + 1
         path = output_dir / row["run_dir"] / "confusion_matrix.json"
         if not path.is_file():
+            missing[key] = missing.get(key, 0) + 1
             continue
         with open(path) as f:
             data = json.load(f)
-        key = (row["protocol"], row["model"], row["corpus"], row["train_corpora"])
         matrix = np.asarray(data["matrix"], dtype=np.int64)
         if key in sums and sums[key][0] == data["classes"]:
             sums[key] = (data["classes"], sums[key][1] + matrix)
         elif key not in sums:
             sums[key] = (data["classes"], matrix)
-    return sums
+    notes = []
+    for key, count in missing.items():
+        _, model, corpus, _ = key
+        shown = "left out" if key not in sums else f"summed over the other {totals[key] - count}"
+        notes.append(
+            f"{model} on {corpus}: {count} of {totals[key]} runs have no confusion_matrix.json in their run "
+            f"folder (deleted, or on another machine); its confusion matrix in the figure is {shown}"
+        )
+    return sums, notes
 
 
 def plot_leaderboard(board: pd.DataFrame, confusions: dict, path: str | os.PathLike) -> str:
@@ -546,7 +562,11 @@ def write_reports(
     figure = None
     if len(board):
         figure = "leaderboard.png"
-        plot_leaderboard(board, summed_confusions(runs, output_dir), output_dir / figure)
+        confusions, confusion_notes = summed_confusions(runs, output_dir)
+        for note in confusion_notes:
+            logger.warning(note)
+        notes = [*notes, *confusion_notes]
+        plot_leaderboard(board, confusions, output_dir / figure)
     folds_csv = output_dir / "folds.csv"
     expected = expected_folds(folds_csv) if folds_csv.is_file() else None
     write_text_atomic(

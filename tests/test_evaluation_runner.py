@@ -4,7 +4,9 @@ and a real kill (SIGKILL) in the middle of a benchmark followed by a re-run."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -169,6 +171,26 @@ def test_shards_by_fold_and_collect_equal_the_whole_run(finished, tmp_path):
     # run_dir points at the shard's folder, relative to the merged output folder.
     assert (shards[0] / merged["runs"]["run_dir"].iloc[-1] / "results.json").is_file()
     assert "incomplete" not in (shards[0] / "leaderboard.md").read_text()
+
+
+def test_runs_without_their_confusion_matrix_are_counted_in_the_notes(finished, tmp_path, caplog):
+    """A collect over runs whose folders are gone still writes the reports, and says which figure panels are
+    partial or missing instead of leaving them out silently."""
+    out, _, _ = finished
+    assert "confusion_matrix.json" not in (out / "leaderboard.md").read_text()  # every run's folder is there
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "runs" / "cnn" / "synthetic" / "fold-2" / "confusion_matrix.json").unlink()
+    shutil.rmtree(copy / "runs" / "s4")
+    with caplog.at_level(logging.WARNING, logger="evaluation.reports"):
+        run_benchmark.main(["collect", "--output_dir", str(copy)])
+    text = (copy / "leaderboard.md").read_text()
+    assert (
+        "cnn on synthetic: 1 of 3 runs have no confusion_matrix.json in their run folder (deleted, or on "
+        "another machine); its confusion matrix in the figure is summed over the other 2"
+    ) in text
+    assert "s4 on synthetic: 3 of 3 runs have no confusion_matrix.json" in text and "is left out" in text
+    assert sum("no confusion_matrix.json" in r.getMessage() for r in caplog.records) == 2
 
 
 def test_shards_sharing_one_output_folder(tmp_path, capsys):
