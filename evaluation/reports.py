@@ -476,8 +476,9 @@ def summed_confusions(
     runs: pd.DataFrame, output_dir: Path
 ) -> tuple[dict[tuple, tuple[list[str], np.ndarray]], list[str]]:
     """((protocol, model, corpus, training corpora) -> (classes, confusion matrix summed over its folds);
-    a note for each of them whose runs lack `confusion_matrix.json`, e.g. run folders deleted or on another
-    machine: its matrix then sums the others' or, with none, is left out)."""
+    a note for each of them whose runs lack `confusion_matrix.json`: run folders deleted or on another
+    machine, or a training function that returned no matrix; its matrix then sums the others' or, with none,
+    is left out)."""
     sums: dict[tuple, tuple[list[str], np.ndarray]] = {}
     missing: dict[tuple, int] = {}
     totals: dict[tuple, int] = {}
@@ -501,7 +502,8 @@ def summed_confusions(
         shown = "left out" if key not in sums else f"summed over the other {totals[key] - count}"
         notes.append(
             f"{model} on {corpus}: {count} of {totals[key]} runs have no confusion_matrix.json in their run "
-            f"folder (deleted, or on another machine); its confusion matrix in the figure is {shown}"
+            f"folder (the folder is gone, or the training function returned no matrix); its confusion matrix "
+            f"in the figure is {shown}"
         )
     return sums, notes
 

@@ -186,8 +186,9 @@ def test_runs_without_their_confusion_matrix_are_counted_in_the_notes(finished, 
         run_benchmark.main(["collect", "--output_dir", str(copy)])
     text = (copy / "leaderboard.md").read_text()
     assert (
-        "cnn on synthetic: 1 of 3 runs have no confusion_matrix.json in their run folder (deleted, or on "
-        "another machine); its confusion matrix in the figure is summed over the other 2"
+        "cnn on synthetic: 1 of 3 runs have no confusion_matrix.json in their run folder (the folder is "
+        "gone, or the training function returned no matrix); its confusion matrix in the figure is summed "
+        "over the other 2"
     ) in text
     assert "s4 on synthetic: 3 of 3 runs have no confusion_matrix.json" in text and "is left out" in text
     assert sum("no confusion_matrix.json" in r.getMessage() for r in caplog.records) == 2
