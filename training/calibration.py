@@ -38,10 +38,10 @@ logger = logging.getLogger(__name__)
 
 PRIOR = 0.01
 # What chooses the refitted head's C on the validation clips (`select_c`'s criterion). Against the UAR, the
-# baseline's criterion, the cross-entropy lifted the S4 on every development corpus (espeak / festival /
-# synthetic, with the refit and the branch weights that it then gains from: +0.012 / +0.011 / +0.008 over 16
-# folds) and left the CNN level or better (+0.001 / +0.004 / +0.006 over 24 runs;
-# benchmarks/results/dev-speaker-cv/ROUNDS.md, thirtieth round).
+# baseline's criterion, the cross-entropy lifted the S4's mean on every development corpus (espeak / festival
+# / synthetic, with the refit and the branch weights that it then gains from: +0.003 / +0.010 / +0.006 over
+# 24 runs, espeak within the spread) and left the CNN level or better (+0.001 / +0.004 / +0.006 over 24 runs;
+# benchmarks/results/dev-speaker-cv/ROUNDS.md, thirtieth and thirty-first rounds).
 HEAD_C_CRITERION = "log_loss"
 # Every output field but the branches: `Trainer.predict` then returns only (network logits, head logits).
 _NOT_BRANCHES = ["logits", "penalty", "hidden_states", "attentions"]
