@@ -114,6 +114,12 @@ def test_weights_fitted_through_the_trainer_are_those_of_the_model_s_own_branche
     assert weights == pytest.approx(expected, rel=1e-3)
     assert weights != pytest.approx(expected[::-1], rel=1e-2)  # the order matters
     assert model.config.branch_weights == list(weights)
+    # With a penalty on the network's weight (`--branch_network_penalty`, the S4's recipe) it reaches the fit.
+    penalised = calibrate_branch_weights(trainer, dataset, network_penalty=0.3)
+    expected = fit_branch_weights(network, head, labels, network_penalty=0.3)
+    assert penalised == pytest.approx(expected, rel=1e-3)
+    assert penalised[0] < weights[0]
+    assert model.config.branch_weights == list(penalised)
 
 
 def test_a_model_without_a_head_is_left_alone(tmp_path):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import sys
 import types
@@ -191,6 +192,15 @@ class DataTrainingArguments:
             "help": "After training, weigh a two-branch model's logits (the network and its functionals "
             "head) by the pair of weights that minimises the cross-entropy on the validation set: the branch "
             "that generalises better counts more and the scores are calibrated (false: their plain sum)."
+        },
+    )
+    branch_network_penalty: float = field(
+        default=0.0,
+        metadata={
+            "help": "With --fit_branch_weights: a penalty L * a^2 on the network's weight a in place of "
+            "its term of the prior, which shrinks the weighted sum towards the functionals head alone, so "
+            "that the network keeps only the weight the validation clips give evidence for (the S4's recipe: "
+            "0.01; 0: the prior centred on the plain sum)."
         },
     )
     download: bool = field(
@@ -399,6 +409,12 @@ def check_arguments(data_args: DataTrainingArguments, training_args: SERTraining
             data_args.early_stopping_patience,
             data_args.early_stopping_patience >= 0,
             ">= 0 (0: never stop early)",
+        ),
+        (
+            "branch_network_penalty",
+            data_args.branch_network_penalty,
+            0.0 <= data_args.branch_network_penalty < math.inf,
+            "a finite value >= 0 (0: no penalty)",
         ),
         (
             "early_stopping_start",

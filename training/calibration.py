@@ -60,9 +60,10 @@ def fit_branch_weights(
     With `network_penalty` > 0, the network's weight has the penalty `network_penalty * a^2` instead of its
     term of the prior: the sum shrinks towards the head alone, and the network keeps only the weight the
     validation clips give evidence for. Why one might: those clips also chose the checkpoint (early stopping
-    on their UAR), so the network looks better on them than on new speakers. A replay option so far
-    (`benchmarks/branch_weights.py --network_penalty`), not what `run_train.py` fits
-    (benchmarks/results/dev-speaker-cv/ROUNDS.md, twenty-sixth round)."""
+    on their UAR), so the network looks better on them than on new speakers. `run_train.py
+    --branch_network_penalty`; the S4's recipe sets 0.01, whose network alone is far below its head on speech
+    (+0.003 / +0.004 / +0.002 on espeak / festival / synthetic over 24 runs), and the CNN's none, whose
+    network adds to its head on speech (ROUNDS.md, twenty-sixth and thirty-second rounds)."""
     network = torch.as_tensor(np.asarray(network_logits), dtype=torch.float64)
     head = torch.as_tensor(np.asarray(head_logits), dtype=torch.float64)
     targets = torch.as_tensor(np.asarray(labels), dtype=torch.long)
@@ -111,25 +112,29 @@ def predict_branches(trainer: Trainer, dataset: datasets.Dataset) -> BranchPredi
 
 
 def calibrate_branch_weights(
-    trainer: Trainer, dataset: datasets.Dataset, branches: BranchPredictions | None = None
+    trainer: Trainer,
+    dataset: datasets.Dataset,
+    branches: BranchPredictions | None = None,
+    network_penalty: float = 0.0,
 ) -> tuple[float, float] | None:
     """Fit `trainer.model.config.branch_weights` on `dataset` (the validation split; `branches`: its
-    `predict_branches`, when already made); returns the weights, or None for a model without two branches.
-    Every process fits the same weights."""
+    `predict_branches`, when already made; `network_penalty`: as in `fit_branch_weights`); returns the
+    weights, or None for a model without two branches. Every process fits the same weights."""
     model = trainer.model
     if not has_branches(model):
         return None
     if branches is None:
         branches = predict_branches(trainer, dataset)
     network, head, labels = branches.network, branches.head, branches.labels
-    weights = fit_branch_weights(network, head, labels)
+    weights = fit_branch_weights(network, head, labels, network_penalty=network_penalty)
     before = _cross_entropy(network + head, labels)
     after = _cross_entropy(weights[0] * network + weights[1] * head, labels)
     model.config.branch_weights = list(weights)
     logger.info(
-        "Branch weights fitted on %d validation clips: network %.3f, functionals head %.3f (validation "
+        "Branch weights fitted on %d validation clips%s: network %.3f, functionals head %.3f (validation "
         "cross-entropy %.3f with their plain sum, %.3f weighted).",
         len(labels),
+        f" (network weight penalised by {network_penalty:g} * a^2)" if network_penalty > 0 else "",
         *weights,
         before,
         after,

@@ -579,7 +579,9 @@ def _train(
         else None
     )
     branch_weights = (
-        calibrate_branch_weights(trainer, prepared["validation"], branches)
+        calibrate_branch_weights(
+            trainer, prepared["validation"], branches, network_penalty=data_args.branch_network_penalty
+        )
         if has_validation and data_args.fit_branch_weights
         else None
     )
@@ -666,6 +668,11 @@ def _train(
             **(
                 {"branch_weights (fitted on validation)": [round(w, 3) for w in branch_weights]}
                 if branch_weights
+                else {}
+            ),
+            **(
+                {"branch_weights: penalty on the network's weight": data_args.branch_network_penalty}
+                if branch_weights and data_args.branch_network_penalty > 0
                 else {}
             ),
         },
