@@ -267,3 +267,10 @@ def test_a_run_refits_the_head_and_fits_the_branch_weights_on_its_validation_cli
     assert "branch_weights (fitted on validation)" not in plain_card
     assert f"| functionals head refitted: C (by validation log_loss) | {chosen_c:g} |" in card
     assert "functionals head refitted" not in plain_card
+    assert "penalty on the network's weight" not in card
+    # With a penalty on the network's weight (the S4's recipe) the same run keeps less of its network.
+    train(*parse_args([*args, "--output_dir", str(tmp_path / "penalised"), "--branch_network_penalty", "1"]))
+    penalised = json.loads((tmp_path / "penalised" / "config.json").read_text())["branch_weights"]
+    assert penalised[0] < fitted[0]
+    penalised_card = (tmp_path / "penalised" / "README.md").read_text()
+    assert "| branch_weights: penalty on the network's weight | 1 |" in penalised_card

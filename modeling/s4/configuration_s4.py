@@ -138,8 +138,9 @@ class S4Config(PretrainedConfig):
             With the functionals head, the logits are `branch_weights[0]` times the S4's plus
             `branch_weights[1]` times the head's. Training leaves them at 1 (each branch learns on its own
             loss); `run_train.py` then fits them on the validation set (`training.calibration`: the pair that
-            minimises the cross-entropy of the weighted sum), so that the branch that generalises better
-            counts more and the scores are calibrated.
+            minimises the cross-entropy of the weighted sum, the S4's weight shrunk towards 0 unless the
+            clips give evidence for it: `--branch_network_penalty`), so that the branch that generalises
+            better counts more and the scores are calibrated.
         conv_channels (`int`, defaults to 128):
             Channels of every layer of the `"conv"` front-end.
         conv_kernel_sizes (`list[int]`, defaults to `[80, 4]`) /
