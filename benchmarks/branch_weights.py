@@ -1,7 +1,7 @@
 """The network and the heads of a benchmark's saved runs, and how best to weigh them: a replay, no training.
 
     python -m benchmarks.branch_weights RESULTS_DIR [RESULTS_DIR ...] [--data_root ROOT] [--model cnn]
-        [--prior 0.01] [--network_penalty 0] [--refit_head [--head_criterion uar|log_loss]]
+        [--prior 0.01] [--network_penalty L] [--refit_head [--head_criterion uar|log_loss]]
         [--checkpoint saved|last]
 
 RESULTS_DIR is a `run_benchmark.py --output_dir` (its folds.csv and runs/<model>/<corpus>/fold-K/model/);
@@ -15,7 +15,9 @@ training now). Printed per run and as mean ± std over the folds of each RESULTS
 test cross-entropy and expected calibration error (10 confidence bins) of the sum and of the fitted weights,
 and the weights (`--prior`: fitted with another weight of the prior on the log-weights, for a sweep;
 `--network_penalty L`: with `L * a^2` on the network's weight instead of its prior, which shrinks the sum
-towards the head alone, `training.calibration.fit_branch_weights`). Training
+towards the head alone, `training.calibration.fit_branch_weights`; by default the model's recipe value, as
+`run_train.py --branch_network_penalty` fits them: 0.01 for the S4 since the thirty-second round, 0 for the
+CNN). Training
 never sees the weights (each branch learns on its own loss), so a run trained before them replays exactly what
 the same run would report now.
 
@@ -59,6 +61,7 @@ from evaluation.opensmile_baseline import SELECTION_CRITERIA  # noqa: E402
 from loaders import load_corpora  # noqa: E402
 from loaders.schema import SAMPLING_RATE  # noqa: E402
 from modeling import feature_extractor_for, register_auto_classes  # noqa: E402
+from training.arguments import load_recipe  # noqa: E402
 from training.calibration import (  # noqa: E402
     HEAD_C_CRITERION,
     PRIOR,
@@ -264,9 +267,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--network_penalty",
         type=float,
-        default=0.0,
+        default=None,
         help="L: fit the network's weight a with L * a^2 instead of its prior, shrinking the sum towards the "
-        "head alone (default 0: as run_train.py fits them)",
+        "head alone (default: the --model's recipe value, as run_train.py fits them: 0.01 for the S4, 0 for "
+        "the CNN)",
     )
     parser.add_argument(
         "--refit_head",
@@ -288,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="the model each run saved (default) or the newest checkpoint-N in its model folder",
     )
     args = parser.parse_args(argv)
+    if args.network_penalty is None:  # the recipe is the one home of each model's training defaults
+        args.network_penalty = float(load_recipe(args.model).get("branch_network_penalty", 0.0))
     if not 0.0 <= args.network_penalty < float("inf"):
         parser.error(f"--network_penalty {args.network_penalty}: give a finite weight >= 0 (0: no penalty)")
     if args.head_criterion is not None and not args.refit_head:

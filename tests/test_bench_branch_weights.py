@@ -147,6 +147,19 @@ def test_a_folder_without_folds_is_refused_before_any_work(tmp_path, capsys):
     assert "no folds.csv; give a run_benchmark.py --output_dir" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("model", ["cnn", "s4"])
+def test_the_network_penalty_defaults_to_the_model_s_recipe(tmp_path, monkeypatch, model):
+    """Without `--network_penalty`, a replay fits the weights as `run_train.py` fits them for that model:
+    with its recipe's `branch_network_penalty` (the S4's 0.01, the CNN's none)."""
+    (tmp_path / "folds.csv").write_text("corpus,fold,split,file,run\n")
+    replayed = []
+    monkeypatch.setattr(branch_weights, "replay", lambda *args: replayed.append(args) or [])
+    branch_weights.main([str(tmp_path), "--model", model])
+    assert replayed[0][6] == {"cnn": 0.0, "s4": 0.01}[model]
+    branch_weights.main([str(tmp_path), "--model", model, "--network_penalty", "0.3"])
+    assert replayed[1][6] == 0.3
+
+
 def test_a_negative_network_penalty_is_refused_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit):
         branch_weights.main([str(tmp_path), "--network_penalty", "-1"])

@@ -19,7 +19,9 @@ minimise the cross-entropy on the validation set set this right: stacking with t
 scaling of both branches at once, which also makes the scores calibrated probabilities. The log-weights get a
 Gaussian prior centred on the plain sum (`prior * ||log w||^2` beside the mean cross-entropy): a validation
 set that the model separates perfectly would otherwise drive the weights to infinity, and a few validation
-speakers should move the sum only as far as they have evidence for.
+speakers should move the sum only as far as they have evidence for. For the S4, whose network alone is far
+below its head on speech, the network's weight is penalised towards 0 instead (`network_penalty`): the sum
+keeps of the network only what the validation clips show it adds.
 """
 
 from __future__ import annotations
@@ -60,10 +62,10 @@ def fit_branch_weights(
     With `network_penalty` > 0, the network's weight has the penalty `network_penalty * a^2` instead of its
     term of the prior: the sum shrinks towards the head alone, and the network keeps only the weight the
     validation clips give evidence for. Why one might: those clips also chose the checkpoint (early stopping
-    on their UAR), so the network looks better on them than on new speakers. `run_train.py
-    --branch_network_penalty`; the S4's recipe sets 0.01, whose network alone is far below its head on speech
-    (+0.003 / +0.004 / +0.002 on espeak / festival / synthetic over 24 runs), and the CNN's none, whose
-    network adds to its head on speech (ROUNDS.md, twenty-sixth and thirty-second rounds)."""
+    on their UAR), so the network looks better on them than on new speakers. Set by `run_train.py
+    --branch_network_penalty`: 0.01 in the S4's recipe, whose network alone is far below its head on speech
+    (+0.003 / +0.004 / +0.002 on espeak / festival / synthetic over 24 runs); 0 in the CNN's, whose network
+    adds to its head on speech (ROUNDS.md, twenty-sixth and thirty-second rounds)."""
     network = torch.as_tensor(np.asarray(network_logits), dtype=torch.float64)
     head = torch.as_tensor(np.asarray(head_logits), dtype=torch.float64)
     targets = torch.as_tensor(np.asarray(labels), dtype=torch.long)
