@@ -8,7 +8,7 @@ openSMILE baseline.
   fold's `DatasetDict` (no corpus is loaded or split again), with the pass-through options parsed by
   `training.parse_args` over the model kind's recipe: `--num_train_epochs 3` sets the epochs of every
   neural run. The model, checkpoints and Trainer outputs go to `<run_dir>/model/`.
-- the openSMILE baselines (`opensmile-egemaps`, `opensmile-compare`, `opensmile-compare-logreg`: their
+- the openSMILE baselines (`opensmile-egemaps`, `opensmile-compare` and their `-logreg` variants: their
   recipes in `evaluation.opensmile_baseline.BASELINE_MODELS`) go to `train_baseline` (seed from
   `--seed`, else the training default), which writes `model.joblib` and its own `results.json` into
   `<run_dir>/baseline/`: the run folder's `results.json` is the runner's finished-run marker, and must

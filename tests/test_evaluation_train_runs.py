@@ -43,7 +43,12 @@ def test_default_train_fn_knows_the_library_models_and_the_baselines():
     from training.run_config import MODEL_KINDS
 
     assert run_benchmark.DEFAULT_TRAIN_FN == "evaluation.train_runs:train_run"
-    baselines = {"opensmile-egemaps", "opensmile-compare", "opensmile-compare-logreg"}
+    baselines = {
+        "opensmile-egemaps",
+        "opensmile-compare",
+        "opensmile-compare-logreg",
+        "opensmile-egemaps-logreg",
+    }
     assert set(run_benchmark.KNOWN_MODELS) == {*MODEL_KINDS, *baselines}
     assert tuple(train_runs.train_run.MODELS) == run_benchmark.KNOWN_MODELS
 
@@ -54,6 +59,7 @@ def test_default_train_fn_knows_the_library_models_and_the_baselines():
         ("opensmile-compare", ("compare", "svm", "uar")),
         ("opensmile-egemaps", ("egemaps", "svm", "uar")),
         ("opensmile-compare-logreg", ("compare", "logreg", "log_loss")),
+        ("opensmile-egemaps-logreg", ("egemaps", "logreg", "log_loss")),
     ],
 )
 def test_each_baseline_trains_with_its_recipe(model, recipe, tmp_path, monkeypatch):
