@@ -1,8 +1,8 @@
 """The classical challenge baseline: openSMILE functionals per utterance, standardised, a linear classifier.
 
-Models ``opensmile-egemaps`` and ``opensmile-compare`` of the evaluation suite (`BASELINE_MODELS`): the
-eGeMAPSv02 (88 functionals) or ComParE_2016 (6373 functionals) feature set of the INTERSPEECH
-paralinguistics challenges, extracted once per clip at 16 kHz, then
+The evaluation suite's baseline models (`BASELINE_MODELS`: ``opensmile-egemaps``, ``opensmile-compare`` and
+their ``-logreg`` variants below): the eGeMAPSv02 (88 functionals) or ComParE_2016 (6373 functionals)
+feature set of the INTERSPEECH paralinguistics challenges, extracted once per clip at 16 kHz, then
 
     SimpleImputer (train means) -> StandardScaler (fitted on train only) -> LinearSVC(class_weight="balanced")
 
