@@ -92,6 +92,23 @@ def test_speaker_cv_is_deterministic_for_a_seed():
     assert not first.equals(other)
 
 
+def test_a_larger_validation_fraction_keeps_each_folds_test_speakers():
+    # Runs with two fractions are paired on the same test clips (ROUNDS.md, thirty-third round), so the
+    # fraction may only move whole speakers from training to validation.
+    meta, _ = load_metadata(["synthetic"], None)
+    small = make_folds("speaker-cv", meta, n_folds=4, seed=42, validation_fraction=0.2)
+    large = make_folds("speaker-cv", meta, n_folds=4, seed=42, validation_fraction=0.35)
+    assert_speaker_cv_invariants(large, meta)
+    speaker_of = dict(zip(meta["file"], meta["speaker"], strict=True))
+    for a, b in zip(small.folds, large.folds, strict=True):
+        assert a.test_speakers == b.test_speakers and a.files["test"] == b.files["test"]
+        assert set(a.files["train"]) | set(a.files["validation"]) == set(b.files["train"]) | set(
+            b.files["validation"]
+        )
+        validation_speakers = [len({speaker_of[f] for _, f in fold.files["validation"]}) for fold in (a, b)]
+        assert validation_speakers == [2, 3], a.run
+
+
 def test_speaker_cv_on_full_fixture_layouts(full_meta):
     plan = make_folds("speaker-cv", full_meta, n_folds=5, seed=42)
     assert_speaker_cv_invariants(plan, full_meta)

@@ -252,6 +252,8 @@ def test_the_placeholder_training_function_refuses_before_any_data(finished, tmp
         (["--corpora", "synthetic", "--folds", "1"], "--folds 1"),
         (["--corpora", "synthetic", "--emotions", "joy"], "--emotions: unknown emotion"),
         (["--corpora", "synthetic", "--protocol", "loco"], "at least 2 corpora"),
+        (["--corpora", "synthetic", "--validation_fraction", "0"], "--validation_fraction 0.0: give a share"),
+        (["--corpora", "synthetic", "--validation_fraction", "1"], "--validation_fraction 1.0: give a share"),
     ],
 )
 def test_bad_arguments_stop_before_anything_is_written(tmp_path, args, message):
