@@ -101,6 +101,8 @@ def test_a_larger_validation_fraction_keeps_each_folds_test_speakers():
     assert_speaker_cv_invariants(large, meta)
     speaker_of = dict(zip(meta["file"], meta["speaker"], strict=True))
     for a, b in zip(small.folds, large.folds, strict=True):
+        speakers = {s: {speaker_of[f] for _, f in b.files[s]} for s in ("train", "validation")}
+        assert not speakers["train"] & speakers["validation"], b.run
         assert a.test_speakers == b.test_speakers and a.files["test"] == b.files["test"]
         assert set(a.files["train"]) | set(a.files["validation"]) == set(b.files["train"]) | set(
             b.files["validation"]
