@@ -22,19 +22,21 @@ seventh round (`S4_UTTERANCE_DATASET`: level kept, per-clip and training-set sta
 channels, mean and std pooling, no functionals head); `s4-no-head` the default S4 without its functionals
 head.
 
-Inference: median milliseconds to classify one 3 s clip (batch 1, `torch.inference_mode`) and the real-time
-factor (audio seconds per compute second). Training: samples per second of forward + backward + AdamW step
-at batch 16 x 4 s. Weights are random: speed does not depend on them. The baseline, measured in the same run,
-is a wav2vec2-base-sized model (the default checkpoint's architecture, feature encoder frozen as in
-fine-tuning); every row is also given as a speed ratio against it. Goal: CNN and S4 classify a 3 s clip in
-<= 10 ms (>= 300x real time). `--keep-freed-memory` measures as the project's inference entry points run
-(glibc keeps freed memory between calls: `inference/allocator.py`).
+Inference: median milliseconds to classify one 3 s clip (batch 1, `torch.inference_mode`), the real-time
+factor (audio seconds per compute second) and the minor page faults per clip (memory the C library gave back
+and the next clip faulted in again: what `--keep-freed-memory` saves). Training: samples per second of forward
++ backward + AdamW step at batch 16 x 4 s. Weights are random: speed does not depend on them. The baseline,
+measured in the same run, is a wav2vec2-base-sized model (the default checkpoint's architecture, feature
+encoder frozen as in fine-tuning); every row is also given as a speed ratio against it. Goal: CNN and S4
+classify a 3 s clip in <= 10 ms (>= 300x real time). `--keep-freed-memory` measures as the project's inference
+entry points run (glibc keeps freed memory between calls: `inference/allocator.py`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import tempfile
@@ -114,19 +116,23 @@ def build(name: str, workdir: Path) -> torch.nn.Module:
     return build_wav2vec2(str(checkpoint), label_names=LABELS)[0]
 
 
-def inference_ms(model: torch.nn.Module, repeats: int) -> tuple[float, float]:
-    """(median, best) milliseconds per call; the best shows the cost without interference from other work."""
+def inference_ms(model: torch.nn.Module, repeats: int) -> tuple[float, float, float]:
+    """(median, best) milliseconds per call, and the minor page faults per call; the best shows the cost
+    without interference from other work."""
     model.eval()
     clip = torch.randn(1, 3 * SR)
     mask = torch.ones_like(clip, dtype=torch.long)
     times = []
     with torch.inference_mode():
         for i in range(repeats + 3):
+            if i == 3:  # warm-up calls excluded
+                faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             start = time.perf_counter()
             model(input_values=clip, attention_mask=mask)
-            if i >= 3:  # warm-up calls excluded
+            if i >= 3:
                 times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times), 1000 * min(times)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    return 1000 * statistics.median(times), 1000 * min(times), faults / repeats
 
 
 def training_samples_per_s(
@@ -184,27 +190,30 @@ def main() -> None:
             model = build(name, Path(workdir))
             parameters = sum(p.numel() for p in model.parameters())
             is_base = name == "wav2vec2-base"
-            ms, best_ms = inference_ms(model, repeats=3 if is_base else args.repeats)
+            ms, best_ms, faults = inference_ms(model, repeats=3 if is_base else args.repeats)
             samples = training_samples_per_s(model, steps=1 if is_base else args.train_steps)
-            rows.append((name, parameters, ms, best_ms, samples))
+            rows.append((name, parameters, ms, best_ms, faults, samples))
             print(f"measured {name}", file=sys.stderr, flush=True)
 
     baseline = next((r for r in rows if r[0] == "wav2vec2-base"), rows[0])
     print(f"\nOne CPU thread ({torch.get_num_threads()}), torch {torch.__version__}; baseline: {baseline[0]}")
     header = (
-        f"{'model':<22}{'params':>12}{'ms / 3 s clip':>15}{'(best)':>8}{'x real time':>13}{'vs base':>10}"
-        f"{'train samples/s':>17}{'vs base':>10}  goal <= {GOAL_MS:.0f} ms"
+        f"{'model':<22}{'params':>12}{'ms / 3 s clip':>15}{'(best)':>8}{'faults / clip':>15}"
+        f"{'x real time':>13}{'vs base':>10}{'train samples/s':>17}{'vs base':>10}  goal <= {GOAL_MS:.0f} ms"
     )
     print(header)
     print("-" * len(header))
-    for name, parameters, ms, best_ms, samples in rows:
+    for name, parameters, ms, best_ms, faults, samples in rows:
         goal = ("met" if ms <= GOAL_MS else "MISSED") if name in ("cnn", "s4") else ""
         print(
-            f"{name:<22}{parameters:>12,}{ms:>15.2f}{best_ms:>8.2f}"
+            f"{name:<22}{parameters:>12,}{ms:>15.2f}{best_ms:>8.2f}{faults:>15.1f}"
             f"{3000 / ms:>12.0f}x{baseline[2] / ms:>9.1f}x"
-            f"{samples:>17.1f}{samples / baseline[4]:>9.1f}x  {goal}"
+            f"{samples:>17.1f}{samples / baseline[5]:>9.1f}x  {goal}"
         )
-    print("ms: median of the timed calls; (best): the fastest call; x real time = 3000 ms / median.")
+    print(
+        "ms: median of the timed calls; (best): the fastest call; faults / clip: minor page faults per timed"
+        " call; x real time = 3000 ms / median."
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """benchmarks/bench_models.py: every model name builds what it names, an unknown one is refused before any
-work, and a run prints one row per model."""
+work, and a run prints one row per model with its time and page faults per clip."""
 
 from __future__ import annotations
 
@@ -46,5 +46,10 @@ def test_a_run_prints_a_row_per_model():
         timeout=300,
     )
     assert run.returncode == 0, run.stderr
-    rows = [line.split()[0] for line in run.stdout.splitlines() if line.startswith("cnn")]
-    assert rows == ["cnn", "cnn-earlier-defaults"]
+    header = next(line for line in run.stdout.splitlines() if line.startswith("model"))
+    assert "ms / 3 s clip" in header and "faults / clip" in header
+    rows = [line.split() for line in run.stdout.splitlines() if line.startswith("cnn")]
+    assert [row[0] for row in rows] == ["cnn", "cnn-earlier-defaults"]
+    for row in rows:  # name, params, ms, best ms, faults per clip, ...
+        median_ms, best_ms, faults = (float(value) for value in row[2:5])
+        assert 0 < best_ms <= median_ms and faults >= 0
