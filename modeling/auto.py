@@ -11,6 +11,9 @@ folder) and feature_extraction.py next to the weights and writes an `auto_map` i
 preprocessor_config.json. A saved directory or Hub repo therefore loads with ``trust_remote_code=True`` in a
 Python where this project is not installed.
 
+The ensemble (`modeling.ensemble`) is registered but not exported: its saved directory loads inside the
+project (``from_pretrained``, the pipeline, `python -m inference.predict`), not as remote code.
+
 The probe (`modeling.probe`) is registered and exported the same way, but saves its encoder family's own
 feature extractor (no project code needed for it); the model itself needs ``trust_remote_code=True`` outside.
 
@@ -35,6 +38,7 @@ from transformers import (
 )
 
 from .cnn import CNNConfig, CNNForAudioClassification
+from .ensemble import EnsembleConfig, EnsembleForAudioClassification
 from .feature_extraction import SERFeatureExtractor
 from .probe import ProbeConfig, ProbeForAudioClassification
 from .s4 import S4Config, S4ForAudioClassification
@@ -47,6 +51,11 @@ CUSTOM_MODELS: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] =
 # transformers finds by name: no AutoFeatureExtractor registration, no feature_extraction.py copied.
 CUSTOM_MODELS_OWN_EXTRACTOR: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {
     ProbeConfig.model_type: (ProbeConfig, ProbeForAudioClassification),
+}
+# Models registered with the Auto classes but not exported as remote code: their modeling file imports the
+# other model folders (an ensemble builds CNN and S4 members), which transformers' code export cannot copy.
+CUSTOM_MODELS_IN_PROJECT: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {
+    EnsembleConfig.model_type: (EnsembleConfig, EnsembleForAudioClassification),
 }
 
 
@@ -63,6 +72,10 @@ def register_auto_classes() -> None:
         AutoModelForAudioClassification.register(config_class, model_class, exist_ok=True)
         config_class.register_for_auto_class()
         model_class.register_for_auto_class("AutoModelForAudioClassification")
+    for model_type, (config_class, model_class) in CUSTOM_MODELS_IN_PROJECT.items():
+        AutoConfig.register(model_type, config_class, exist_ok=True)
+        AutoModelForAudioClassification.register(config_class, model_class, exist_ok=True)
+        AutoFeatureExtractor.register(config_class, SERFeatureExtractor, exist_ok=True)
 
 
 def min_input_samples(model_or_config: PreTrainedModel | PretrainedConfig) -> int:

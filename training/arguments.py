@@ -56,9 +56,11 @@ class ModelArguments:
     model: str | None = field(
         default=None,
         metadata={
-            "help": "Model kind: cnn, s4 or encoder (any pre-trained speech encoder transformers' "
+            "help": "Model kind: cnn, s4, encoder (any pre-trained speech encoder transformers' "
             "AutoModelForAudioClassification loads: wav2vec2, HuBERT, WavLM, data2vec-audio, UniSpeech-SAT, "
-            "SEW, Whisper, ...; wav2vec2 is an alias of encoder). Default: the kind of --model_name_or_path "
+            "SEW, Whisper, ...; wav2vec2 is an alias of encoder) or ensemble (--ensemble_members, each "
+            "trained with its own recipe, their class probabilities averaged). Default: the kind of "
+            "--model_name_or_path "
             "(read from its config.json), s4 with --streaming, else cnn. Its recipe "
             "(training/recipes/<kind>.yaml) gives the defaults.",
             "choices": list(MODEL_KIND_CHOICES),
@@ -104,6 +106,14 @@ class ModelArguments:
     )
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow code from a Hub checkpoint of another project to run."}
+    )
+    ensemble_members: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "ensemble: the kinds of its members (cnn, s4), trained one after the other into "
+            "<output_dir>/members/<kind>, each with its own recipe under this run's other arguments. "
+            "Default: cnn s4."
+        },
     )
     streaming: bool = field(
         default=False,
@@ -441,7 +451,7 @@ def make_parser() -> HfArgumentParser:
 
 
 def recipe_path(name: str) -> Path:
-    """The shipped recipe `name` (cnn, s4, encoder, demo-cnn, demo-s4, s4-speech) as a file path."""
+    """The shipped recipe `name` (cnn, s4, encoder, ensemble, demo-cnn, demo-s4, s4-speech) as a file path."""
     return RECIPES_DIR / f"{name}.yaml"
 
 

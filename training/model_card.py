@@ -15,6 +15,8 @@ _MODEL_DESCRIPTIONS = {
     "linear classifier on the clip's functionals), trained from scratch",
     "s4": "an S4/S4D state-space classifier (log-mel front-end, prenorm residual S4 blocks, masked mean "
     "pooling), trained from scratch",
+    "ensemble": "an ensemble of this project's classifiers (by default the attention CNN and the S4), each "
+    "trained from scratch as a run of its own; it averages their class probabilities",
     "wav2vec2": "Wav2Vec2ForSequenceClassification fine-tuned from a self-supervised speech encoder",
     "probe": "a probe of a frozen self-supervised speech encoder (EmoBox / SUPERB protocol): every layer's "
     "hidden states pooled over the clip (mean and standard deviation), summed with learned softmax weights "

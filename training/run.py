@@ -26,6 +26,7 @@ from loaders.emotions import parse_merge, resolve_emotions
 from loaders.loading import load_corpora
 from loaders.registry import CORPORA
 from loaders.schema import SAMPLING_RATE
+from modeling import feature_extractor_for
 
 from .arguments import (
     DataTrainingArguments,
@@ -45,6 +46,7 @@ from .calibration import (
     refit_functionals_head,
 )
 from .data import AudioCollator, class_weights, prepare_model_inputs
+from .ensemble import assemble, check_ensemble_options, ensemble_trainer, member_train_metrics, train_members
 from .model_card import TrainingSummary, corpus_info, render_model_card
 from .plots import plot_confusion_matrix
 from .run_config import (
@@ -377,6 +379,7 @@ def train(
     data_args.corpora = corpora
     check_arguments(data_args, training_args)
     check_model_options(model_kind, model_args, training_args)
+    model_args.ensemble_members = check_ensemble_options(model_kind, model_args) or None
     overrides = parse_config_overrides(model_args.config_overrides, model_kind, model_args.model_name_or_path)
     if model_args.streaming:
         overrides = streaming_overrides(overrides, model_args.model_name_or_path)
@@ -487,17 +490,24 @@ def _train(
     counts = split_counts(raw, label_names)
     logger.info("Data (%s split): %s", data_args.split_strategy, json.dumps(counts))
 
-    model, feature_extractor = build_model(
-        model_kind,
-        model_args.model_name_or_path,
-        label_names,
-        overrides,
-        freeze_feature_encoder=model_args.freeze_feature_encoder,
-        freeze_encoder=model_args.freeze_encoder,
-        use_weighted_layer_sum=model_args.use_weighted_layer_sum,
-        trust_remote_code=model_args.trust_remote_code,
-        max_duration_seconds=data_args.max_duration_seconds,
-    )
+    members = None
+    if model_kind == "ensemble":
+        # Each member is a run of its own, on these splits; the ensemble is evaluated and saved below.
+        members = train_members(model_args.ensemble_members, setup, model_args, data_args, training_args, raw)
+        model = assemble(members)
+        feature_extractor = feature_extractor_for(model)
+    else:
+        model, feature_extractor = build_model(
+            model_kind,
+            model_args.model_name_or_path,
+            label_names,
+            overrides,
+            freeze_feature_encoder=model_args.freeze_feature_encoder,
+            freeze_encoder=model_args.freeze_encoder,
+            use_weighted_layer_sum=model_args.use_weighted_layer_sum,
+            trust_remote_code=model_args.trust_remote_code,
+            max_duration_seconds=data_args.max_duration_seconds,
+        )
     min_samples = min_clip_samples(model, feature_extractor)
     if model_args.streaming:
         # A stream's mean and variance are unknown until it ends, so the model learns from raw audio, as
@@ -531,68 +541,75 @@ def _train(
         with open(os.path.join(training_args.output_dir, RUN_ARGS_FILE), "w", encoding="utf-8") as f:
             json.dump(run_args, f, indent=2)
 
-    # ---- training ----
-    callbacks = []
-    if has_validation:
-        stopping = early_stopping(
-            data_args, training_args, list(prepared["validation"]["label"]), len(label_names)
+    # ---- training (an ensemble's members were trained above: its Trainer only evaluates) ----
+    if model_kind == "ensemble":
+        trainer = ensemble_trainer(
+            model, training_args, prepared, feature_extractor, label_names, max_samples
         )
-        callbacks += [stopping] if stopping is not None else []
-    trainer = SERTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=prepared["train"],
-        eval_dataset=prepared["validation"] if has_validation else None,
-        processing_class=feature_extractor,
-        data_collator=AudioCollator(
-            feature_extractor,
-            max_samples=max_samples,
-            random_crop=True,
-            speed_factors=data_args.speed_perturbation,
-            min_samples=min_samples,
-        ),
-        eval_data_collator=AudioCollator(feature_extractor, max_samples=max_samples, random_crop=False),
-        compute_metrics=ComputeMetrics(label_names),
-        compute_loss_func=WeightedCrossEntropy(class_weights(prepared["train"]["label"], len(label_names)))
-        if data_args.class_weighting
-        else None,
-        callbacks=callbacks,
-        head_learning_rate=model_args.head_learning_rate,
-    )
-    train_output = trainer.train(resume_from_checkpoint=resume_from)
-    # Every process says it trained (the logs of the other processes are quiet at the default log level).
-    print(
-        f"rank {training_args.process_index} of {training_args.world_size}: trained "
-        f"{trainer.state.global_step} steps",
-        flush=True,
-    )
-    # The head first: the branch weights are fitted to the head that is saved.
-    functionals_head_c = (
-        refit_functionals_head(trainer, prepared["train"], prepared["validation"], label_names)
-        if has_validation and data_args.refit_functionals_head
-        else None
-    )
-    # The branches on the validation clips, once: for their weights and to tell whether the network learnt.
-    branches = (
-        predict_branches(trainer, prepared["validation"])
-        if has_validation and has_branches(trainer.model)
-        else None
-    )
-    branch_weights = (
-        calibrate_branch_weights(
-            trainer, prepared["validation"], branches, network_penalty=data_args.branch_network_penalty
+        train_metrics = member_train_metrics(members)
+        functionals_head_c = branches = branch_weights = None
+    else:
+        callbacks = []
+        if has_validation:
+            stopping = early_stopping(
+                data_args, training_args, list(prepared["validation"]["label"]), len(label_names)
+            )
+            callbacks += [stopping] if stopping is not None else []
+        trainer = SERTrainer(
+            model=model,
+            args=training_args,
+            train_dataset=prepared["train"],
+            eval_dataset=prepared["validation"] if has_validation else None,
+            processing_class=feature_extractor,
+            data_collator=AudioCollator(
+                feature_extractor,
+                max_samples=max_samples,
+                random_crop=True,
+                speed_factors=data_args.speed_perturbation,
+                min_samples=min_samples,
+            ),
+            eval_data_collator=AudioCollator(feature_extractor, max_samples=max_samples, random_crop=False),
+            compute_metrics=ComputeMetrics(label_names),
+            compute_loss_func=WeightedCrossEntropy(
+                class_weights(prepared["train"]["label"], len(label_names))
+            )
+            if data_args.class_weighting
+            else None,
+            callbacks=callbacks,
+            head_learning_rate=model_args.head_learning_rate,
         )
-        if has_validation and data_args.fit_branch_weights
-        else None
-    )
+        train_output = trainer.train(resume_from_checkpoint=resume_from)
+        # Every process says it trained (the logs of the other processes are quiet at the default log level).
+        print(
+            f"rank {training_args.process_index} of {training_args.world_size}: trained "
+            f"{trainer.state.global_step} steps",
+            flush=True,
+        )
+        # The head first: the branch weights are fitted to the head that is saved.
+        functionals_head_c = (
+            refit_functionals_head(trainer, prepared["train"], prepared["validation"], label_names)
+            if has_validation and data_args.refit_functionals_head
+            else None
+        )
+        # The branches on the validation clips, once: for their weights and to tell whether the network
+        # learnt.
+        branches = (
+            predict_branches(trainer, prepared["validation"])
+            if has_validation and has_branches(trainer.model)
+            else None
+        )
+        branch_weights = (
+            calibrate_branch_weights(
+                trainer, prepared["validation"], branches, network_penalty=data_args.branch_network_penalty
+            )
+            if has_validation and data_args.fit_branch_weights
+            else None
+        )
+        train_metrics = dict(train_output.metrics)
+        if functionals_head_c is not None:
+            train_metrics["functionals_head_C"] = functionals_head_c
     trainer.save_model()
-    train_metrics = {
-        **train_output.metrics,
-        "train_samples": len(prepared["train"]),
-        "world_size": training_args.world_size,
-    }
-    if functionals_head_c is not None:
-        train_metrics["functionals_head_C"] = functionals_head_c
+    train_metrics.update(train_samples=len(prepared["train"]), world_size=training_args.world_size)
     trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
     trainer.save_state()
@@ -657,7 +674,15 @@ def _train(
         validation_metrics={k.removeprefix("eval_"): v for k, v in eval_metrics.items()},
         confusion_matrix_file="confusion_matrix.png",
         hyperparameters={
-            "epochs_trained": round(trainer.state.epoch or 0, 2),
+            **(
+                {"epochs_trained": round(trainer.state.epoch or 0, 2)}
+                if members is None
+                else {
+                    "ensemble members (each a run of its own; the mean of their probabilities)": [
+                        os.path.relpath(member_dir, training_args.output_dir) for member_dir, _, _ in members
+                    ]
+                }
+            ),
             "world_size": training_args.world_size,
             **{f"config.{k}": v for k, v in overrides.items()},
             **(

@@ -17,16 +17,18 @@ from transformers import FeatureExtractionMixin, PretrainedConfig, PreTrainedMod
 
 from modeling.auto import feature_extractor_for, min_input_samples
 from modeling.cnn import CNNConfig, CNNForAudioClassification
+from modeling.ensemble import EnsembleConfig
 from modeling.s4 import S4Config, S4ForAudioClassification
 
 # "encoder": any pre-trained speech encoder transformers' AutoModelForAudioClassification loads (wav2vec2,
 # HuBERT, WavLM, data2vec-audio, UniSpeech-SAT, SEW, Whisper, ...: `modeling.encoders`); the family is read
-# from the checkpoint. "wav2vec2" is its older name, still accepted (`MODEL_KIND_ALIASES`).
-MODEL_KINDS: tuple[str, ...] = ("cnn", "s4", "encoder")
+# from the checkpoint. "wav2vec2" is its older name, still accepted (`MODEL_KIND_ALIASES`). "ensemble": CNN
+# and S4 members, each trained as its own run, their probabilities averaged (`training.ensemble`).
+MODEL_KINDS: tuple[str, ...] = ("cnn", "s4", "encoder", "ensemble")
 MODEL_KIND_ALIASES: dict[str, str] = {"wav2vec2": "encoder"}
-MODEL_KIND_CHOICES: tuple[str, ...] = ("cnn", "s4", "wav2vec2", "encoder")
+MODEL_KIND_CHOICES: tuple[str, ...] = ("cnn", "s4", "wav2vec2", "encoder", "ensemble")
 DEFAULT_ENCODER_CHECKPOINT = "facebook/wav2vec2-base"
-_MODEL_TYPES = {CNNConfig.model_type: "cnn", S4Config.model_type: "s4"}
+_MODEL_TYPES = {CNNConfig.model_type: "cnn", S4Config.model_type: "s4", EnsembleConfig.model_type: "ensemble"}
 # Saved by modeling.probe (a head over cached encoder features): trained by its own script, not fine-tuned.
 _PROBE_MODEL_TYPE = "ser-probe"
 _CONFIG_CLASSES: dict[str, type[PretrainedConfig]] = {
@@ -285,6 +287,11 @@ def build_model(
     else:
         model = model_class(_CONFIG_CLASSES[model_kind](**overrides, **labels))
     return model, feature_extractor_for(model)
+
+
+def load_trained_model(model_kind: str, output_dir: str) -> PreTrainedModel:
+    """The CNN or S4 a finished run saved in `output_dir`, in evaluation mode."""
+    return _MODEL_CLASSES[canonical_model_kind(model_kind)].from_pretrained(output_dir).eval()
 
 
 def min_clip_samples(model: PreTrainedModel, feature_extractor: FeatureExtractionMixin) -> int:
