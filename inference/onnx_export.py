@@ -102,11 +102,16 @@ class OnnxClassifier(nn.Module):
         super().__init__()
         self.model_type = getattr(model.config, "model_type", "")
         model = copy.deepcopy(model).eval().float()
-        if self.model_type == "ser-s4":
-            for block in model.blocks:
-                block.s4.kernel = export_kernel(block.s4.kernel)
-        elif self.model_type == "ser-cnn" and getattr(model, "lstm", None) is not None:
-            raise ValueError("ONNX export: the CNN with use_lstm=True (packed sequences) is not exportable")
+        # An ensemble (ser-ensemble) exports as its members do.
+        for part in model.members if self.model_type == "ser-ensemble" else [model]:
+            part_type = getattr(part.config, "model_type", "")
+            if part_type == "ser-s4":
+                for block in part.blocks:
+                    block.s4.kernel = export_kernel(block.s4.kernel)
+            elif part_type == "ser-cnn" and getattr(part, "lstm", None) is not None:
+                raise ValueError(
+                    "ONNX export: the CNN with use_lstm=True (packed sequences) is not exportable"
+                )
         self.model = model
         self.normalize = normalize
 

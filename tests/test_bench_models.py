@@ -24,6 +24,16 @@ def test_every_variant_is_its_configuration(tmp_path, name):
     assert {key: getattr(model.config, key) for key in overrides} == overrides
 
 
+def test_the_ensemble_is_the_cnn_and_the_s4_defaults(tmp_path):
+    from modeling.ensemble import EnsembleForAudioClassification
+
+    ensemble = bench_models.build("ensemble", tmp_path)
+    assert isinstance(ensemble, EnsembleForAudioClassification)
+    cnn, s4 = ensemble.members
+    assert cnn.config.to_diff_dict() == bench_models.build("cnn", tmp_path).config.to_diff_dict()
+    assert s4.config.to_diff_dict() == bench_models.build("s4", tmp_path).config.to_diff_dict()
+
+
 def test_the_earlier_cnn_defaults_have_neither_pitch_nor_head(tmp_path):
     earlier, now = (bench_models.build(name, tmp_path) for name in ("cnn-earlier-defaults", "cnn"))
     assert earlier.functionals_head is None and earlier.features.pitch is None

@@ -46,6 +46,8 @@ MEMBERS_SETUP_FILE = "ensemble_setup.json"
 # Arguments that choose the data: members train on the ensemble's splits (split strategy "given"), so their
 # saved values differ from the ensemble's; the data is compared through MEMBERS_SETUP_FILE instead.
 _DATA_ARGUMENTS = frozenset({"corpora", "data_root", "emotions", "merge", "split_strategy", "test_corpora"})
+# How the ensemble's splits were made: a member trains on the splits themselves (`train(dataset=...)`).
+_GIVEN_BY_THE_SPLITS = frozenset({"split_strategy", "test_corpora", "merge"})
 # Arguments of the ensemble's run that are not its members' to inherit: what model to build and where it goes.
 _NOT_INHERITED = frozenset(
     {
@@ -105,7 +107,7 @@ def member_arguments(
     values = {
         key: value
         for key, value in non_default_arguments(model_args, data_args, training_args).items()
-        if key not in _NOT_INHERITED and not key.startswith("hub_")
+        if key not in _NOT_INHERITED and key not in _GIVEN_BY_THE_SPLITS and not key.startswith("hub_")
     }
     values.update(model=kind, output_dir=os.path.join(training_args.output_dir, MEMBERS_DIR, kind))
     member = parse_args([], values=values)
