@@ -193,9 +193,21 @@ def test_a_restart_reuses_finished_members_and_refuses_other_ones(trained, data_
     for name in ("all_results.json", "test_results.json", "model.safetensors"):
         (out / name).unlink()  # as if killed after the members, before the ensemble was saved
     written = {kind: os.path.getmtime(out / "members" / kind / "model.safetensors") for kind in ("cnn", "s4")}
+    # A member's verdict from its own run is repeated in the ensemble's log (one epoch on a few clips may or
+    # may not learn: the verdicts are set here).
+    saved_results = {}
+    for kind, learnt in (("cnn", True), ("s4", False)):
+        results_file = out / "members" / kind / "all_results.json"
+        saved_results[results_file] = results_file.read_text()
+        verdict = {"did_not_learn": not learnt, **({} if learnt else {"did_not_learn_reason": "a verdict"})}
+        results_file.write_text(json.dumps(verdict))
     with caplog.at_level(logging.WARNING, logger="training.ensemble"):
         again = train(*ensemble_args(data_root, out, "--seed", "3"))
+    for results_file, text in saved_results.items():
+        results_file.write_text(text)
     assert caplog.text.count("reusing the finished run") == 2
+    assert "Ensemble member s4 did not learn: a verdict" in caplog.text
+    assert "Ensemble member cnn did not learn" not in caplog.text
     assert {k: os.path.getmtime(out / "members" / k / "model.safetensors") for k in written} == written
     assert again.test_metrics["test_uar"] == result.test_metrics["test_uar"]
 

@@ -183,8 +183,25 @@ def train_members(
         else:
             logger.info("Ensemble member %s: training into %s", kind, member_dir)
             metrics = train(*args, dataset=dataset).train_metrics
+        warn_if_member_did_not_learn(kind, member_dir)
         trained.append((member_dir, load_trained_model(kind, member_dir), metrics))
     return trained
+
+
+def warn_if_member_did_not_learn(kind: str, member_dir: str) -> None:
+    """Repeat a member's "did not learn" verdict (its all_results.json) in the ensemble's log: a member at
+    chance still counts with its full weight in the average, and a reused member's own warning was in another
+    run's log."""
+    with open(os.path.join(member_dir, "all_results.json"), encoding="utf-8") as f:
+        results = json.load(f)
+    if results.get("did_not_learn"):
+        logger.warning(
+            "Ensemble member %s did not learn: %s. The ensemble averages it in with the others' weight; "
+            "train it again (see its run in %s) or leave it out with --ensemble_members.",
+            kind,
+            results.get("did_not_learn_reason", "its all_results.json says so"),
+            member_dir,
+        )
 
 
 def member_train_metrics(trained: list[tuple[str, PreTrainedModel, dict]]) -> dict[str, float]:
