@@ -4,8 +4,8 @@ openSMILE baseline.
     train_run(model, dataset_dict, run_dir, extra_args) -> {test_accuracy, test_uar, test_macro_f1,
                                                            confusion_matrix, ...}
 
-- the neural models (`training.run_config.MODEL_KINDS`: cnn, s4, wav2vec2) go to `training.train` on the
-  fold's `DatasetDict` (no corpus is loaded or split again), with the pass-through options parsed by
+- the neural models (`training.run_config.MODEL_KINDS`: cnn, s4, encoder, ensemble) go to `training.train`
+  on the fold's `DatasetDict` (no corpus is loaded or split again), with the pass-through options parsed by
   `training.parse_args` over the model kind's recipe: `--num_train_epochs 3` sets the epochs of every
   neural run. The model, checkpoints and Trainer outputs go to `<run_dir>/model/`.
 - the openSMILE baselines (`opensmile-egemaps`, `opensmile-compare` and their `-logreg` variants: their
