@@ -57,6 +57,9 @@ def test_logits_are_the_log_of_the_members_weighted_mean_probability(weights):
     torch.testing.assert_close(output.logits.exp(), expected, atol=1e-6, rtol=0)
     torch.testing.assert_close(output.loss, torch.nn.functional.nll_loss(expected.log(), labels))
     assert [tuple(m.shape) for m in output.member_logits] == [(4, len(LABELS))] * 2
+    # The weights are read from the config at every call; a zero weight leaves a member out.
+    ensemble.config.member_weights = [1.0, 0.0]
+    torch.testing.assert_close(probabilities(ensemble, inputs), probabilities(cnn, inputs), atol=1e-6, rtol=0)
 
 
 def test_padding_never_changes_a_prediction():
@@ -217,6 +220,11 @@ def test_a_restart_reuses_finished_members_and_refuses_other_ones(trained, data_
         train(*ensemble_args(data_root, out, "--seed", "3", "--learning_rate", "0.01"))
     with pytest.raises(UsageError, match=r"its members were trained for another run \(split_seed differ\)"):
         train(*ensemble_args(data_root, out, "--seed", "3", "--data_seed", "5"))
+    # An argument this run leaves at its default counts too: the member was trained with class weighting.
+    run_args_file = out / "members" / "s4" / "run_args.json"
+    run_args_file.write_text(json.dumps({**json.loads(run_args_file.read_text()), "class_weighting": True}))
+    with pytest.raises(UsageError, match=r"members/s4 holds a member trained with class_weighting=True"):
+        train(*ensemble_args(data_root, out, "--seed", "3"))
 
 
 @pytest.mark.parametrize(

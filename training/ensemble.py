@@ -127,7 +127,9 @@ def reusable_member(member_dir: str, member_args: tuple) -> bool:
     with open(os.path.join(member_dir, RUN_ARGS_FILE), encoding="utf-8") as f:
         saved = json.load(f)
     wanted = arguments_dict(*member_args)
-    for key in sorted(non_default_arguments(*member_args)):
+    # Every argument, not only those this run sets: a member trained with --class_weighting must not be reused
+    # by a run without it.
+    for key in sorted(wanted):
         if key in _NOT_INHERITED or key in _DATA_ARGUMENTS or key.startswith("hub_"):
             continue
         if saved.get(key) != wanted[key]:
@@ -155,8 +157,11 @@ def check_members_setup(output_dir: str, setup: dict, overwrite: bool) -> None:
                 "--overwrite_output_dir to train every member again"
             )
     os.makedirs(members_dir, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
+    # Written whole or not at all: a kill must not leave a file the next run cannot read.
+    partial = f"{path}.{os.getpid()}.tmp"
+    with open(partial, "w", encoding="utf-8") as f:
         json.dump(setup, f, indent=2)
+    os.replace(partial, path)
 
 
 def train_members(

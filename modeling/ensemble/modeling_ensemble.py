@@ -74,8 +74,6 @@ class EnsembleForAudioClassification(EnsemblePreTrainedModel):
             member = member_config(config_dict)
             members.append(MEMBER_CLASSES[member.model_type][1](member))
         self.members = nn.ModuleList(members)
-        total = sum(config.member_weights)
-        self.log_weights = [math.log(w / total) if w > 0 else -math.inf for w in config.member_weights]
         self.post_init()
 
     @classmethod
@@ -138,9 +136,12 @@ class EnsembleForAudioClassification(EnsemblePreTrainedModel):
         member_logits = tuple(
             member(input_values, attention_mask=attention_mask).logits for member in self.members
         )
+        # Read from the config on every call, as the members read their branch weights.
+        total = sum(self.config.member_weights)
         weighted = [
-            torch.log_softmax(logits.float(), dim=-1) + log_weight
-            for logits, log_weight in zip(member_logits, self.log_weights, strict=True)
+            torch.log_softmax(logits.float(), dim=-1)
+            + (math.log(weight / total) if weight > 0 else -math.inf)
+            for logits, weight in zip(member_logits, self.config.member_weights, strict=True)
         ]
         logits = torch.logsumexp(torch.stack(weighted), dim=0)
         loss = None
