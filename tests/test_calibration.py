@@ -117,7 +117,9 @@ def test_weights_fitted_through_the_trainer_are_those_of_the_model_s_own_branche
     # With a penalty on the network's weight (`--branch_network_penalty`, the S4's recipe) it reaches the fit.
     penalised = calibrate_branch_weights(trainer, dataset, network_penalty=0.3)
     expected = fit_branch_weights(network, head, labels, network_penalty=0.3)
-    assert penalised == pytest.approx(expected, rel=1e-3)
+    # abs: the penalty can drive the network's weight to its bound at 0, where the optimiser stops at a few
+    # 1e-8 that differ between two fits of the same logits (2.1e-8 against 2.4e-8 once, in CI).
+    assert penalised == pytest.approx(expected, rel=1e-3, abs=1e-6)
     assert penalised[0] < weights[0]
     assert model.config.branch_weights == list(penalised)
 
