@@ -110,13 +110,11 @@ class EnsembleForAudioClassification(EnsemblePreTrainedModel):
     @property
     def min_input_samples(self) -> int:
         """The shortest clip every member can classify."""
-        # The CNN keeps it on its config, the S4 on the model (its front-end decides it).
-        return max(
-            member.min_input_samples
-            if isinstance(member, S4ForAudioClassification)
-            else member.config.min_input_samples
-            for member in self.members
-        )
+        # The one lookup that knows where each model keeps it; imported here because modeling.auto imports
+        # this module to register it.
+        from ..auto import min_input_samples
+
+        return max(min_input_samples(member) for member in self.members)
 
     def forward(
         self,
