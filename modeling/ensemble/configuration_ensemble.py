@@ -19,7 +19,8 @@ class EnsembleConfig(PretrainedConfig):
             The weight of each member's class probabilities in their average; they are normalised to sum to 1.
             Default: equal weights, the combination measured on the development corpora (the mean of the
             CNN's and the S4's softmax outputs, nothing fitted: benchmarks/results/dev-speaker-cv/ROUNDS.md,
-            thirty-fifth and thirty-sixth rounds).
+            thirty-fifth and thirty-sixth rounds). Weights fitted on the validation clips lost on every corpus
+            (thirty-seventh round).
         num_labels / id2label / label2id:
             The emotions, as in every `PretrainedConfig`; every member has the same.
     """
