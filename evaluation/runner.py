@@ -187,7 +187,7 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     write_text_atomic(json.dumps(data, indent=2), path)
 
 

@@ -33,9 +33,10 @@ def isolated_log_levels():
 
 @pytest.fixture(scope="session")
 def make_tiny_cnn():
-    """Builds a small random CNN classifier over TINY_CNN_LABELS (eval mode): fast enough for any test."""
+    """Builds a small random CNN classifier (eval mode) over `labels` (default TINY_CNN_LABELS): fast enough
+    for any test."""
 
-    def make(**overrides):
+    def make(labels=TINY_CNN_LABELS, **overrides):
         from modeling import CNNConfig, CNNForAudioClassification
 
         config = CNNConfig(
@@ -45,9 +46,9 @@ def make_tiny_cnn():
             n_mels=20,
             attention_size=8,
             classifier_hidden_size=8,
-            num_labels=len(TINY_CNN_LABELS),
-            id2label=dict(enumerate(TINY_CNN_LABELS)),
-            label2id={label: i for i, label in enumerate(TINY_CNN_LABELS)},
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
         )
         return CNNForAudioClassification(config).eval()
 

@@ -15,24 +15,16 @@ from test_models_common import LABEL_MAPS, LABELS, SR, batch, build, clips
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, pipeline
 
 from loaders.fixtures import build_download
-from modeling import CNNConfig, CNNForAudioClassification, feature_extractor_for, save_for_hub
+from modeling import feature_extractor_for, save_for_hub
 from modeling.ensemble import EnsembleConfig, EnsembleForAudioClassification
 from training import UsageError, parse_args, train
 
 
-def members() -> list[torch.nn.Module]:
+@pytest.fixture
+def members(make_tiny_cnn) -> list[torch.nn.Module]:
     """A tiny CNN (without an LSTM, which ONNX cannot export) and a tiny S4, their heads away from zero."""
     torch.manual_seed(0)
-    cnn = CNNForAudioClassification(
-        CNNConfig(
-            conv_channels=[8, 16],
-            n_mfcc=13,
-            n_mels=24,
-            attention_size=8,
-            classifier_hidden_size=8,
-            **LABEL_MAPS,
-        )
-    )
+    cnn = make_tiny_cnn(labels=LABELS)
     s4, _ = build("s4", None)
     for model in (cnn, s4):
         torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
@@ -45,8 +37,8 @@ def probabilities(model, inputs) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("weights", [None, [3.0, 1.0]])
-def test_logits_are_the_log_of_the_members_weighted_mean_probability(weights):
-    cnn, s4 = members()
+def test_logits_are_the_log_of_the_members_weighted_mean_probability(weights, members):
+    cnn, s4 = members
     ensemble = EnsembleForAudioClassification.from_members([cnn, s4], member_weights=weights)
     inputs = batch(feature_extractor_for(ensemble), clips())
     share = 0.5 if weights is None else 0.75
@@ -62,8 +54,8 @@ def test_logits_are_the_log_of_the_members_weighted_mean_probability(weights):
     torch.testing.assert_close(probabilities(ensemble, inputs), probabilities(cnn, inputs), atol=1e-6, rtol=0)
 
 
-def test_padding_never_changes_a_prediction():
-    ensemble = EnsembleForAudioClassification.from_members(members())
+def test_padding_never_changes_a_prediction(members):
+    ensemble = EnsembleForAudioClassification.from_members(members)
     extractor = feature_extractor_for(ensemble)
     arrays = clips()
     with torch.no_grad():
@@ -73,8 +65,8 @@ def test_padding_never_changes_a_prediction():
             torch.testing.assert_close(batched[i], alone, atol=1e-4, rtol=0)
 
 
-def test_saved_ensemble_loads_with_the_auto_classes_and_the_pipeline(tmp_path):
-    cnn, s4 = members()
+def test_saved_ensemble_loads_with_the_auto_classes_and_the_pipeline(tmp_path, members):
+    cnn, s4 = members
     ensemble = EnsembleForAudioClassification.from_members([cnn, s4])
     save_for_hub(ensemble, None, tmp_path)
     loaded = AutoModelForAudioClassification.from_pretrained(tmp_path).eval()
@@ -91,8 +83,8 @@ def test_saved_ensemble_loads_with_the_auto_classes_and_the_pipeline(tmp_path):
     np.testing.assert_allclose([scores[name] for name in LABELS], expected.numpy(), atol=1e-5)
 
 
-def test_members_must_agree_on_emotions_and_input():
-    cnn, s4 = members()
+def test_members_must_agree_on_emotions_and_input(members):
+    cnn, s4 = members
     s4.config.id2label = {0: "neutral", 1: "anger", 2: "happy", 3: "sadness"}
     with pytest.raises(ValueError, match=r"members\[1\] classifies .* same emotions in the same order"):
         EnsembleForAudioClassification.from_members([cnn, s4])
@@ -105,12 +97,12 @@ def test_members_must_agree_on_emotions_and_input():
 
 
 @pytest.mark.slow
-def test_onnx_export_agrees_with_pytorch(tmp_path):
+def test_onnx_export_agrees_with_pytorch(tmp_path, members):
     pytest.importorskip("onnxruntime", reason="the [deploy] extra (onnx, onnxruntime, onnxscript)")
     pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript")
     from inference.onnx_export import export_onnx, verify_onnx
 
-    ensemble = EnsembleForAudioClassification.from_members(members())
+    ensemble = EnsembleForAudioClassification.from_members(members)
     extractor = feature_extractor_for(ensemble)
     path = export_onnx(ensemble, extractor, tmp_path / "ensemble.onnx", example_seconds=1.0)
     assert verify_onnx(ensemble, extractor, path)[1]

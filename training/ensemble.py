@@ -43,11 +43,11 @@ MEMBER_KINDS = ("cnn", "s4")
 # The ensemble's setup (model kind, emotions, corpora, split, seed) when its members were first trained: a
 # restart with another setup must not reuse them.
 MEMBERS_SETUP_FILE = "ensemble_setup.json"
-# Arguments that choose the data: members train on the ensemble's splits (split strategy "given"), so their
-# saved values differ from the ensemble's; the data is compared through MEMBERS_SETUP_FILE instead.
-_DATA_ARGUMENTS = frozenset({"corpora", "data_root", "emotions", "merge", "split_strategy", "test_corpora"})
 # How the ensemble's splits were made: a member trains on the splits themselves (`train(dataset=...)`).
 _GIVEN_BY_THE_SPLITS = frozenset({"split_strategy", "test_corpora", "merge"})
+# Arguments that choose the data: members train on the ensemble's splits (split strategy "given"), so their
+# saved values differ from the ensemble's; the data is compared through MEMBERS_SETUP_FILE instead.
+_DATA_ARGUMENTS = _GIVEN_BY_THE_SPLITS | {"corpora", "data_root", "emotions"}
 # Arguments of the ensemble's run that are not its members' to inherit: what model to build and where it goes.
 _NOT_INHERITED = frozenset(
     {
@@ -157,11 +157,11 @@ def check_members_setup(output_dir: str, setup: dict, overwrite: bool) -> None:
                 "--overwrite_output_dir to train every member again"
             )
     os.makedirs(members_dir, exist_ok=True)
-    # Written whole or not at all: a kill must not leave a file the next run cannot read.
-    partial = f"{path}.{os.getpid()}.tmp"
-    with open(partial, "w", encoding="utf-8") as f:
-        json.dump(setup, f, indent=2)
-    os.replace(partial, path)
+    # Written whole or not at all: a kill must not leave a file the next run cannot read. The benchmark's
+    # helper, imported here so that training loads the evaluation package only for an ensemble.
+    from evaluation.runner import write_json_atomic
+
+    write_json_atomic(path, setup)
 
 
 def train_members(
