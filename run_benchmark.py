@@ -66,11 +66,10 @@ from evaluation.runner import (
     plan_runs,
     resolve_train_fn,
     train_not_available,
-    write_json_atomic,
-    write_text_atomic,
 )
 from evaluation.train_runs import accepts_models, known_models
 from loaders.registry import CORPORA
+from training.files import write_json_atomic, write_text_atomic
 
 logger = logging.getLogger("run_benchmark")
 

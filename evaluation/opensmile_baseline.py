@@ -40,7 +40,6 @@ means.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -62,6 +61,7 @@ from sklearn.svm import LinearSVC
 
 from loaders.audio import decode_clip
 from loaders.schema import SAMPLING_RATE
+from training.files import write_json_atomic
 from training.metrics import classification_scores
 
 logger = logging.getLogger(__name__)
@@ -553,6 +553,5 @@ def save_run(pipeline: Pipeline, result: dict, run_dir: str | os.PathLike) -> Pa
     folder = Path(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     joblib.dump(pipeline, folder / "model.joblib")
-    with open(folder / "results.json", "w") as handle:
-        json.dump(result, handle, indent=2)
+    write_json_atomic(folder / "results.json", result)
     return folder

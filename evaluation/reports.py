@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from training.files import write_text_atomic
 from training.plots import draw_confusion_matrix
 
 from . import emobox
-from .runner import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def runs_file_name(fold: int | None) -> str:
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """The frame as CSV, written atomically (`runner.write_text_atomic`)."""
+    """The frame as CSV, written atomically (`training.files.write_text_atomic`)."""
     write_text_atomic(frame.to_csv(index=False), path)
 
 

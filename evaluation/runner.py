@@ -38,6 +38,8 @@ from typing import Any
 
 import datasets
 
+from training.files import write_json_atomic
+
 from .folds import SPLITS, Fold, FoldPlan
 
 logger = logging.getLogger(__name__)
@@ -176,19 +178,6 @@ def build_dataset_dict(fold: Fold, load: LoadFn) -> tuple[datasets.DatasetDict, 
         if ds is None:
             splits[split] = template.select([])
     return datasets.DatasetDict(splits), missing
-
-
-def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    """Write to a temporary file of this process, then rename: a kill, or shards writing the same file at
-    once, never leave a half-written one."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    write_text_atomic(json.dumps(data, indent=2), path)
 
 
 def execute(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +14,16 @@ import torch
 from test_train_run import TINY_CNN
 
 from loaders.fixtures import build_download
-from training import TrainResult, UsageError, arguments_dict, load_recipe, parse_args, recipe_path, train
+from training import (
+    TrainResult,
+    UsageError,
+    arguments_dict,
+    files,
+    load_recipe,
+    parse_args,
+    recipe_path,
+    train,
+)
 from training.metrics import EmotionClassificationMetric
 
 
@@ -148,6 +159,14 @@ def test_train_twice_in_one_process_is_reproducible_and_leaks_nothing(data_root,
     model_args, data_args, training_args = parse_args(tiny_run_args(data_root, tmp_path / "cache"))
     given = arguments_dict(model_args, data_args, training_args)
     handlers = list(logging.getLogger().handlers)
+    renamed_into_place = []  # files written whole or not at all (training.files), among others
+    replace = os.replace
+
+    def recording_replace(src, dst):
+        renamed_into_place.append(dst)
+        replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", recording_replace)
     results: list[TrainResult] = []
     for output_dir in (None, str(tmp_path / "second")):
         training_args.output_dir = output_dir
@@ -173,6 +192,9 @@ def test_train_twice_in_one_process_is_reproducible_and_leaks_nothing(data_root,
 
     # run_args.json: every resolved argument, equal to the arguments the Trainer ran with
     out = tmp_path / "second"
+    # what a later run reads back is never left half-written by a kill
+    for name in ("run_setup.json", "run_args.json", "all_results.json", "test_details.json"):
+        assert out / name in map(Path, renamed_into_place), name
     written = json.loads((out / "run_args.json").read_text())
     assert written == second.run_args
     assert written["class_weighting"] is True and written["corpora"] == ["emodb", "savee"]

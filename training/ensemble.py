@@ -32,6 +32,7 @@ from .arguments import (
     parse_args,
 )
 from .data import AudioCollator
+from .files import write_json_atomic
 from .run_config import UsageError, load_trained_model
 from .trainer import ComputeMetrics, SERTrainer
 
@@ -157,10 +158,6 @@ def check_members_setup(output_dir: str, setup: dict, overwrite: bool) -> None:
                 "--overwrite_output_dir to train every member again"
             )
     os.makedirs(members_dir, exist_ok=True)
-    # Written whole or not at all: a kill must not leave a file the next run cannot read. The benchmark's
-    # helper, imported here so that training loads the evaluation package only for an ensemble.
-    from evaluation.runner import write_json_atomic
-
     write_json_atomic(path, setup)
 
 

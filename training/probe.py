@@ -35,6 +35,7 @@ import torch
 from loaders.emotions import parse_merge, resolve_emotions
 from loaders.splits import STRATEGIES
 
+from .files import write_json_atomic
 from .metrics import EmotionClassificationMetric, flatten_metrics
 from .run_config import OutputDirLock, UsageError, find_corpora, split_counts
 
@@ -512,7 +513,7 @@ def _probe(
     seconds = {"extraction": round(extraction_seconds, 3), "head_training": round(head_seconds, 3)}
     for name, values in (("eval", eval_metrics), ("test", test_metrics)):
         if values:
-            (out / f"{name}_results.json").write_text(json.dumps(values, indent=2))
+            write_json_atomic(out / f"{name}_results.json", values)
     results = {
         "encoder": encoder,
         "revision": revision,
@@ -524,10 +525,10 @@ def _probe(
         "extracted": extracted,
         "seconds": seconds,
     }
-    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
-    (out / "test_details.json").write_text(json.dumps({"metrics": test_details, "counts": counts}, indent=2))
+    write_json_atomic(out / RESULTS_FILE, results)
+    write_json_atomic(out / "test_details.json", {"metrics": test_details, "counts": counts})
     if run_args is not None:
-        (out / ARGS_FILE).write_text(json.dumps(run_args, indent=2))
+        write_json_atomic(out / ARGS_FILE, run_args)
     plot_confusion_matrix(
         test_details["confusion_matrix"],
         label_names,

@@ -47,6 +47,7 @@ from .calibration import (
 )
 from .data import AudioCollator, class_weights, prepare_model_inputs
 from .ensemble import assemble, check_ensemble_options, ensemble_trainer, member_train_metrics, train_members
+from .files import write_json_atomic
 from .model_card import TrainingSummary, corpus_info, render_model_card
 from .plots import plot_confusion_matrix
 from .run_config import (
@@ -330,8 +331,7 @@ def _record_did_not_learn(output_dir: str, reason: str | None, network_reason: s
         results.pop(f"{key}_reason", None)
         if why is not None:
             results[f"{key}_reason"] = why
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=4, sort_keys=True)
+    write_json_atomic(path, results, indent=4, sort_keys=True)  # as the Trainer's save_metrics writes it
 
 
 def use_cpu_processes_without_gpu() -> None:
@@ -534,12 +534,10 @@ def _train(
     if is_main:
         os.makedirs(training_args.output_dir, exist_ok=True)
         # What a later run into this folder is compared with before it may resume from these checkpoints.
-        with open(os.path.join(training_args.output_dir, RUN_SETUP_FILE), "w", encoding="utf-8") as f:
-            json.dump(setup, f, indent=2)
+        write_json_atomic(os.path.join(training_args.output_dir, RUN_SETUP_FILE), setup)
         # Every argument this run resolved (a valid arguments file: `run_train.py run_args.json`), written
         # once the data is there (a bad --emotions or corpus folder fails in loading, leaving nothing behind).
-        with open(os.path.join(training_args.output_dir, RUN_ARGS_FILE), "w", encoding="utf-8") as f:
-            json.dump(run_args, f, indent=2)
+        write_json_atomic(os.path.join(training_args.output_dir, RUN_ARGS_FILE), run_args)
 
     # ---- training (an ensemble's members were trained above: its Trainer only evaluates) ----
     if model_kind == "ensemble":
@@ -715,8 +713,10 @@ def _train(
             os.path.join(training_args.output_dir, "confusion_matrix.png"),
             title=f"{model_kind} on {', '.join(corpora)}: test set",
         )
-        with open(os.path.join(training_args.output_dir, "test_details.json"), "w", encoding="utf-8") as f:
-            json.dump({"metrics": test_details, "dropped_too_short": dropped, "counts": counts}, f, indent=2)
+        write_json_atomic(
+            os.path.join(training_args.output_dir, "test_details.json"),
+            {"metrics": test_details, "dropped_too_short": dropped, "counts": counts},
+        )
         trainer.create_model_card()
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message="Speech emotion classifier trained with run_train.py")
