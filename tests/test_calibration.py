@@ -211,12 +211,14 @@ def tiny_trainer(model, tmp_path):
     ), extractor
 
 
+@pytest.mark.parametrize("raw_contours_head", [False, True], ids=["functionals-head", "with-raw-contours"])
 def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_inputs(
-    make_tiny_cnn, tmp_path
+    make_tiny_cnn, tmp_path, raw_contours_head
 ):
     """`refit_functionals_head` reads the head's standardised inputs of every clip (batched and padded, as
     evaluation batches them), fits them as the baseline would and writes the result into the head: its logits
-    are then the fitted map of the inputs that one clip at a time gives. The network is untouched."""
+    are then the fitted map of the inputs that one clip at a time gives. A raw contours head is refitted the
+    same way on its own inputs, with its own C. The network is untouched."""
     import datasets
     from conftest import TINY_CNN_LABELS
 
@@ -228,36 +230,40 @@ def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_
         t = np.arange(int(rng.integers(6000, 9000))) / 16000
         tone = np.sin(2 * np.pi * (200.0, 500.0, 1000.0, 2000.0)[y] * t)
         clips.append((tone + 0.5 * rng.standard_normal(len(t))).astype(np.float32))
-    model = make_tiny_cnn()
-    network_before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("functionals")}
+    model = make_tiny_cnn(raw_contours_head=raw_contours_head)
+    heads = ["functionals_head", "raw_contours_head"] if raw_contours_head else ["functionals_head"]
+    heads_prefix = ("functionals", "raw_contours")
+    network_before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith(heads_prefix)}
     trainer, extractor = tiny_trainer(model, tmp_path)
     train = datasets.Dataset.from_dict({"input_values": clips[:24], "label": labels[:24]})
     validation = datasets.Dataset.from_dict({"input_values": clips[24:], "label": labels[24:]})
     c = refit_functionals_head(trainer, train, validation, TINY_CNN_LABELS)
 
-    def one_by_one(split_clips):
+    def one_by_one(split_clips, head, branch):
         inputs, logits = [], []
-        hook = model.functionals_head.norm.register_forward_hook(
+        hook = getattr(model, head).norm.register_forward_hook(
             lambda module, args, output: inputs.append(output[0, :, 0].double().numpy())
         )
         with torch.no_grad():
             for clip in split_clips:
                 logits.append(
-                    model(**extractor(clip, sampling_rate=16000, return_tensors="pt")).branch_logits[1]
+                    model(**extractor(clip, sampling_rate=16000, return_tensors="pt")).branch_logits[branch]
                 )
         hook.remove()
         return np.stack(inputs), torch.cat(logits).double().numpy()
 
-    train_inputs, _ = one_by_one(clips[:24])
-    validation_inputs, validation_logits = one_by_one(clips[24:])
-    expected = fit_head_like_baseline(
-        train_inputs, np.array(labels[:24]), validation_inputs, np.array(labels[24:]), TINY_CNN_LABELS
-    )
-    assert c == expected.c
-    np.testing.assert_allclose(
-        validation_logits, validation_inputs @ expected.weight.T + expected.bias, atol=1e-3
-    )
-    assert np.abs(validation_logits).max() > 0.01  # the head started at zero
+    for branch, head in enumerate(heads, start=1):
+        train_inputs, _ = one_by_one(clips[:24], head, branch)
+        validation_inputs, validation_logits = one_by_one(clips[24:], head, branch)
+        expected = fit_head_like_baseline(
+            train_inputs, np.array(labels[:24]), validation_inputs, np.array(labels[24:]), TINY_CNN_LABELS
+        )
+        if head == "functionals_head":
+            assert c == expected.c
+        np.testing.assert_allclose(
+            validation_logits, validation_inputs @ expected.weight.T + expected.bias, atol=1e-3
+        )
+        assert np.abs(validation_logits).max() > 0.01  # the head started at zero
     for name, value in model.state_dict().items():
         if name in network_before:
             torch.testing.assert_close(value, network_before[name])

@@ -105,13 +105,14 @@ FUNCTIONALS = {"norm_type": "batch", "pitch_features": True, "functionals_head":
         {**FUNCTIONALS, "functionals": "extended", "functionals_mfcc": 3},
         {**FUNCTIONALS, "energy_peaks_head": True},
         {**FUNCTIONALS, "functionals_smoothing": False},
+        {**FUNCTIONALS, "functionals": "extended", "raw_contours_head": True},
     ],
 )
 def test_garbage_in_the_padding_never_changes_a_prediction(overrides):
     """Stronger than zero padding: whatever the padded samples hold, the logits stay the same."""
     torch.manual_seed(0)
     model = CNNForAudioClassification(tiny_config(**overrides))
-    for head in (model.functionals_head, model.energy_peaks_head):
+    for head in (model.functionals_head, model.energy_peaks_head, model.raw_contours_head):
         if head is not None:  # it starts at zero, where padding could not show
             torch.nn.init.normal_(head.weight, std=0.05)
     if overrides.get("norm_type") == "batch":  # give the running statistics something other than 0/1
@@ -459,6 +460,44 @@ def test_energy_peaks_head_is_a_third_learner_beside_the_cnn_and_the_functionals
     assert peaks_logits.abs().sum() > 0
     cross_entropy = sum(torch.nn.functional.cross_entropy(b, labels) for b in out.branch_logits)
     l2 = 0.5 * model.config.functionals_l2 * (head.weight.pow(2).sum() + peaks.weight.pow(2).sum())
+    torch.testing.assert_close(out.loss, cross_entropy + l2)
+
+
+def test_the_raw_contours_head_summarises_pitch_bands_and_shape_as_computed():
+    """With `raw_contours_head`, a fourth branch: its own linear classifier on the extended functionals of the
+    functionals head's F0, voicing, bands and shape channels, unsmoothed (the head's are smoothed); its
+    logits are added to the head's and its weights are in the L2 penalty."""
+    from modeling.cnn.modeling_cnn import extended_functionals, lengths_to_mask
+
+    torch.manual_seed(0)
+    config = tiny_config(
+        functionals_head=True, functionals="extended", pitch_features=True, raw_contours_head=True
+    )
+    model = CNNForAudioClassification(config).eval()
+    head, raw = model.functionals_head, model.raw_contours_head
+    assert config.num_raw_contour_channels == 2 + config.n_mels // config.functionals_mel_group + 8
+    assert not raw.weight.any() and not raw.smoothing  # starts at zero, summarises the raw contours
+    waveform, labels = torch.randn(4, 8000), torch.tensor([0, 1, 2, 1])
+    with torch.no_grad():
+        torch.nn.init.normal_(head.weight, std=0.1)
+        torch.nn.init.normal_(raw.weight, std=0.1)
+        model.config.branch_weights = [0.5, 2.0]
+        out = model(waveform, labels=labels)
+        features, log_mel, power = model.features.extract_with_spectra(waveform)
+        frames = lengths_to_mask(model.features.num_frames(torch.full((4,), 8000)), features.shape[-1])
+        channels = model.functionals_input(features, log_mel, power)
+        start = 2 + config.num_functionals_mfcc  # after ZCR, RMS and the MFCCs: F0, voicing, bands, shape
+        contours = channels[..., start:]
+        assert contours.shape[-1] == config.num_raw_contour_channels
+        # the head's own functionals of those channels smoothed, the raw head's of them as computed
+        unsmoothed = extended_functionals(contours, frames, smoothing=False)
+        assert not torch.allclose(unsmoothed, extended_functionals(contours, frames, smoothing=True))
+        expected = raw(contours, frames)
+    network_logits, head_logits, raw_logits = out.branch_logits
+    torch.testing.assert_close(raw_logits, expected)
+    torch.testing.assert_close(out.logits, 0.5 * network_logits + 2.0 * (head_logits + raw_logits))
+    cross_entropy = sum(torch.nn.functional.cross_entropy(b, labels) for b in out.branch_logits)
+    l2 = 0.5 * config.functionals_l2 * (head.weight.pow(2).sum() + raw.weight.pow(2).sum())
     torch.testing.assert_close(out.loss, cross_entropy + l2)
 
 

@@ -43,18 +43,32 @@ def run_both(model, extractor, path, seconds):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "normalize_waveform, energy_peaks_head, functionals_smoothing, spectrum_functionals",
+    "normalize_waveform, energy_peaks_head, functionals_smoothing, spectrum_functionals, raw_contours_head",
     [
-        (False, False, False, False),
-        (True, False, False, False),
-        (False, True, False, False),
-        (False, False, True, False),
-        (False, False, True, True),
+        (False, False, False, False, False),
+        (True, False, False, False, False),
+        (False, True, False, False, False),
+        (False, False, True, False, False),
+        (False, False, True, True, False),
+        (False, False, True, False, True),
     ],
-    ids=["level-kept", "clips-normalised", "energy-peaks", "smoothed-contours", "spectrum-descriptors"],
+    ids=[
+        "level-kept",
+        "clips-normalised",
+        "energy-peaks",
+        "smoothed-contours",
+        "spectrum-descriptors",
+        "raw-contours-head",
+    ],
 )
 def test_cnn_export_through_the_cli(
-    tmp_path, capsys, normalize_waveform, energy_peaks_head, functionals_smoothing, spectrum_functionals
+    tmp_path,
+    capsys,
+    normalize_waveform,
+    energy_peaks_head,
+    functionals_smoothing,
+    spectrum_functionals,
+    raw_contours_head,
 ):
     torch.manual_seed(0)
     model = CNNForAudioClassification(
@@ -68,6 +82,7 @@ def test_cnn_export_through_the_cli(
             energy_peaks_head=energy_peaks_head,
             functionals_smoothing=functionals_smoothing,
             spectrum_functionals=spectrum_functionals,
+            raw_contours_head=raw_contours_head,
             **LABEL_KW,
         )
     )
@@ -76,8 +91,9 @@ def test_cnn_export_through_the_cli(
     # frame above a level, a step rising), this head's logits in onnxruntime differed from PyTorch's by
     # 3e-3 to 9e-3 here: rounding moved values across the thresholds.
     torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
-    if energy_peaks_head:
-        torch.nn.init.normal_(model.energy_peaks_head.weight, std=0.05)
+    for head in (model.energy_peaks_head, model.raw_contours_head):
+        if head is not None:
+            torch.nn.init.normal_(head.weight, std=0.05)
     model.eval()
     # Branch weights as run_train.py fits them: the graph must weigh the logits as the model does (exported
     # with the plain sum, the network's logits would be 0.4 of themselves off).

@@ -230,45 +230,51 @@ def linear_head_inputs(
     return {head: np.concatenate(parts) for head, parts in inputs.items()}, np.concatenate(labels)
 
 
+# The linear heads refitted after training, each on its own inputs with its own C; an energy peaks head stays
+# as trained (refitted beside the functionals head it lost on festival: ROUNDS.md, thirty-first round).
+REFITTED_HEADS = ("functionals_head", "raw_contours_head")
+
+
 def refit_functionals_head(
     trainer: Trainer, train: datasets.Dataset, validation: datasets.Dataset, label_names: Sequence[str]
 ) -> float | None:
-    """Refit the functionals head of `trainer.model` (a two-branch model, `has_branches`) on `train` with C
-    chosen on `validation` (`fit_head_like_baseline`) and write it into the head; returns the C, or None for
-    a model without two branches or a training split that lacks a class (the head then stays as trained).
-    An energy peaks head stays as trained."""
+    """Refit the functionals head of `trainer.model` (a two-branch model, `has_branches`), and its raw
+    contours head where it has one, on `train` with C chosen on `validation` (`fit_head_like_baseline`, each
+    head on its own) and write them into the heads; returns the functionals head's C, or None for a model
+    without two branches or a training split that lacks a class (the heads then stay as trained)."""
     model = trainer.model
     if not has_branches(model):
         return None
+    heads = [name for name in REFITTED_HEADS if getattr(model, name, None) is not None]
     collator = getattr(trainer, "eval_data_collator", None) or trainer.data_collator
     batch_size = trainer.args.per_device_eval_batch_size
-    train_inputs, train_labels = linear_head_inputs(model, train, collator, batch_size)
-    validation_inputs, validation_labels = linear_head_inputs(model, validation, collator, batch_size)
+    train_inputs, train_labels = linear_head_inputs(model, train, collator, batch_size, heads)
+    validation_inputs, validation_labels = linear_head_inputs(model, validation, collator, batch_size, heads)
+    fits = {}
     try:
-        fit = fit_head_like_baseline(
-            train_inputs["functionals_head"],
-            train_labels,
-            validation_inputs["functionals_head"],
-            validation_labels,
-            label_names,
-        )
+        for name in heads:
+            fits[name] = fit_head_like_baseline(
+                train_inputs[name], train_labels, validation_inputs[name], validation_labels, label_names
+            )
     except ValueError as err:
         logger.warning("The functionals head stays as trained: %s.", err)
         return None
-    head = model.functionals_head
-    with torch.no_grad():
-        head.weight.copy_(torch.as_tensor(fit.weight, dtype=head.weight.dtype))
-        head.bias.copy_(torch.as_tensor(fit.bias, dtype=head.bias.dtype))
-    logger.info(
-        "Functionals head refitted on %d training clips: logistic regression, C %g chosen by %s on %d "
-        "validation clips%s.",
-        len(train_labels),
-        fit.c,
-        HEAD_C_CRITERION,
-        len(validation_labels),
-        "" if fit.converged else " (the solver did not converge)",
-    )
-    return fit.c
+    for name, fit in fits.items():
+        head = getattr(model, name)
+        with torch.no_grad():
+            head.weight.copy_(torch.as_tensor(fit.weight, dtype=head.weight.dtype))
+            head.bias.copy_(torch.as_tensor(fit.bias, dtype=head.bias.dtype))
+        logger.info(
+            "%s refitted on %d training clips: logistic regression, C %g chosen by %s on %d validation "
+            "clips%s.",
+            name.replace("_", " ").capitalize(),
+            len(train_labels),
+            fit.c,
+            HEAD_C_CRITERION,
+            len(validation_labels),
+            "" if fit.converged else " (the solver did not converge)",
+        )
+    return fits["functionals_head"].c
 
 
 def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -280,6 +286,7 @@ def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
 __all__ = [
     "HEAD_C_CRITERION",
     "PRIOR",
+    "REFITTED_HEADS",
     "BranchPredictions",
     "HeadFit",
     "calibrate_branch_weights",

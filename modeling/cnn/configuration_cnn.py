@@ -112,6 +112,13 @@ class CNNConfig(PretrainedConfig):
             energy_peak_functionals`: peaks per second, the time between them, their height, the slopes
             between peaks and valleys), ComParE's peak functionals, which carry the syllable rhythm; on its
             own cross-entropy and L2 penalty (`functionals_l2`), its logits added to the head's.
+        raw_contours_head (`bool`, defaults to `False`): with `functionals_head`, a second linear classifier
+            beside it on the `"extended"` functionals of the pitch, band and spectral-shape channels as
+            computed (not smoothed) and of their frame-to-frame differences: the S4's head inputs, from the
+            CNN's own front-end. A classifier of its own, not more columns of the head's: the two see the
+            same contours through different processing, and kept apart each is fitted with its own penalty
+            (both are refitted after training, `training.calibration`); on its own cross-entropy and L2
+            penalty (`functionals_l2`) while training, its logits added to the head's.
         functionals_l2 (`float`, defaults to 0.2): the functionals head trains as a logistic regression
             beside the CNN: on its own cross-entropy plus `functionals_l2 / 2 * ||W||^2` (the L2 penalty of
             scikit-learn's `LogisticRegression`, `1 / (C * n_clips)`), while the CNN trains on its own
@@ -165,6 +172,7 @@ class CNNConfig(PretrainedConfig):
         spectrum_functionals: bool = False,
         functionals_smoothing: bool = True,
         energy_peaks_head: bool = False,
+        raw_contours_head: bool = False,
         branch_weights: list[float] | tuple[float, float] = (1.0, 1.0),
         **kwargs,
     ):
@@ -239,6 +247,7 @@ class CNNConfig(PretrainedConfig):
         self.spectrum_functionals = spectrum_functionals
         self.functionals_smoothing = functionals_smoothing
         self.energy_peaks_head = energy_peaks_head
+        self.raw_contours_head = raw_contours_head
         self.branch_weights = [float(w) for w in branch_weights]
         super().__init__(**kwargs)
 
@@ -260,6 +269,13 @@ class CNNConfig(PretrainedConfig):
         shape = 8 if self.spectral_shape_functionals else 0
         spectrum = NUM_SPECTRUM_DESCRIPTORS if self.spectrum_functionals else 0
         return self.num_functionals_mfcc + 2 + (2 if self.pitch_features else 0) + bands + shape + spectrum
+
+    @property
+    def num_raw_contour_channels(self) -> int:
+        """Channels the raw contours head summarises: F0 and voicing, the grouped log-mel bands and the
+        spectral-shape descriptors, as far as the functionals head has them."""
+        bands = 0 if self.functionals_mel_group is None else self.n_mels // self.functionals_mel_group
+        return (2 if self.pitch_features else 0) + bands + (8 if self.spectral_shape_functionals else 0)
 
     @property
     def min_input_samples(self) -> int:

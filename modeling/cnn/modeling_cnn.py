@@ -815,6 +815,11 @@ class CNNForAudioClassification(CNNPreTrainedModel):
             if config.functionals_head and config.energy_peaks_head
             else None
         )
+        self.raw_contours_head = (
+            FunctionalsHead(config.num_raw_contour_channels, config.num_labels, "extended", smoothing=False)
+            if config.functionals_head and config.raw_contours_head and config.num_raw_contour_channels
+            else None
+        )
         self.post_init()
 
     def forward(
@@ -837,11 +842,15 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         frame_mask = lengths_to_mask(frame_lengths, num_frames)
         features, log_mel, power = self.features.extract_with_spectra(input_values)
         hidden = self.features.normalize(features, frame_mask)
-        functionals_logits = (
-            self.functionals_head(self.functionals_input(features, log_mel, power), frame_mask)
-            if self.functionals_head is not None
-            else None
-        )
+        functionals_logits = raw_contours_logits = None
+        if self.functionals_head is not None:
+            head_input = self.functionals_input(features, log_mel, power)
+            functionals_logits = self.functionals_head(head_input, frame_mask)
+            if self.raw_contours_head is not None:
+                # F0 and voicing, the bands and the shape descriptors follow ZCR, RMS and the MFCCs.
+                start = 2 + self.config.num_functionals_mfcc
+                contours = head_input[..., start : start + self.config.num_raw_contour_channels]
+                raw_contours_logits = self.raw_contours_head(contours, frame_mask)
         # The RMS contour (channel 1) as computed, before normalisation.
         peaks_logits = (
             self.energy_peaks_head(features[:, 1], frame_mask) if self.energy_peaks_head is not None else None
@@ -875,6 +884,9 @@ class CNNForAudioClassification(CNNPreTrainedModel):
             if peaks_logits is not None:
                 heads.append(self.energy_peaks_head)
                 branches += (peaks_logits,)
+            if raw_contours_logits is not None:
+                heads.append(self.raw_contours_head)
+                branches += (raw_contours_logits,)
             penalty = 0.5 * self.config.functionals_l2 * sum(head.weight.pow(2).sum() for head in heads)
             network_weight, head_weight = self.config.branch_weights
             logits = network_weight * logits + head_weight * sum(branches[1:])
