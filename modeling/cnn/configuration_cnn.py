@@ -118,7 +118,10 @@ class CNNConfig(PretrainedConfig):
             CNN's own front-end. A classifier of its own, not more columns of the head's: the two see the
             same contours through different processing, and kept apart each is fitted with its own penalty
             (both are refitted after training, `training.calibration`); on its own cross-entropy and L2
-            penalty (`functionals_l2`) while training, its logits added to the head's.
+            penalty (`functionals_l2`) while training, its logits added to the head's. Added to saved runs it
+            gains on every development corpus (+0.002 / +0.003 / +0.015 over 48 runs), but trained it lost on
+            espeak (-0.009 / +0.000 / +0.017 over 16 folds) and costs 1 to 2.5 ms per clip, so it is not the
+            default (ROUNDS.md, thirty-eighth round).
         functionals_l2 (`float`, defaults to 0.2): the functionals head trains as a logistic regression
             beside the CNN: on its own cross-entropy plus `functionals_l2 / 2 * ||W||^2` (the L2 penalty of
             scikit-learn's `LogisticRegression`, `1 / (C * n_clips)`), while the CNN trains on its own
