@@ -237,11 +237,11 @@ REFITTED_HEADS = ("functionals_head", "raw_contours_head")
 
 def refit_functionals_head(
     trainer: Trainer, train: datasets.Dataset, validation: datasets.Dataset, label_names: Sequence[str]
-) -> float | None:
+) -> dict[str, float] | None:
     """Refit the functionals head of `trainer.model` (a two-branch model, `has_branches`), and its raw
     contours head where it has one, on `train` with C chosen on `validation` (`fit_head_like_baseline`, each
-    head on its own) and write them into the heads; returns the functionals head's C, or None for a model
-    without two branches or a training split that lacks a class (the heads then stay as trained)."""
+    head on its own) and write them into the heads; returns each refitted head's C by its name, or None for a
+    model without two branches or a training split that lacks a class (the heads then stay as trained)."""
     model = trainer.model
     if not has_branches(model):
         return None
@@ -274,7 +274,7 @@ def refit_functionals_head(
             len(validation_labels),
             "" if fit.converged else " (the solver did not converge)",
         )
-    return fits["functionals_head"].c
+    return {name: fit.c for name, fit in fits.items()}
 
 
 def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:

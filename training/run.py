@@ -545,7 +545,7 @@ def _train(
             model, training_args, prepared, feature_extractor, label_names, max_samples
         )
         train_metrics = member_train_metrics(members)
-        functionals_head_c = branches = branch_weights = None
+        head_c = branches = branch_weights = None
     else:
         callbacks = []
         if has_validation:
@@ -584,7 +584,7 @@ def _train(
             flush=True,
         )
         # The head first: the branch weights are fitted to the head that is saved.
-        functionals_head_c = (
+        head_c = (
             refit_functionals_head(trainer, prepared["train"], prepared["validation"], label_names)
             if has_validation and data_args.refit_functionals_head
             else None
@@ -604,8 +604,8 @@ def _train(
             else None
         )
         train_metrics = dict(train_output.metrics)
-        if functionals_head_c is not None:
-            train_metrics["functionals_head_C"] = functionals_head_c
+        for head, c in (head_c or {}).items():
+            train_metrics[f"{head}_C"] = c
     trainer.save_model()
     train_metrics.update(train_samples=len(prepared["train"]), world_size=training_args.world_size)
     trainer.log_metrics("train", train_metrics)
@@ -683,11 +683,10 @@ def _train(
             ),
             "world_size": training_args.world_size,
             **{f"config.{k}": v for k, v in overrides.items()},
-            **(
-                {f"functionals head refitted: C (by validation {HEAD_C_CRITERION})": functionals_head_c}
-                if functionals_head_c is not None
-                else {}
-            ),
+            **{
+                f"{head.replace('_', ' ')} refitted: C (by validation {HEAD_C_CRITERION})": c
+                for head, c in (head_c or {}).items()
+            },
             **(
                 {"branch_weights (fitted on validation)": [round(w, 3) for w in branch_weights]}
                 if branch_weights
