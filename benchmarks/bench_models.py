@@ -1,7 +1,7 @@
 """Speed of the three classifiers on one CPU thread: inference per 3 s clip and training throughput.
 
     .venv/bin/python benchmarks/bench_models.py [--models cnn cnn-earlier-defaults cnn-head-mfcc14
-        cnn-head-no-bands cnn-energy-peaks cnn-raw-contours cnn-spectrum cnn-raw-contours-head s4 s4-speech
+        cnn-head-no-bands cnn-energy-peaks cnn-raw-contours cnn-spectrum cnn-no-raw-contours-head s4 s4-speech
         s4-earlier-defaults s4-utterance-dataset s4-no-head s4-no-energy-peaks ensemble wav2vec2-tiny
         wav2vec2-base] [--repeats 30]
 
@@ -13,8 +13,8 @@ twelfth round (the head without the grouped log-mel bands and the spectral-shape
 `cnn-raw-contours` the defaults before the twentieth round (the head's functionals of the raw channels and
 their frame-to-frame difference, not of the smoothed channels and their regression delta); `cnn-spectrum`
 the defaults with the head's 15 descriptors of the power spectrum (`spectrum_functionals`, 24th round);
-`cnn-raw-contours-head` the defaults with a second head on the raw pitch, band and shape contours
-(`raw_contours_head`, thirty-eighth round);
+`cnn-no-raw-contours-head` the defaults before the thirty-ninth round (without the second head on the raw
+pitch, band and shape contours, `raw_contours_head`);
 `s4-no-energy-peaks` the S4's defaults without it (the defaults before the seventeenth round). `s4` is the
 S4's defaults; `s4-speech` the larger S4 of the recipe `training/recipes/s4-speech.yaml` (the defaults'
 features at 4 layers of width 128, with the functionals of every mel band); `s4-earlier-defaults` the defaults
@@ -96,7 +96,7 @@ CNN_VARIANTS = {
     "cnn-energy-peaks": {"energy_peaks_head": True},
     "cnn-raw-contours": {"functionals_smoothing": False},
     "cnn-spectrum": {"spectrum_functionals": True},
-    "cnn-raw-contours-head": {"raw_contours_head": True},
+    "cnn-no-raw-contours-head": {"raw_contours_head": False},
 }
 S4_VARIANTS = {
     "s4": {},

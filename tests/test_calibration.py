@@ -70,13 +70,14 @@ def test_a_network_penalty_shrinks_the_sum_towards_the_head_alone():
     assert strong[1] == pytest.approx(grid[int(np.argmin(objective))], rel=0.01)
 
 
-@pytest.mark.parametrize("energy_peaks_head", [False, True], ids=["two-branches", "with-energy-peaks"])
+@pytest.mark.parametrize("energy_peaks_head", [False, True], ids=["defaults", "with-energy-peaks"])
 def test_weights_fitted_through_the_trainer_are_those_of_the_model_s_own_branches(
     make_tiny_cnn, tmp_path, energy_peaks_head
 ):
     """`calibrate_branch_weights` takes the network's and the head's logits (in that order) from
-    `Trainer.predict` over the split, fits them, and writes the weights into the model's config. With an
-    energy peaks head, the head's logits are the sum of both heads' (one weight scales them)."""
+    `Trainer.predict` over the split, fits them, and writes the weights into the model's config. The head's
+    logits are the sum of every head's (the functionals head and the raw contours head in one branch, and an
+    energy peaks head where the model has one): one weight scales them."""
     import datasets
     from conftest import TINY_CNN_LABELS
     from transformers import TrainingArguments
@@ -92,6 +93,7 @@ def test_weights_fitted_through_the_trainer_are_those_of_the_model_s_own_branche
     model = make_tiny_cnn(energy_peaks_head=energy_peaks_head)
     torch.manual_seed(0)
     torch.nn.init.normal_(model.functionals_head.weight, std=0.3)  # the heads start at zero
+    torch.nn.init.normal_(model.raw_contours_head.weight, std=0.3)
     if energy_peaks_head:
         torch.nn.init.normal_(model.energy_peaks_head.weight, std=0.3)
     extractor = SERFeatureExtractor()
@@ -239,22 +241,25 @@ def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_
     validation = datasets.Dataset.from_dict({"input_values": clips[24:], "label": labels[24:]})
     c = refit_functionals_head(trainer, train, validation, TINY_CNN_LABELS)
 
-    def one_by_one(split_clips, head, branch):
+    def one_by_one(split_clips, head):
+        """The head's standardised inputs and its logits, clip by clip."""
         inputs, logits = [], []
-        hook = getattr(model, head).norm.register_forward_hook(
+        hook = getattr(model, head).register_forward_hook(
+            lambda module, args, output: logits.append(output[0].double().numpy())
+        )
+        norm_hook = getattr(model, head).norm.register_forward_hook(
             lambda module, args, output: inputs.append(output[0, :, 0].double().numpy())
         )
         with torch.no_grad():
             for clip in split_clips:
-                logits.append(
-                    model(**extractor(clip, sampling_rate=16000, return_tensors="pt")).branch_logits[branch]
-                )
+                model(**extractor(clip, sampling_rate=16000, return_tensors="pt"))
         hook.remove()
-        return np.stack(inputs), torch.cat(logits).double().numpy()
+        norm_hook.remove()
+        return np.stack(inputs), np.stack(logits)
 
-    for branch, head in enumerate(heads, start=1):
-        train_inputs, _ = one_by_one(clips[:24], head, branch)
-        validation_inputs, validation_logits = one_by_one(clips[24:], head, branch)
+    for head in heads:
+        train_inputs, _ = one_by_one(clips[:24], head)
+        validation_inputs, validation_logits = one_by_one(clips[24:], head)
         expected = fit_head_like_baseline(
             train_inputs, np.array(labels[:24]), validation_inputs, np.array(labels[24:]), TINY_CNN_LABELS
         )

@@ -446,7 +446,8 @@ def test_energy_peaks_head_is_a_third_learner_beside_the_cnn_and_the_functionals
     CNN's plus `branch_weights[1]` times the sum of the two heads'; each branch has its own cross-entropy, and
     the L2 penalty covers both heads' weights."""
     torch.manual_seed(0)
-    model = CNNForAudioClassification(tiny_config(functionals_head=True, energy_peaks_head=True)).eval()
+    config = tiny_config(functionals_head=True, energy_peaks_head=True, raw_contours_head=False)
+    model = CNNForAudioClassification(config).eval()
     head, peaks = model.functionals_head, model.energy_peaks_head
     assert not peaks.weight.any()  # starts at zero, as the functionals head
     waveform, labels = torch.randn(4, 8000), torch.tensor([0, 1, 2, 1])
@@ -464,9 +465,10 @@ def test_energy_peaks_head_is_a_third_learner_beside_the_cnn_and_the_functionals
 
 
 def test_the_raw_contours_head_summarises_pitch_bands_and_shape_as_computed():
-    """With `raw_contours_head`, a fourth branch: its own linear classifier on the extended functionals of the
-    functionals head's F0, voicing, bands and shape channels, unsmoothed (the head's are smoothed); its
-    logits are added to the head's and its weights are in the L2 penalty."""
+    """With `raw_contours_head`, a second linear classifier in the head's branch, on the extended functionals
+    of the functionals head's F0, voicing, bands and shape channels, unsmoothed (the head's are smoothed); its
+    logits are added to the head's. It is fitted after training only: no parameter that the optimizer would
+    train, and not in the penalty."""
     from modeling.cnn.modeling_cnn import extended_functionals, lengths_to_mask
 
     torch.manual_seed(0)
@@ -477,6 +479,7 @@ def test_the_raw_contours_head_summarises_pitch_bands_and_shape_as_computed():
     head, raw = model.functionals_head, model.raw_contours_head
     assert config.num_raw_contour_channels == 2 + config.n_mels // config.functionals_mel_group + 8
     assert not raw.weight.any() and not raw.smoothing  # starts at zero, summarises the raw contours
+    assert not any(p.requires_grad for p in raw.parameters())
     waveform, labels = torch.randn(4, 8000), torch.tensor([0, 1, 2, 1])
     with torch.no_grad():
         torch.nn.init.normal_(head.weight, std=0.1)
@@ -493,12 +496,40 @@ def test_the_raw_contours_head_summarises_pitch_bands_and_shape_as_computed():
         unsmoothed = extended_functionals(contours, frames, smoothing=False)
         assert not torch.allclose(unsmoothed, extended_functionals(contours, frames, smoothing=True))
         expected = raw(contours, frames)
-    network_logits, head_logits, raw_logits = out.branch_logits
-    torch.testing.assert_close(raw_logits, expected)
-    torch.testing.assert_close(out.logits, 0.5 * network_logits + 2.0 * (head_logits + raw_logits))
+        head_alone = head(channels, frames)
+    network_logits, heads_logits = out.branch_logits
+    torch.testing.assert_close(heads_logits, head_alone + expected)
+    assert not torch.allclose(heads_logits, head_alone)  # the raw head's share is there
+    torch.testing.assert_close(out.logits, 0.5 * network_logits + 2.0 * heads_logits)
     cross_entropy = sum(torch.nn.functional.cross_entropy(b, labels) for b in out.branch_logits)
-    l2 = 0.5 * config.functionals_l2 * (head.weight.pow(2).sum() + raw.weight.pow(2).sum())
+    l2 = 0.5 * config.functionals_l2 * head.weight.pow(2).sum()
     torch.testing.assert_close(out.loss, cross_entropy + l2)
+
+
+def test_an_unfitted_raw_contours_head_leaves_training_as_without_it():
+    """Until it is fitted (after training) the raw contours head adds nothing: the same weights give the
+    same logits, loss and gradients with and without it, so training keeps the same checkpoint."""
+    config = dict(functionals_head=True, functionals="extended", pitch_features=True)
+    torch.manual_seed(0)
+    plain = CNNForAudioClassification(tiny_config(**config, raw_contours_head=False)).train()
+    torch.manual_seed(0)
+    with_raw = CNNForAudioClassification(tiny_config(**config, raw_contours_head=True)).train()
+    with torch.no_grad():
+        torch.nn.init.normal_(plain.functionals_head.weight, std=0.1)
+    with_raw.load_state_dict(plain.state_dict(), strict=False)
+    waveform, labels = torch.randn(4, 8000), torch.tensor([0, 1, 2, 1])
+    outputs = []
+    for model in (plain, with_raw):
+        torch.manual_seed(1)  # the same SpecAugment masks and dropout
+        out = model(waveform, labels=labels)
+        out.loss.backward()
+        outputs.append(out)
+    torch.testing.assert_close(outputs[1].logits, outputs[0].logits)
+    torch.testing.assert_close(outputs[1].loss, outputs[0].loss)
+    gradients = {name: p.grad for name, p in with_raw.named_parameters() if p.requires_grad}
+    assert gradients.keys() == {name for name, _ in plain.named_parameters()}
+    for name, p in plain.named_parameters():
+        torch.testing.assert_close(gradients[name], p.grad, msg=name)
 
 
 @pytest.mark.parametrize("pitch_features", [True, False])

@@ -9,7 +9,9 @@ logistic regression (so that the head's scores stay log-probabilities that add t
 from the baseline's grid (`evaluation.opensmile_baseline.select_c`), chosen by the validation clips'
 cross-entropy rather than the baseline's UAR (`HEAD_C_CRITERION`): the head's probabilities are what the
 branch weights and the sum use, and on a few validation speakers the UAR ties over many C where the
-cross-entropy still tells them apart.
+cross-entropy still tells them apart. The CNN's raw contours head, a second linear head in the same branch,
+does not train at all (zero and frozen until then, so that it leaves training and its checkpoint as they
+would be without it) and is fitted here only, the same way with its own C.
 
 Each branch trains on its own cross-entropy, so neither learns how far to trust the other. The network
 overfits its training speakers and ends with logits far more confident than it is right on new speakers (on
@@ -230,8 +232,10 @@ def linear_head_inputs(
     return {head: np.concatenate(parts) for head, parts in inputs.items()}, np.concatenate(labels)
 
 
-# The linear heads refitted after training, each on its own inputs with its own C; an energy peaks head stays
-# as trained (refitted beside the functionals head it lost on festival: ROUNDS.md, thirty-first round).
+# The linear heads fitted after training, each on its own inputs with its own C: the functionals head, trained
+# beside the network, refitted; the CNN's raw contours head, which does not train, fitted here only. An energy
+# peaks head stays as trained (refitted beside the functionals head it lost on festival: ROUNDS.md,
+# thirty-first round).
 REFITTED_HEADS = ("functionals_head", "raw_contours_head")
 
 
@@ -241,7 +245,8 @@ def refit_functionals_head(
     """Refit the functionals head of `trainer.model` (a two-branch model, `has_branches`), and its raw
     contours head where it has one, on `train` with C chosen on `validation` (`fit_head_like_baseline`, each
     head on its own) and write them into the heads; returns each refitted head's C by its name, or None for a
-    model without two branches or a training split that lacks a class (the heads then stay as trained)."""
+    model without two branches or a training split that lacks a class (the heads then stay as trained, the
+    raw contours head at zero)."""
     model = trainer.model
     if not has_branches(model):
         return None

@@ -7,8 +7,8 @@ from transformers import PretrainedConfig
 # Channels of `modeling_cnn.spectrum_descriptors`.
 NUM_SPECTRUM_DESCRIPTORS = 15
 
-# Defaults before the tenth round (the first three), the twelfth (the next two) and the twentieth (the last),
-# for configurations saved before a field existed (`CNNConfig.from_dict`).
+# Defaults before the tenth round (the first three), the twelfth (the next two), the twentieth and the
+# thirty-ninth (the last), for configurations saved before a field existed (`CNNConfig.from_dict`).
 EARLIER_DEFAULTS = {
     "pitch_features": False,
     "functionals_head": False,
@@ -16,6 +16,7 @@ EARLIER_DEFAULTS = {
     "functionals_mel_group": None,
     "spectral_shape_functionals": False,
     "functionals_smoothing": False,
+    "raw_contours_head": False,
 }
 
 
@@ -112,16 +113,17 @@ class CNNConfig(PretrainedConfig):
             energy_peak_functionals`: peaks per second, the time between them, their height, the slopes
             between peaks and valleys), ComParE's peak functionals, which carry the syllable rhythm; on its
             own cross-entropy and L2 penalty (`functionals_l2`), its logits added to the head's.
-        raw_contours_head (`bool`, defaults to `False`): with `functionals_head`, a second linear classifier
+        raw_contours_head (`bool`, defaults to `True`): with `functionals_head`, a second linear classifier
             beside it on the `"extended"` functionals of the pitch, band and spectral-shape channels as
             computed (not smoothed) and of their frame-to-frame differences: the S4's head inputs, from the
             CNN's own front-end. A classifier of its own, not more columns of the head's: the two see the
-            same contours through different processing, and kept apart each is fitted with its own penalty
-            (both are refitted after training, `training.calibration`); on its own cross-entropy and L2
-            penalty (`functionals_l2`) while training, its logits added to the head's. Added to saved runs it
-            gains on every development corpus (+0.002 / +0.003 / +0.015 over 48 runs), but trained it lost on
-            espeak (-0.009 / +0.000 / +0.017 over 16 folds) and costs 1 to 2.5 ms per clip, so it is not the
-            default (ROUNDS.md, thirty-eighth round).
+            same contours through different processing, and kept apart each is fitted with its own penalty.
+            It is fitted after training only (`training.calibration`, as the functionals head is refitted,
+            with its own C), and until then it is zero and frozen, adding nothing, so training and its
+            early stopping go as without it; its logits are added to the head's. Trained beside the network
+            it moved the checkpoint that early stopping kept and lost on espeak (ROUNDS.md, thirty-eighth
+            round); fitted after training it gains on every development corpus (+0.001 / +0.003 / +0.015
+            over 48 runs per corpus) for 0.8 to 1.6 ms per clip (ROUNDS.md, thirty-ninth round).
         functionals_l2 (`float`, defaults to 0.2): the functionals head trains as a logistic regression
             beside the CNN: on its own cross-entropy plus `functionals_l2 / 2 * ||W||^2` (the L2 penalty of
             scikit-learn's `LogisticRegression`, `1 / (C * n_clips)`), while the CNN trains on its own
@@ -175,7 +177,7 @@ class CNNConfig(PretrainedConfig):
         spectrum_functionals: bool = False,
         functionals_smoothing: bool = True,
         energy_peaks_head: bool = False,
-        raw_contours_head: bool = False,
+        raw_contours_head: bool = True,
         branch_weights: list[float] | tuple[float, float] = (1.0, 1.0),
         **kwargs,
     ):

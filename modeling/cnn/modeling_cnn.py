@@ -820,6 +820,11 @@ class CNNForAudioClassification(CNNPreTrainedModel):
             if config.functionals_head and config.raw_contours_head and config.num_raw_contour_channels
             else None
         )
+        if self.raw_contours_head is not None:
+            # Fitted after training only (`training.calibration`), and until then at zero, adding nothing:
+            # trained beside the network it changed which checkpoint early stopping kept, and lost on espeak
+            # what the same head fitted to the kept checkpoint gains (ROUNDS.md, thirty-ninth round).
+            self.raw_contours_head.requires_grad_(False)
         self.post_init()
 
     def forward(
@@ -879,14 +884,15 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         logits = self.classifier(pooled)
         branches = penalty = None
         if functionals_logits is not None:
+            if raw_contours_logits is not None:
+                # Part of the head's branch. Zero while the model trains, so the head's loss is as without it;
+                # not trained, so not in the penalty.
+                functionals_logits = functionals_logits + raw_contours_logits
             heads = [self.functionals_head]
             branches = (logits, functionals_logits)
             if peaks_logits is not None:
                 heads.append(self.energy_peaks_head)
                 branches += (peaks_logits,)
-            if raw_contours_logits is not None:
-                heads.append(self.raw_contours_head)
-                branches += (raw_contours_logits,)
             penalty = 0.5 * self.config.functionals_l2 * sum(head.weight.pow(2).sum() for head in heads)
             network_weight, head_weight = self.config.branch_weights
             logits = network_weight * logits + head_weight * sum(branches[1:])
