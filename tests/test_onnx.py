@@ -41,35 +41,25 @@ def run_both(model, extractor, path, seconds):
     return expected, got, session
 
 
+# Two models between them set every option of the front-end and the heads both ways: the defaults (the
+# recording level kept, smoothed contours, the raw contours head), and every other value at once (each case
+# is an export of its own, about 15 s).
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "normalize_waveform, energy_peaks_head, functionals_smoothing, spectrum_functionals, raw_contours_head",
+    "overrides",
     [
-        (False, False, False, False, False),
-        (True, False, False, False, False),
-        (False, True, False, False, False),
-        (False, False, True, False, False),
-        (False, False, True, True, False),
-        (False, False, True, False, True),
+        {},
+        {
+            "normalize_waveform": True,
+            "energy_peaks_head": True,
+            "functionals_smoothing": False,
+            "spectrum_functionals": True,
+            "raw_contours_head": False,
+        },
     ],
-    ids=[
-        "level-kept",
-        "clips-normalised",
-        "energy-peaks",
-        "smoothed-contours",
-        "spectrum-descriptors",
-        "raw-contours-head",
-    ],
+    ids=["defaults", "every-other-option"],
 )
-def test_cnn_export_through_the_cli(
-    tmp_path,
-    capsys,
-    normalize_waveform,
-    energy_peaks_head,
-    functionals_smoothing,
-    spectrum_functionals,
-    raw_contours_head,
-):
+def test_cnn_export_through_the_cli(tmp_path, capsys, overrides):
     torch.manual_seed(0)
     model = CNNForAudioClassification(
         CNNConfig(
@@ -78,11 +68,7 @@ def test_cnn_export_through_the_cli(
             n_mels=20,
             attention_size=8,
             classifier_hidden_size=8,
-            normalize_waveform=normalize_waveform,
-            energy_peaks_head=energy_peaks_head,
-            functionals_smoothing=functionals_smoothing,
-            spectrum_functionals=spectrum_functionals,
-            raw_contours_head=raw_contours_head,
+            **overrides,
             **LABEL_KW,
         )
     )
@@ -109,7 +95,7 @@ def test_cnn_export_through_the_cli(
     metadata = session.get_modelmeta().custom_metadata_map
     assert json.loads(metadata["id2label"]) == {str(i): k for i, k in enumerate(LABELS)}
     assert metadata["sampling_rate"] == "16000"
-    assert metadata["normalized_in_graph"] == str(normalize_waveform)
+    assert metadata["normalized_in_graph"] == str(model.config.normalize_waveform)
     # The CLI's check passes this graph and refuses one that weighs the branches otherwise than the model.
     assert verify_onnx(model, extractor, out)[1]
     model.config.branch_weights = [1.0, 1.0]
@@ -152,14 +138,12 @@ def test_an_export_that_disagrees_with_pytorch_fails_with_a_message(tmp_path, mo
             "pooling": "mean_std",
             "functionals": "basic",
         },
-        {"energy_peaks_head": True},
     ],
     ids=[
-        "s4d-defaults",
+        "s4d-defaults",  # with the energy peaks head
         "s4-dplr-causal",
         "s4d-earlier-defaults",
         "s4d-utterance-dataset-meanstd-basic-functionals",
-        "s4d-energy-peaks",
     ],
 )
 def test_s4_export_matches_pytorch(tmp_path, overrides):
