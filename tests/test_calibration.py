@@ -285,5 +285,8 @@ def test_a_head_without_training_clips_of_every_class_stays_as_trained(make_tiny
     validation = datasets.Dataset.from_dict({"input_values": clips[8:], "label": [0, 1, 2, 3]})
     with caplog.at_level("WARNING"):
         assert refit_functionals_head(trainer, train, validation, TINY_CNN_LABELS) is None
-    assert "The functionals head stays as trained: the training clips lack" in caplog.text
+    assert "The functionals head stays as trained (a raw contours head at zero): the training clips lack" in (
+        caplog.text
+    )
     assert not model.functionals_head.weight.any()
+    assert not model.raw_contours_head.weight.any()

@@ -262,7 +262,7 @@ def refit_functionals_head(
                 train_inputs[name], train_labels, validation_inputs[name], validation_labels, label_names
             )
     except ValueError as err:
-        logger.warning("The functionals head stays as trained: %s.", err)
+        logger.warning("The functionals head stays as trained (a raw contours head at zero): %s.", err)
         return None
     for name, fit in fits.items():
         head = getattr(model, name)
