@@ -233,10 +233,10 @@ def linear_head_inputs(
 
 
 # The linear heads fitted after training, each on its own inputs with its own C: the functionals head, trained
-# beside the network, refitted; the CNN's raw contours head, which does not train, fitted here only. An energy
-# peaks head stays as trained (refitted beside the functionals head it lost on festival: ROUNDS.md,
-# thirty-first round).
-REFITTED_HEADS = ("functionals_head", "raw_contours_head")
+# beside the network, refitted; the CNN's raw contours head and the S4's smoothed contours head, which do not
+# train, fitted here only. An energy peaks head stays as trained (refitted beside the functionals head it lost
+# on festival: ROUNDS.md, thirty-first round).
+REFITTED_HEADS = ("functionals_head", "raw_contours_head", "smoothed_contours_head")
 
 
 def refit_functionals_head(

@@ -23,6 +23,7 @@ EARLIER_DEFAULTS = {
     "functionals_mel_group": 1,
     "normalize_waveform": True,
     "energy_peaks_head": False,
+    "smoothed_contours_head": False,
 }
 
 
@@ -129,6 +130,14 @@ class S4Config(PretrainedConfig):
             peaks per second, the time between them, their height, the slopes between peaks and valleys),
             ComParE's peak functionals, which carry the syllable rhythm; on its own cross-entropy and L2
             penalty (`functionals_l2`), its logits added to the head's.
+        smoothed_contours_head (`bool`, defaults to `False`):
+            With the functionals head (on the channels as computed, `functionals_smoothing=False`): a second
+            linear classifier beside it, on the extended functionals of the same channels smoothed
+            (`functionals_smoothing`'s view, the one the CNN's head takes), its logits added to the head's.
+            It does not train: it stays at zero, adding nothing, until `training.calibration` fits it after
+            training as it refits the head (its own C), so the checkpoint is the one without it. Each view
+            suits other corpora (the nineteenth round: smoothed +0.009 on espeak, −0.024 on festival); the CNN
+            gained from the converse pair (ROUNDS.md, thirty-ninth round).
         functionals_l2 (`float`, defaults to 0.2):
             The functionals head trains as a logistic regression beside the S4: on its own cross-entropy plus
             `functionals_l2 / 2 * ||W||^2` (scikit-learn's `LogisticRegression` penalty, `1 / (C * n_clips)`),
@@ -194,6 +203,7 @@ class S4Config(PretrainedConfig):
         functionals_head: bool = True,
         spectral_shape_functionals: bool = True,
         energy_peaks_head: bool = True,
+        smoothed_contours_head: bool = False,
         functionals: str = "extended",
         functionals_mel_group: int = 4,
         functionals_smoothing: bool = False,
@@ -243,6 +253,11 @@ class S4Config(PretrainedConfig):
                 f"S4Config: functionals_mel_group={functionals_mel_group} must divide mel_bins={mel_bins} "
                 "(the functionals head averages groups of adjacent bands); give a divisor, 1 for every band"
             )
+        if smoothed_contours_head and functionals_smoothing:
+            raise ValueError(
+                "S4Config: smoothed_contours_head=True adds the smoothed view beside a head on the channels"
+                " as computed; with functionals_smoothing=True the head is already smoothed: set one of them"
+            )
         if len(branch_weights) != 2 or not all(0.0 <= w < float("inf") for w in branch_weights):
             raise ValueError(
                 f"S4Config: branch_weights={branch_weights!r}: give two finite weights >= 0 (S4, head)"
@@ -277,6 +292,7 @@ class S4Config(PretrainedConfig):
         self.functionals_head = functionals_head
         self.spectral_shape_functionals = spectral_shape_functionals
         self.energy_peaks_head = energy_peaks_head
+        self.smoothed_contours_head = smoothed_contours_head
         self.functionals = functionals
         self.functionals_mel_group = functionals_mel_group
         self.functionals_smoothing = functionals_smoothing

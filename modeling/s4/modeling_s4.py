@@ -816,12 +816,16 @@ class S4ForAudioClassification(S4PreTrainedModel):
         self.dropout = nn.Dropout(config.dropout)
         pooled_size = 2 * config.d_model if config.pooling == "mean_std" else config.d_model
         self.classifier = nn.Linear(pooled_size, config.num_labels)
+        # What `functionals_input` gives: the grouped bands, the pitch channels, the shape descriptors.
+        head_channels = (
+            self.frontend.feature_dim
+            - config.mel_bins
+            + config.mel_bins // config.functionals_mel_group
+            + (8 if config.spectral_shape_functionals else 0)
+        )
         self.functionals_head = (
             FunctionalsHead(
-                self.frontend.feature_dim
-                - config.mel_bins
-                + config.mel_bins // config.functionals_mel_group
-                + (8 if config.spectral_shape_functionals else 0),
+                head_channels,
                 config.num_labels,
                 config.functionals,
                 config.functionals_smoothing,
@@ -834,6 +838,16 @@ class S4ForAudioClassification(S4PreTrainedModel):
             if self.functionals_head is not None and config.energy_peaks_head
             else None
         )
+        self.smoothed_contours_head = (
+            FunctionalsHead(head_channels, config.num_labels, "extended", smoothing=True)
+            if self.functionals_head is not None and config.smoothed_contours_head
+            else None
+        )
+        if self.smoothed_contours_head is not None:
+            # Fitted after training only (`training.calibration`), and until then at zero, adding nothing, so
+            # that training and early stopping are those of the model without it (the CNN's raw contours head
+            # trained beside its network changed the kept checkpoint: ROUNDS.md, thirty-ninth round).
+            self.smoothed_contours_head.requires_grad_(False)
         self.post_init()
 
     @property
@@ -873,7 +887,12 @@ class S4ForAudioClassification(S4PreTrainedModel):
         else:
             raw = self.frontend.frame_features(samples)
             features = self.frontend.normalize(raw, frame_mask)
-            functionals_logits = self.functionals_head(self.functionals_input(raw), frame_mask)
+            contours = self.functionals_input(raw)
+            functionals_logits = self.functionals_head(contours, frame_mask)
+            if self.smoothed_contours_head is not None:
+                # Part of the head's branch: zero while the model trains, so the head's loss is as without it;
+                # not trained, so not in the penalty.
+                functionals_logits = functionals_logits + self.smoothed_contours_head(contours, frame_mask)
         peaks_logits = None
         if self.energy_peaks_head is not None:
             # The RMS contour of the front-end's frames.
