@@ -213,16 +213,23 @@ def tiny_trainer(model, tmp_path):
     ), extractor
 
 
-@pytest.mark.parametrize("raw_contours_head", [False, True], ids=["functionals-head", "with-raw-contours"])
+@pytest.mark.parametrize(
+    "kind,head_after_training",
+    [("cnn", None), ("cnn", "raw_contours_head"), ("s4", "smoothed_contours_head")],
+    ids=["cnn-functionals-head", "cnn-with-raw-contours", "s4-with-smoothed-contours"],
+)
 def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_inputs(
-    make_tiny_cnn, tmp_path, raw_contours_head
+    make_tiny_cnn, tmp_path, kind, head_after_training
 ):
     """`refit_functionals_head` reads the head's standardised inputs of every clip (batched and padded, as
     evaluation batches them), fits them as the baseline would and writes the result into the head: its logits
-    are then the fitted map of the inputs that one clip at a time gives. A raw contours head is refitted the
-    same way on its own inputs, with its own C. The network is untouched."""
+    are then the fitted map of the inputs that one clip at a time gives. A head fitted after training only
+    (the CNN's raw contours head, the S4's smoothed contours head) is fitted the same way on its own inputs,
+    with its own C. The network is untouched."""
     import datasets
     from conftest import TINY_CNN_LABELS
+
+    from modeling import S4Config, S4ForAudioClassification
 
     rng = np.random.default_rng(0)
     labels = (np.arange(36) % len(TINY_CNN_LABELS)).tolist()
@@ -232,9 +239,22 @@ def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_
         t = np.arange(int(rng.integers(6000, 9000))) / 16000
         tone = np.sin(2 * np.pi * (200.0, 500.0, 1000.0, 2000.0)[y] * t)
         clips.append((tone + 0.5 * rng.standard_normal(len(t))).astype(np.float32))
-    model = make_tiny_cnn(raw_contours_head=raw_contours_head)
-    heads = ["functionals_head", "raw_contours_head"] if raw_contours_head else ["functionals_head"]
-    heads_prefix = ("functionals", "raw_contours")
+    if kind == "cnn":
+        model = make_tiny_cnn(raw_contours_head=head_after_training is not None)
+    else:
+        torch.manual_seed(0)
+        config = S4Config(
+            d_model=8,
+            n_layers=1,
+            d_state=8,
+            mel_bins=16,
+            smoothed_contours_head=True,
+            id2label=dict(enumerate(TINY_CNN_LABELS)),
+            label2id={name: i for i, name in enumerate(TINY_CNN_LABELS)},
+        )
+        model = S4ForAudioClassification(config).eval()
+    heads = ["functionals_head", *([head_after_training] if head_after_training else [])]
+    heads_prefix = tuple(heads)
     network_before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith(heads_prefix)}
     trainer, extractor = tiny_trainer(model, tmp_path)
     train = datasets.Dataset.from_dict({"input_values": clips[:24], "label": labels[:24]})
@@ -285,8 +305,9 @@ def test_a_head_without_training_clips_of_every_class_stays_as_trained(make_tiny
     validation = datasets.Dataset.from_dict({"input_values": clips[8:], "label": [0, 1, 2, 3]})
     with caplog.at_level("WARNING"):
         assert refit_functionals_head(trainer, train, validation, TINY_CNN_LABELS) is None
-    assert "The functionals head stays as trained (a raw contours head at zero): the training clips lack" in (
-        caplog.text
+    assert (
+        "The functionals head stays as trained (a head fitted after training only, at zero): the training"
+        in caplog.text
     )
     assert not model.functionals_head.weight.any()
     assert not model.raw_contours_head.weight.any()

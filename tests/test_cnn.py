@@ -506,32 +506,6 @@ def test_the_raw_contours_head_summarises_pitch_bands_and_shape_as_computed():
     torch.testing.assert_close(out.loss, cross_entropy + l2)
 
 
-def test_an_unfitted_raw_contours_head_leaves_training_as_without_it():
-    """Until it is fitted (after training) the raw contours head adds nothing: the same weights give the
-    same logits, loss and gradients with and without it, so training keeps the same checkpoint."""
-    config = dict(functionals_head=True, functionals="extended", pitch_features=True)
-    torch.manual_seed(0)
-    plain = CNNForAudioClassification(tiny_config(**config, raw_contours_head=False)).train()
-    torch.manual_seed(0)
-    with_raw = CNNForAudioClassification(tiny_config(**config, raw_contours_head=True)).train()
-    with torch.no_grad():
-        torch.nn.init.normal_(plain.functionals_head.weight, std=0.1)
-    with_raw.load_state_dict(plain.state_dict(), strict=False)
-    waveform, labels = torch.randn(4, 8000), torch.tensor([0, 1, 2, 1])
-    outputs = []
-    for model in (plain, with_raw):
-        torch.manual_seed(1)  # the same SpecAugment masks and dropout
-        out = model(waveform, labels=labels)
-        out.loss.backward()
-        outputs.append(out)
-    torch.testing.assert_close(outputs[1].logits, outputs[0].logits)
-    torch.testing.assert_close(outputs[1].loss, outputs[0].loss)
-    gradients = {name: p.grad for name, p in with_raw.named_parameters() if p.requires_grad}
-    assert gradients.keys() == {name for name, _ in plain.named_parameters()}
-    for name, p in plain.named_parameters():
-        torch.testing.assert_close(gradients[name], p.grad, msg=name)
-
-
 @pytest.mark.parametrize("pitch_features", [True, False])
 def test_functionals_head_summarises_zcr_rms_the_first_mfccs_and_pitch(pitch_features):
     no_spectra = {

@@ -22,6 +22,7 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file, save_file
 from test_cnn import tiny_config as tiny_cnn_config
+from test_s4 import tiny_config as tiny_s4_config
 from test_s4 import tiny_model as tiny_s4_model
 from transformers import (
     AutoConfig,
@@ -349,6 +350,46 @@ def test_functionals_smoothing_changes_what_the_functionals_head_sees_and_nothin
         torch.testing.assert_close(
             output.branch_logits[1], standardised @ head.weight.T + head.bias, atol=1e-4, rtol=1e-4
         )
+
+
+# The heads that do not train, each model's: fitted after training only (`training.calibration`).
+FITTED_AFTER_TRAINING = [("cnn", "raw_contours_head"), ("s4", "smoothed_contours_head")]
+
+
+@pytest.mark.parametrize("kind_,head", FITTED_AFTER_TRAINING)
+def test_an_unfitted_head_leaves_training_as_without_it(kind_, head):
+    """Until it is fitted (after training) such a head adds nothing: the same weights give the same logits,
+    loss and gradients with and without it, so training keeps the same checkpoint; it has no parameter the
+    optimizer would train."""
+    config = dict(functionals_head=True, functionals="extended", pitch_features=True)
+    model_class, tiny_config = {
+        "cnn": (CNNForAudioClassification, tiny_cnn_config),
+        "s4": (S4ForAudioClassification, tiny_s4_config),
+    }[kind_]
+    torch.manual_seed(0)
+    plain = model_class(tiny_config(**config, **{head: False})).train()
+    torch.manual_seed(0)
+    with_head = model_class(tiny_config(**config, **{head: True})).train()
+    with torch.no_grad():
+        torch.nn.init.normal_(plain.functionals_head.weight, std=0.1)
+    missing, unexpected = with_head.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(name.startswith(f"{head}.") for name in missing)
+    assert not getattr(with_head, head).weight.any()
+    assert not any(p.requires_grad for p in getattr(with_head, head).parameters())
+    waveform, labels = torch.randn(3, 8000), torch.tensor([0, 1, 2])
+    outputs = []
+    for model in (plain, with_head):
+        torch.manual_seed(1)  # the same SpecAugment masks and dropout
+        out = model(waveform, labels=labels)
+        out.loss.backward()
+        outputs.append(out)
+    torch.testing.assert_close(outputs[1].logits, outputs[0].logits)
+    torch.testing.assert_close(outputs[1].loss, outputs[0].loss)
+    gradients = {name: p.grad for name, p in with_head.named_parameters() if p.requires_grad}
+    assert gradients.keys() == {name for name, p in plain.named_parameters() if p.requires_grad}
+    for name, p in plain.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(gradients[name], p.grad, msg=name)
 
 
 @pytest.mark.parametrize("kind_", CUSTOM_KINDS)

@@ -137,13 +137,14 @@ def test_an_export_that_disagrees_with_pytorch_fails_with_a_message(tmp_path, mo
             "mel_normalization": "utterance+dataset",
             "pooling": "mean_std",
             "functionals": "basic",
+            "smoothed_contours_head": True,  # the extended functionals, smoothed, beside the basic ones
         },
     ],
     ids=[
         "s4d-defaults",  # with the energy peaks head
         "s4-dplr-causal",
         "s4d-earlier-defaults",
-        "s4d-utterance-dataset-meanstd-basic-functionals",
+        "s4d-utterance-dataset-meanstd-basic-functionals-smoothed-contours-head",
     ],
 )
 def test_s4_export_matches_pytorch(tmp_path, overrides):
@@ -157,8 +158,9 @@ def test_s4_export_matches_pytorch(tmp_path, overrides):
         with torch.no_grad():
             model.train()(torch.randn(3, 16000) * 0.3)
         torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
-    if model.energy_peaks_head is not None:
-        torch.nn.init.normal_(model.energy_peaks_head.weight, std=0.05)
+    for head in (model.energy_peaks_head, model.smoothed_contours_head):
+        if head is not None:
+            torch.nn.init.normal_(head.weight, std=0.05)
     model.eval()
     extractor = feature_extractor_for(model)
     out = export_onnx(model, extractor, tmp_path / "s4.onnx")

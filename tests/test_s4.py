@@ -58,7 +58,7 @@ def tiny_model(**overrides) -> S4ForAudioClassification:
     if "dataset" in overrides.get("mel_normalization", "") or model.functionals_head is not None:
         with torch.no_grad():  # training-set statistics other than 0 / 1, so that applying them shows
             model.train()(torch.randn(2, 8000) * 3)
-    for head in (model.functionals_head, model.energy_peaks_head):
+    for head in (model.functionals_head, model.energy_peaks_head, model.smoothed_contours_head):
         if head is not None:  # it starts at zero, where nothing it does could show
             torch.nn.init.normal_(head.weight, std=0.05)
     return model.eval()
@@ -212,6 +212,7 @@ PADDING_CASES = [
     dict(frontend="mel", normalize_waveform=False, pitch_features=True, functionals="extended"),
     dict(frontend="mel", normalize_waveform=False, energy_peaks_head=True),
     dict(frontend="mel", normalize_waveform=False, functionals="extended", functionals_smoothing=True),
+    dict(frontend="mel", normalize_waveform=False, pitch_features=True, smoothed_contours_head=True),
 ]
 
 
@@ -391,6 +392,38 @@ def test_the_functionals_head_summarises_groups_of_mel_bands():
     torch.testing.assert_close(summarised[..., 4:6], raw[..., 16:])  # pitch channels as they are
     torch.testing.assert_close(summarised[..., 6:], spectral_shape(raw[..., :16]))  # shape: every band
     assert model.functionals_head.weight.shape[1] == 4 * (4 + 2 + 8)  # the basic functionals: 4 per channel
+
+
+def test_the_smoothed_contours_head_summarises_the_heads_channels_smoothed():
+    """With `smoothed_contours_head`, a second linear classifier in the head's branch, on the extended
+    functionals of the functionals head's channels smoothed (the head's are as computed); its logits are added
+    to the head's, and it is not in the penalty (it does not train)."""
+    from modeling.s4.modeling_s4 import extended_functionals
+
+    model = tiny_model(pitch_features=True, functionals="extended", smoothed_contours_head=True)
+    head, smoothed = model.functionals_head, model.smoothed_contours_head
+    assert smoothed.smoothing and not head.smoothing and smoothed.weight.shape == head.weight.shape
+    audio, labels = torch.randn(3, 8000), torch.tensor([0, 1, 2])
+    seen = {}
+    smoothed.register_forward_pre_hook(lambda module, args: seen.update(args=args))
+    with torch.no_grad():
+        model.config.branch_weights = [0.5, 2.0]
+        out = model(audio, labels=labels)
+        channels, frames = seen["args"]
+        torch.testing.assert_close(channels, model.functionals_input(model.frontend.frame_features(audio)))
+        functionals = extended_functionals(channels, frames, smoothing=True)
+        norm = smoothed.norm
+        standardised = (functionals - norm.running_mean) / (norm.running_var + norm.eps).sqrt()
+        head_alone = head(channels, frames)
+    network_logits, heads_logits, peaks_logits = out.branch_logits
+    torch.testing.assert_close(
+        heads_logits, head_alone + standardised @ smoothed.weight.T + smoothed.bias, atol=1e-4, rtol=1e-4
+    )
+    assert not torch.allclose(heads_logits, head_alone)  # the smoothed head's share is there
+    torch.testing.assert_close(out.logits, 0.5 * network_logits + 2.0 * (heads_logits + peaks_logits))
+    cross_entropy = sum(torch.nn.functional.cross_entropy(b, labels) for b in out.branch_logits)
+    squares = head.weight.pow(2).sum() + model.energy_peaks_head.weight.pow(2).sum()
+    torch.testing.assert_close(out.loss, cross_entropy + 0.5 * model.config.functionals_l2 * squares)
 
 
 def test_missing_ssm_weights_get_the_structured_init(tmp_path):
@@ -620,6 +653,7 @@ def test_dplr_refuses_inputs_longer_than_its_kernel():
         (dict(frontend="stft"), "frontend="),
         (dict(functionals="all"), "functionals="),
         (dict(mel_bins=40, functionals_mel_group=3), "functionals_mel_group=3 must divide mel_bins=40"),
+        (dict(smoothed_contours_head=True, functionals_smoothing=True), "already smoothed: set one of them"),
     ],
 )
 def test_config_validation(overrides, match):

@@ -242,11 +242,11 @@ REFITTED_HEADS = ("functionals_head", "raw_contours_head", "smoothed_contours_he
 def refit_functionals_head(
     trainer: Trainer, train: datasets.Dataset, validation: datasets.Dataset, label_names: Sequence[str]
 ) -> dict[str, float] | None:
-    """Refit the functionals head of `trainer.model` (a two-branch model, `has_branches`), and its raw
-    contours head where it has one, on `train` with C chosen on `validation` (`fit_head_like_baseline`, each
-    head on its own) and write them into the heads; returns each refitted head's C by its name, or None for a
-    model without two branches or a training split that lacks a class (the heads then stay as trained, the
-    raw contours head at zero)."""
+    """Refit the functionals head of `trainer.model` (a two-branch model, `has_branches`), and fit the heads
+    that do not train where it has them (the CNN's raw contours head, the S4's smoothed contours head), on
+    `train` with C chosen on `validation` (`fit_head_like_baseline`, each head on its own) and write them into
+    the heads; returns each fitted head's C by its name, or None for a model without two branches or a
+    training split that lacks a class (the heads then stay as trained, those that do not train at zero)."""
     model = trainer.model
     if not has_branches(model):
         return None
@@ -262,7 +262,9 @@ def refit_functionals_head(
                 train_inputs[name], train_labels, validation_inputs[name], validation_labels, label_names
             )
     except ValueError as err:
-        logger.warning("The functionals head stays as trained (a raw contours head at zero): %s.", err)
+        logger.warning(
+            "The functionals head stays as trained (a head fitted after training only, at zero): %s.", err
+        )
         return None
     for name, fit in fits.items():
         head = getattr(model, name)

@@ -23,7 +23,6 @@ EARLIER_DEFAULTS = {
     "functionals_mel_group": 1,
     "normalize_waveform": True,
     "energy_peaks_head": False,
-    "smoothed_contours_head": False,
 }
 
 

@@ -816,38 +816,31 @@ class S4ForAudioClassification(S4PreTrainedModel):
         self.dropout = nn.Dropout(config.dropout)
         pooled_size = 2 * config.d_model if config.pooling == "mean_std" else config.d_model
         self.classifier = nn.Linear(pooled_size, config.num_labels)
-        # What `functionals_input` gives: the grouped bands, the pitch channels, the shape descriptors.
-        head_channels = (
-            self.frontend.feature_dim
-            - config.mel_bins
-            + config.mel_bins // config.functionals_mel_group
-            + (8 if config.spectral_shape_functionals else 0)
-        )
-        self.functionals_head = (
-            FunctionalsHead(
-                head_channels,
-                config.num_labels,
-                config.functionals,
-                config.functionals_smoothing,
+        self.functionals_head = self.smoothed_contours_head = None
+        if config.functionals_head and config.frontend == "mel":
+            # What `functionals_input` gives: the grouped bands, the pitch channels, the shape descriptors.
+            head_channels = (
+                self.frontend.feature_dim
+                - config.mel_bins
+                + config.mel_bins // config.functionals_mel_group
+                + (8 if config.spectral_shape_functionals else 0)
             )
-            if config.functionals_head and config.frontend == "mel"
-            else None
-        )
+            self.functionals_head = FunctionalsHead(
+                head_channels, config.num_labels, config.functionals, config.functionals_smoothing
+            )
+            if config.smoothed_contours_head:
+                # Fitted after training only (`training.calibration`), and until then at zero, adding
+                # nothing, so that training and early stopping are those of the model without it (the CNN's
+                # raw contours head trained beside its network changed the kept checkpoint: ROUNDS.md,
+                # thirty-ninth round).
+                self.smoothed_contours_head = FunctionalsHead(
+                    head_channels, config.num_labels, "extended", smoothing=True
+                ).requires_grad_(False)
         self.energy_peaks_head = (
             EnergyPeaksHead(config.num_labels, config.sampling_rate / self.frontend.hop)
             if self.functionals_head is not None and config.energy_peaks_head
             else None
         )
-        self.smoothed_contours_head = (
-            FunctionalsHead(head_channels, config.num_labels, "extended", smoothing=True)
-            if self.functionals_head is not None and config.smoothed_contours_head
-            else None
-        )
-        if self.smoothed_contours_head is not None:
-            # Fitted after training only (`training.calibration`), and until then at zero, adding nothing, so
-            # that training and early stopping are those of the model without it (the CNN's raw contours head
-            # trained beside its network changed the kept checkpoint: ROUNDS.md, thirty-ninth round).
-            self.smoothed_contours_head.requires_grad_(False)
         self.post_init()
 
     @property
