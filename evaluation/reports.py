@@ -38,7 +38,10 @@ RUNS_COLUMNS: tuple[str, ...] = (
     "train_corpora",
     "classes",
     "speaker_independent",
+    "confusion_matrix",
 )
+# Runs files written before the column existed lack it; their matrices are in the run folders only.
+OPTIONAL_RUNS_COLUMNS = ("confusion_matrix",)
 LEADERBOARD_COLUMNS: tuple[str, ...] = (
     "model",
     "corpus",
@@ -87,10 +90,13 @@ def write_runs(rows: Sequence[dict], path: str | os.PathLike) -> pd.DataFrame:
 def read_runs(path: str | os.PathLike) -> pd.DataFrame:
     frame = pd.read_csv(
         path,
-        dtype={"test_speakers": str, "train_corpora": str, "classes": str},
+        dtype={"test_speakers": str, "train_corpora": str, "classes": str, "confusion_matrix": str},
         keep_default_na=False,
         na_values={m: ["", "nan"] for m in METRICS.values()},
     )
+    for column in OPTIONAL_RUNS_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = ""
     missing = [c for c in RUNS_COLUMNS if c not in frame.columns]
     if missing:
         raise ReportError(f"{path}: not a runs file, columns {missing} missing")
@@ -476,9 +482,10 @@ def summed_confusions(
     runs: pd.DataFrame, output_dir: Path
 ) -> tuple[dict[tuple, tuple[list[str], np.ndarray]], list[str]]:
     """((protocol, model, corpus, training corpora) -> (classes, confusion matrix summed over its folds);
-    a note for each of them whose runs lack `confusion_matrix.json`: run folders deleted or on another
-    machine, or a training function that returned no matrix; its matrix then sums the others' or, with none,
-    is left out)."""
+    a note for each of them with runs whose matrix is nowhere: neither in their row of the runs file (runs
+    files written before the column) nor in `confusion_matrix.json` in their run folder (deleted or on
+    another machine), or a training function that returned none; its matrix then sums the others' or, with
+    none, is left out)."""
     sums: dict[tuple, tuple[list[str], np.ndarray]] = {}
     missing: dict[tuple, int] = {}
     totals: dict[tuple, int] = {}
@@ -486,24 +493,30 @@ def summed_confusions(
         key = (row["protocol"], row["model"], row["corpus"], row["train_corpora"])
         totals[key] = totals.get(key, 0) + 1
         path = output_dir / row["run_dir"] / "confusion_matrix.json"
-        if not path.is_file():
+        recorded = row.get("confusion_matrix")
+        if isinstance(recorded, str) and recorded:
+            classes, matrix = str(row["classes"]).split(), json.loads(recorded)
+        elif path.is_file():
+            with open(path) as f:
+                data = json.load(f)
+            classes, matrix = data["classes"], data["matrix"]
+        else:
             missing[key] = missing.get(key, 0) + 1
             continue
-        with open(path) as f:
-            data = json.load(f)
-        matrix = np.asarray(data["matrix"], dtype=np.int64)
-        if key in sums and sums[key][0] == data["classes"]:
-            sums[key] = (data["classes"], sums[key][1] + matrix)
+        matrix = np.asarray(matrix, dtype=np.int64)
+        if key in sums and sums[key][0] == classes:
+            sums[key] = (classes, sums[key][1] + matrix)
         elif key not in sums:
-            sums[key] = (data["classes"], matrix)
+            sums[key] = (classes, matrix)
     notes = []
     for key, count in missing.items():
         _, model, corpus, _ = key
         shown = "left out" if key not in sums else f"summed over the other {totals[key] - count}"
         notes.append(
-            f"{model} on {corpus}: {count} of {totals[key]} runs have no confusion_matrix.json in their run "
-            f"folder (the folder is gone, or the training function returned no matrix); its confusion matrix "
-            f"in the figure is {shown}"
+            f"{model} on {corpus}: {count} of {totals[key]} runs have no confusion matrix, neither in the "
+            "runs file nor as confusion_matrix.json in their run folder (a runs file from before the column "
+            "with the folder gone, or a training function that returned no matrix); its confusion matrix in "
+            f"the figure is {shown}"
         )
     return sums, notes
 

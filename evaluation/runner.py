@@ -114,8 +114,13 @@ def plan_runs(models: Sequence[str], plan: FoldPlan, only_fold: int | None = Non
     ]
 
 
-def run_row(run: Run, metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """The runs.csv row of a finished run (`run_dir` relative to the output folder)."""
+def run_row(
+    run: Run, metrics: Mapping[str, Any], confusion: Sequence[Sequence[int]] | None = None
+) -> dict[str, Any]:
+    """The runs.csv row of a finished run (`run_dir` relative to the output folder). The test confusion
+    matrix, where the training function gave one, is in the row as JSON (rows true class, columns predicted,
+    in the order of `classes`), so that reports made from runs files alone, with the run folders on another
+    machine or deleted, still draw it."""
     fold = run.fold
     return {
         "model": run.model,
@@ -128,6 +133,7 @@ def run_row(run: Run, metrics: Mapping[str, Any]) -> dict[str, Any]:
         "train_corpora": " ".join(fold.train_corpora),
         "classes": " ".join(fold.classes),
         "speaker_independent": fold.speaker_independent,
+        "confusion_matrix": "" if confusion is None else json.dumps(confusion, separators=(",", ":")),
     }
 
 
@@ -232,11 +238,10 @@ def execute(
             )
         confusion = metrics.pop("confusion_matrix", None)
         if confusion is not None:
-            write_json_atomic(
-                run_dir / CONFUSION_FILE,
-                {"classes": list(run.fold.classes), "matrix": [[int(v) for v in row] for row in confusion]},
-            )
-        row = run_row(run, metrics)
+            confusion = [[int(v) for v in row] for row in confusion]
+            classes = list(run.fold.classes)
+            write_json_atomic(run_dir / CONFUSION_FILE, {"classes": classes, "matrix": confusion})
+        row = run_row(run, metrics, confusion)
         clean = {k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))}
         write_json_atomic(
             run_dir / RESULTS_FILE,

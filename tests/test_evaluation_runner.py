@@ -21,7 +21,7 @@ import pytest
 
 import run_benchmark
 from evaluation.folds import load_metadata
-from evaluation.reports import LEADERBOARD_COLUMNS, RUNS_COLUMNS
+from evaluation.reports import LEADERBOARD_COLUMNS, RUNS_COLUMNS, read_runs, summed_confusions
 from evaluation.runner import train_not_available
 from loaders import fixtures
 
@@ -173,25 +173,52 @@ def test_shards_by_fold_and_collect_equal_the_whole_run(finished, tmp_path):
     assert "incomplete" not in (shards[0] / "leaderboard.md").read_text()
 
 
-def test_runs_without_their_confusion_matrix_are_counted_in_the_notes(finished, tmp_path, caplog):
-    """A collect over runs whose folders are gone still writes the reports, and says which figure panels are
-    partial or missing instead of leaving them out silently."""
+def test_the_figure_s_confusion_matrices_come_from_the_runs_file_alone(finished, tmp_path):
+    """Each run's test confusion matrix is in its row of runs.csv: a collect over a copy whose run folders
+    are gone (shards from other machines, deleted runs) sums the same matrices, with no note."""
     out, _, _ = finished
-    assert "confusion_matrix.json" not in (out / "leaderboard.md").read_text()  # every run's folder is there
+    runs = read_runs(out / "runs.csv")
+    expected, notes = summed_confusions(runs.assign(confusion_matrix=""), out)  # from the run folders
+    assert not notes and len(expected) == 2
+    folds = pd.read_csv(out / "folds.csv")
+    tested = (folds["split"] == "test").sum()
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
+    shutil.rmtree(copy / "runs")
+    got, notes = summed_confusions(read_runs(copy / "runs.csv"), copy)
+    assert not notes
+    assert got.keys() == expected.keys()
+    for key, (classes, matrix) in expected.items():
+        assert got[key][0] == classes == ["anger", "happy", "neutral", "sadness"]
+        np.testing.assert_array_equal(got[key][1], matrix)
+        assert matrix.sum() == tested  # each clip once, over the folds
+    run_benchmark.main(["collect", "--output_dir", str(copy)])
+    assert "confusion matrix" not in (copy / "leaderboard.md").read_text()
+
+
+def test_runs_without_their_confusion_matrix_are_counted_in_the_notes(finished, tmp_path, caplog):
+    """A runs file from before the confusion_matrix column, collected where some run folders are gone:
+    the reports are still written, and say which figure panels are partial or missing instead of leaving
+    them out silently."""
+    out, _, _ = finished
+    assert "confusion matrix" not in (out / "leaderboard.md").read_text()  # every run has its matrix
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    runs = pd.read_csv(copy / "runs.csv", dtype=str, keep_default_na=False)
+    runs.drop(columns="confusion_matrix").to_csv(copy / "runs.csv", index=False)
     (copy / "runs" / "cnn" / "synthetic" / "fold-2" / "confusion_matrix.json").unlink()
     shutil.rmtree(copy / "runs" / "s4")
     with caplog.at_level(logging.WARNING, logger="evaluation.reports"):
         run_benchmark.main(["collect", "--output_dir", str(copy)])
     text = (copy / "leaderboard.md").read_text()
     assert (
-        "cnn on synthetic: 1 of 3 runs have no confusion_matrix.json in their run folder (the folder is "
-        "gone, or the training function returned no matrix); its confusion matrix in the figure is summed "
-        "over the other 2"
+        "cnn on synthetic: 1 of 3 runs have no confusion matrix, neither in the runs file nor as "
+        "confusion_matrix.json in their run folder (a runs file from before the column with the folder gone, "
+        "or a training function that returned no matrix); its confusion matrix in the figure is summed over "
+        "the other 2"
     ) in text
-    assert "s4 on synthetic: 3 of 3 runs have no confusion_matrix.json" in text and "is left out" in text
-    assert sum("no confusion_matrix.json" in r.getMessage() for r in caplog.records) == 2
+    assert "s4 on synthetic: 3 of 3 runs have no confusion matrix" in text and "is left out" in text
+    assert sum("no confusion matrix" in r.getMessage() for r in caplog.records) == 2
 
 
 def test_shards_sharing_one_output_folder(tmp_path, capsys):
