@@ -115,7 +115,9 @@ def merge_runs(
     sources: Sequence[str | os.PathLike], output_dir: str | os.PathLike
 ) -> tuple[pd.DataFrame, int]:
     """(merged runs, duplicate rows dropped) of runs files or output folders; `run_dir` is rewritten
-    relative to `output_dir`. The same run in two files with other results is an error."""
+    relative to `output_dir`, and a row without its confusion matrix (a runs file from before the column)
+    takes it from its run folder where that is here. The same run in two files with other results is an
+    error."""
     output_dir = Path(output_dir)
     files: list[Path] = []
     for source in sources:
@@ -138,6 +140,10 @@ def merge_runs(
             os.path.relpath(path.parent / d, output_dir.resolve()).replace(os.sep, "/")
             for d in frame["run_dir"]
         ]
+        for i, row in frame.iterrows():
+            found = None if row["confusion_matrix"] else run_confusion(row, output_dir)
+            if found is not None:
+                frame.at[i, "confusion_matrix"] = confusion_matrix_cell(found[1])
         frame["_source"] = str(path)
         frames.append(frame)
     if not frames:
@@ -478,6 +484,28 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
+def run_confusion(row: pd.Series, output_dir: Path) -> tuple[list[str], list[list[int]]] | None:
+    """(classes, test confusion matrix) of a runs row: from its `confusion_matrix` column, else from
+    `confusion_matrix.json` in its run folder (`run_dir` relative to `output_dir`); None where neither has
+    it."""
+    recorded = row.get("confusion_matrix")
+    if isinstance(recorded, str) and recorded:
+        return str(row["classes"]).split(), json.loads(recorded)
+    path = Path(output_dir) / row["run_dir"] / "confusion_matrix.json"
+    if not path.is_file():
+        return None
+    with open(path) as f:
+        data = json.load(f)
+    return data["classes"], data["matrix"]
+
+
+def confusion_matrix_cell(matrix: Sequence[Sequence[int]] | None) -> str:
+    """A runs file's `confusion_matrix` cell: the matrix as compact JSON, "" for none."""
+    return (
+        "" if matrix is None else json.dumps([[int(v) for v in row] for row in matrix], separators=(",", ":"))
+    )
+
+
 def summed_confusions(
     runs: pd.DataFrame, output_dir: Path
 ) -> tuple[dict[tuple, tuple[list[str], np.ndarray]], list[str]]:
@@ -492,18 +520,11 @@ def summed_confusions(
     for _, row in runs.iterrows():
         key = (row["protocol"], row["model"], row["corpus"], row["train_corpora"])
         totals[key] = totals.get(key, 0) + 1
-        path = output_dir / row["run_dir"] / "confusion_matrix.json"
-        recorded = row.get("confusion_matrix")
-        if isinstance(recorded, str) and recorded:
-            classes, matrix = str(row["classes"]).split(), json.loads(recorded)
-        elif path.is_file():
-            with open(path) as f:
-                data = json.load(f)
-            classes, matrix = data["classes"], data["matrix"]
-        else:
+        confusion = run_confusion(row, output_dir)
+        if confusion is None:
             missing[key] = missing.get(key, 0) + 1
             continue
-        matrix = np.asarray(matrix, dtype=np.int64)
+        classes, matrix = confusion[0], np.asarray(confusion[1], dtype=np.int64)
         if key in sums and sums[key][0] == classes:
             sums[key] = (classes, sums[key][1] + matrix)
         elif key not in sums:

@@ -41,6 +41,7 @@ import datasets
 from training.files import write_json_atomic
 
 from .folds import SPLITS, Fold, FoldPlan
+from .reports import confusion_matrix_cell
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def run_row(
         "train_corpora": " ".join(fold.train_corpora),
         "classes": " ".join(fold.classes),
         "speaker_independent": fold.speaker_independent,
-        "confusion_matrix": "" if confusion is None else json.dumps(confusion, separators=(",", ":")),
+        "confusion_matrix": confusion_matrix_cell(confusion),
     }
 
 
@@ -239,8 +240,9 @@ def execute(
         confusion = metrics.pop("confusion_matrix", None)
         if confusion is not None:
             confusion = [[int(v) for v in row] for row in confusion]
-            classes = list(run.fold.classes)
-            write_json_atomic(run_dir / CONFUSION_FILE, {"classes": classes, "matrix": confusion})
+            write_json_atomic(
+                run_dir / CONFUSION_FILE, {"classes": list(run.fold.classes), "matrix": confusion}
+            )
         row = run_row(run, metrics, confusion)
         clean = {k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))}
         write_json_atomic(

@@ -219,6 +219,11 @@ def test_runs_without_their_confusion_matrix_are_counted_in_the_notes(finished, 
     ) in text
     assert "s4 on synthetic: 3 of 3 runs have no confusion matrix" in text and "is left out" in text
     assert sum("no confusion matrix" in r.getMessage() for r in caplog.records) == 2
+    # The collected runs.csv took the matrices that were still in run folders, and only those.
+    collected = pd.read_csv(copy / "runs.csv", keep_default_na=False).set_index(["model", "fold"])
+    recorded = runs.set_index(["model", "fold"])["confusion_matrix"]
+    for (model, fold), cell in collected["confusion_matrix"].items():
+        assert cell == ("" if model == "s4" or fold == 2 else recorded[(model, str(fold))])
 
 
 def test_shards_sharing_one_output_folder(tmp_path, capsys):
