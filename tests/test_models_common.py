@@ -266,13 +266,13 @@ def test_state_dict_names_are_those_of_saved_checkpoints():
     }
     s4d_mel = S4ForAudioClassification(S4Config(**small))
     assert set(s4d_mel.state_dict()) == common | {"frontend.analysis_window", "frontend.mel_filters"}
-    # The functionals head and the energy peaks head beside it (the defaults now) came later: checkpoints
-    # without the first's tensors load with it at zero (test_s4.py); configs without the second's field
-    # load without it (EARLIER_DEFAULTS).
+    # The functionals head and the energy peaks and smoothed contours heads beside it (the defaults now) came
+    # later: checkpoints without the first's tensors load with it at zero (test_s4.py); configs without the
+    # others' fields load without them (EARLIER_DEFAULTS).
     with_heads = S4ForAudioClassification(S4Config(**{**small, "functionals_head": True}))
     assert set(with_heads.state_dict()) - set(s4d_mel.state_dict()) == {
         f"{head}.{name}"
-        for head in ("functionals_head", "energy_peaks_head")
+        for head in ("functionals_head", "energy_peaks_head", "smoothed_contours_head")
         for name in ("weight", "bias", "norm.running_mean", "norm.running_var", "norm.num_batches_tracked")
     }
     dplr_conv = S4ForAudioClassification(S4Config(kernel="s4", frontend="conv", **small))
@@ -321,13 +321,18 @@ def model_with(kind_: str, **overrides) -> torch.nn.Module:
     return model.eval()
 
 
+# The head that does not train, each model's: fitted after training only (`training.calibration`).
+FITTED_AFTER_TRAINING = {"cnn": "raw_contours_head", "s4": "smoothed_contours_head"}
+
+
 @pytest.mark.parametrize("kind_", CUSTOM_KINDS)
 def test_functionals_smoothing_changes_what_the_functionals_head_sees_and_nothing_else(kind_):
     """The same weights with and without `functionals_smoothing`: the network's logits are equal, the head's
     are those of its linear classifier on `extended_functionals(..., smoothing)` of the same channels."""
+    without_second_head = {FITTED_AFTER_TRAINING[kind_]: False}  # its own test is below
     smoothed, raw = (
-        model_with(kind_, functionals_smoothing=True),
-        model_with(kind_, functionals_smoothing=False),
+        model_with(kind_, functionals_smoothing=True, **without_second_head),
+        model_with(kind_, functionals_smoothing=False, **without_second_head),
     )
     raw.load_state_dict(smoothed.state_dict())
     seen = {}
@@ -352,11 +357,7 @@ def test_functionals_smoothing_changes_what_the_functionals_head_sees_and_nothin
         )
 
 
-# The heads that do not train, each model's: fitted after training only (`training.calibration`).
-FITTED_AFTER_TRAINING = [("cnn", "raw_contours_head"), ("s4", "smoothed_contours_head")]
-
-
-@pytest.mark.parametrize("kind_,head", FITTED_AFTER_TRAINING)
+@pytest.mark.parametrize("kind_,head", FITTED_AFTER_TRAINING.items())
 def test_an_unfitted_head_leaves_training_as_without_it(kind_, head):
     """Until it is fitted (after training) such a head adds nothing: the same weights give the same logits,
     loss and gradients with and without it, so training keeps the same checkpoint; it has no parameter the

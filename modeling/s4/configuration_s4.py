@@ -13,7 +13,8 @@ _POOLINGS = ("mean", "mean_std")
 _BLOCK_OUTPUTS = ("glu", "linear")
 _FUNCTIONALS = ("basic", "extended")
 # What a saved configuration without these fields was trained with: the defaults before the eighth round
-# (README), or the behaviour before the field existed (`energy_peaks_head`: before the seventeenth round).
+# (README), or the behaviour before the field existed (`energy_peaks_head`: before the seventeenth round;
+# `smoothed_contours_head`: before the fortieth).
 EARLIER_DEFAULTS = {
     "d_model": 128,
     "n_layers": 4,
@@ -23,6 +24,7 @@ EARLIER_DEFAULTS = {
     "functionals_mel_group": 1,
     "normalize_waveform": True,
     "energy_peaks_head": False,
+    "smoothed_contours_head": False,
 }
 
 
@@ -34,8 +36,9 @@ class S4Config(PretrainedConfig):
     The defaults are the speech configuration of the development leaderboard (ROUNDS.md, eighth round), sized
     to cost about what the earlier defaults did: the recording level kept, a log-mel front-end at 100 frames/s
     with pitch channels, 2 bidirectional S4D layers of width 64, and beside them a linear classifier on
-    ComParE-like functionals of the frames (pitch, 16 mel bands, spectral shape). They classify a 3 s clip in
-    10-14 ms on one thread of the 2-core development machine (`benchmarks/bench_models.py`; README, "Speed").
+    ComParE-like functionals of the frames (pitch, 16 mel bands, spectral shape), as computed and smoothed
+    (the fortieth round's second head, fitted after training). Their time per 3 s clip on one thread:
+    `benchmarks/bench_models.py`, README "Speed" (under the 10 ms goal).
 
     Args:
         d_model (`int`, defaults to 64):
@@ -129,14 +132,16 @@ class S4Config(PretrainedConfig):
             peaks per second, the time between them, their height, the slopes between peaks and valleys),
             ComParE's peak functionals, which carry the syllable rhythm; on its own cross-entropy and L2
             penalty (`functionals_l2`), its logits added to the head's.
-        smoothed_contours_head (`bool`, defaults to `False`):
-            With the functionals head (on the channels as computed, `functionals_smoothing=False`): a second
-            linear classifier beside it, on the extended functionals of the same channels smoothed
-            (`functionals_smoothing`'s view, the one the CNN's head takes), its logits added to the head's.
+        smoothed_contours_head (`bool`, defaults to `True`):
+            With the functionals head on the channels as computed: a second linear classifier beside it, on
+            the extended functionals of the same channels smoothed (`functionals_smoothing`'s view, the one
+            the CNN's head takes), its logits added to the head's. Without the head, or with
+            `functionals_smoothing` (the head then takes that view itself), it does nothing.
             It does not train: it stays at zero, adding nothing, until `training.calibration` fits it after
             training as it refits the head (its own C), so the checkpoint is the one without it. Each view
-            suits other corpora (the nineteenth round: smoothed +0.009 on espeak, −0.024 on festival); the CNN
-            gained from the converse pair (ROUNDS.md, thirty-ninth round).
+            alone suits other corpora (the nineteenth round: smoothed +0.009 on espeak, −0.024 on festival);
+            both, each with its own C, gained on every corpus: +0.014 / +0.001 / +0.002 on espeak / festival /
+            synthetic over 16 folds (ROUNDS.md, fortieth round).
         functionals_l2 (`float`, defaults to 0.2):
             The functionals head trains as a logistic regression beside the S4: on its own cross-entropy plus
             `functionals_l2 / 2 * ||W||^2` (scikit-learn's `LogisticRegression` penalty, `1 / (C * n_clips)`),
@@ -170,7 +175,7 @@ class S4Config(PretrainedConfig):
 
     A saved configuration that lacks a field whose default has changed since loads with the value it was
     trained with (`from_dict`): d_model 128, n_layers 4, no pitch channels, no spectral shape, the basic
-    functionals of every mel band, unit-variance clips.
+    functionals of every mel band, unit-variance clips, no energy peaks head, no smoothed contours head.
     """
 
     model_type = "ser-s4"
@@ -202,7 +207,7 @@ class S4Config(PretrainedConfig):
         functionals_head: bool = True,
         spectral_shape_functionals: bool = True,
         energy_peaks_head: bool = True,
-        smoothed_contours_head: bool = False,
+        smoothed_contours_head: bool = True,
         functionals: str = "extended",
         functionals_mel_group: int = 4,
         functionals_smoothing: bool = False,
@@ -251,11 +256,6 @@ class S4Config(PretrainedConfig):
             raise ValueError(
                 f"S4Config: functionals_mel_group={functionals_mel_group} must divide mel_bins={mel_bins} "
                 "(the functionals head averages groups of adjacent bands); give a divisor, 1 for every band"
-            )
-        if smoothed_contours_head and functionals_smoothing:
-            raise ValueError(
-                "S4Config: smoothed_contours_head=True adds the smoothed view beside a head on the channels"
-                " as computed; with functionals_smoothing=True the head is already smoothed: set one of them"
             )
         if len(branch_weights) != 2 or not all(0.0 <= w < float("inf") for w in branch_weights):
             raise ValueError(

@@ -828,7 +828,7 @@ class S4ForAudioClassification(S4PreTrainedModel):
             self.functionals_head = FunctionalsHead(
                 head_channels, config.num_labels, config.functionals, config.functionals_smoothing
             )
-            if config.smoothed_contours_head:
+            if config.smoothed_contours_head and not config.functionals_smoothing:
                 # Fitted after training only (`training.calibration`), and until then at zero, adding
                 # nothing, so that training and early stopping are those of the model without it (the CNN's
                 # raw contours head trained beside its network changed the kept checkpoint: ROUNDS.md,
