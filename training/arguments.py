@@ -192,9 +192,10 @@ class DataTrainingArguments:
         metadata={
             "help": "After training, refit a two-branch model's functionals head (the CNN's, the S4's) as "
             "the openSMILE baseline fits its classifier: logistic regression on the training clips' "
-            "functionals, balanced classes, C chosen by the validation clips' cross-entropy; the CNN's raw "
-            "contours head, which does not train, is fitted the same way (false: the head as trained, at its "
-            "fixed L2 penalty, and the raw contours head at zero)."
+            "functionals, balanced classes, C chosen by the validation clips' cross-entropy; the second "
+            "head that does not train (the CNN's raw contours head, the S4's smoothed contours head) is "
+            "fitted the same way (false: the head as trained, at its fixed L2 penalty, and the second head "
+            "at zero)."
         },
     )
     fit_branch_weights: bool = field(

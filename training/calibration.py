@@ -9,9 +9,10 @@ logistic regression (so that the head's scores stay log-probabilities that add t
 from the baseline's grid (`evaluation.opensmile_baseline.select_c`), chosen by the validation clips'
 cross-entropy rather than the baseline's UAR (`HEAD_C_CRITERION`): the head's probabilities are what the
 branch weights and the sum use, and on a few validation speakers the UAR ties over many C where the
-cross-entropy still tells them apart. The CNN's raw contours head, a second linear head in the same branch,
-does not train at all (zero and frozen until then, so that it leaves training and its checkpoint as they
-would be without it) and is fitted here only, the same way with its own C.
+cross-entropy still tells them apart. A second linear head in the same branch, on another view of the same
+channels (the CNN's raw contours head, the S4's smoothed contours head), does not train at all (zero and
+frozen until then, so that it leaves training and its checkpoint as they would be without it) and is fitted
+here only, the same way with its own C.
 
 Each branch trains on its own cross-entropy, so neither learns how far to trust the other. The network
 overfits its training speakers and ends with logits far more confident than it is right on new speakers (on
