@@ -212,7 +212,6 @@ PADDING_CASES = [
     dict(frontend="mel", normalize_waveform=False, pitch_features=True, functionals="extended"),
     dict(frontend="mel", normalize_waveform=False, energy_peaks_head=True),
     dict(frontend="mel", normalize_waveform=False, functionals="extended", functionals_smoothing=True),
-    dict(frontend="mel", normalize_waveform=False, pitch_features=True, smoothed_contours_head=True),
 ]
 
 
