@@ -13,6 +13,9 @@ from training.calibration import (
     calibrate_branch_weights,
     fit_branch_weights,
     fit_head_like_baseline,
+    gate_fitted_heads,
+    head_lowers_cross_entropy,
+    predict_branches,
     refit_functionals_head,
 )
 
@@ -214,18 +217,19 @@ def tiny_trainer(model, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kind,head_after_training",
-    [("cnn", None), ("cnn", "raw_contours_head"), ("s4", "smoothed_contours_head")],
-    ids=["cnn-functionals-head", "cnn-with-raw-contours", "s4-with-smoothed-contours"],
+    "kind,heads_after_training",
+    [("cnn", ()), ("cnn", ("raw_contours_head",)), ("s4", ("smoothed_contours_head", "mfcc_head"))],
+    ids=["cnn-functionals-head", "cnn-with-raw-contours", "s4-with-smoothed-contours-and-mfccs"],
 )
 def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_inputs(
-    make_tiny_cnn, tmp_path, kind, head_after_training
+    make_tiny_cnn, tmp_path, kind, heads_after_training
 ):
     """`refit_functionals_head` reads the head's standardised inputs of every clip (batched and padded, as
     evaluation batches them), fits them as the baseline would and writes the result into the head: its logits
     are then the fitted map of the inputs that one clip at a time gives. A head fitted after training only
-    (the CNN's raw contours head, the S4's smoothed contours head) is fitted the same way on its own inputs,
-    with its own C. The network is untouched."""
+    (the CNN's raw contours head, the S4's smoothed contours and MFCC heads) is fitted the same way on its own
+    inputs, with its own C. The network is untouched. Then the S4's gated MFCC head (`gate_fitted_heads`) is
+    put back to zero when it only adds noise, and the branches it returns are the model's own."""
     import datasets
     from conftest import TINY_CNN_LABELS
 
@@ -240,7 +244,7 @@ def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_
         tone = np.sin(2 * np.pi * (200.0, 500.0, 1000.0, 2000.0)[y] * t)
         clips.append((tone + 0.5 * rng.standard_normal(len(t))).astype(np.float32))
     if kind == "cnn":
-        model = make_tiny_cnn(raw_contours_head=head_after_training is not None)
+        model = make_tiny_cnn(raw_contours_head=bool(heads_after_training))
     else:
         torch.manual_seed(0)
         config = S4Config(
@@ -253,7 +257,7 @@ def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_
             label2id={name: i for i, name in enumerate(TINY_CNN_LABELS)},
         )
         model = S4ForAudioClassification(config).eval()
-    heads = ["functionals_head", *([head_after_training] if head_after_training else [])]
+    heads = ["functionals_head", *heads_after_training]
     heads_prefix = tuple(heads)
     network_before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith(heads_prefix)}
     trainer, extractor = tiny_trainer(model, tmp_path)
@@ -291,6 +295,31 @@ def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_
     for name, value in model.state_dict().items():
         if name in network_before:
             torch.testing.assert_close(value, network_before[name])
+    if kind == "s4":
+        with torch.no_grad():
+            torch.nn.init.normal_(model.mfcc_head.weight, std=1.0)  # noise, far louder than the other heads
+        branches, kept = gate_fitted_heads(trainer, validation, predict_branches(trainer, validation))
+        assert kept == {"mfcc_head": False}
+        assert not model.mfcc_head.weight.any() and not model.mfcc_head.bias.any()
+        after = predict_branches(trainer, validation)
+        np.testing.assert_allclose(branches.head, after.head, atol=1e-3)
+        np.testing.assert_allclose(branches.network, after.network)
+
+
+def test_a_gated_head_stays_only_where_it_lowers_the_validation_cross_entropy():
+    """`head_lowers_cross_entropy`: a head that tells the classes apart beside a weak one lowers the weighted
+    sum's cross-entropy (the branch weights fitted with it and without it); one that adds noise does not."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(80) % 4
+    one_hot = np.eye(4)[labels]
+    network = rng.normal(size=(80, 4))  # says nothing
+    weak_head = 0.5 * one_hot + rng.normal(size=(80, 4))
+    assert head_lowers_cross_entropy(network, weak_head, 2.0 * one_hot + rng.normal(size=(80, 4)), labels)
+    assert not head_lowers_cross_entropy(network, weak_head, rng.normal(scale=2.0, size=(80, 4)), labels)
+    # The same with the S4's network penalty.
+    assert not head_lowers_cross_entropy(
+        network, weak_head, rng.normal(scale=2.0, size=(80, 4)), labels, network_penalty=0.01
+    )
 
 
 def test_a_head_without_training_clips_of_every_class_stays_as_trained(make_tiny_cnn, tmp_path, caplog):

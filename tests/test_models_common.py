@@ -272,9 +272,9 @@ def test_state_dict_names_are_those_of_saved_checkpoints():
     with_heads = S4ForAudioClassification(S4Config(**{**small, "functionals_head": True}))
     assert set(with_heads.state_dict()) - set(s4d_mel.state_dict()) == {
         f"{head}.{name}"
-        for head in ("functionals_head", "energy_peaks_head", "smoothed_contours_head")
+        for head in ("functionals_head", "energy_peaks_head", "smoothed_contours_head", "mfcc_head")
         for name in ("weight", "bias", "norm.running_mean", "norm.running_var", "norm.num_batches_tracked")
-    }
+    } | {"mfcc_head_dct"}
     dplr_conv = S4ForAudioClassification(S4Config(kernel="s4", frontend="conv", **small))
     assert set(dplr_conv.state_dict()) == common | {
         "blocks.0.s4.kernel.ssm_P",
@@ -321,15 +321,15 @@ def model_with(kind_: str, **overrides) -> torch.nn.Module:
     return model.eval()
 
 
-# The head that does not train, each model's: fitted after training only (`training.calibration`).
-FITTED_AFTER_TRAINING = {"cnn": "raw_contours_head", "s4": "smoothed_contours_head"}
+# The heads that do not train, each model's: fitted after training only (`training.calibration`).
+FITTED_AFTER_TRAINING = {"cnn": ("raw_contours_head",), "s4": ("smoothed_contours_head", "mfcc_head")}
 
 
 @pytest.mark.parametrize("kind_", CUSTOM_KINDS)
 def test_functionals_smoothing_changes_what_the_functionals_head_sees_and_nothing_else(kind_):
     """The same weights with and without `functionals_smoothing`: the network's logits are equal, the head's
     are those of its linear classifier on `extended_functionals(..., smoothing)` of the same channels."""
-    without_second_head = {FITTED_AFTER_TRAINING[kind_]: False}  # its own test is below
+    without_second_head = dict.fromkeys(FITTED_AFTER_TRAINING[kind_], False)  # their own test is below
     smoothed, raw = (
         model_with(kind_, functionals_smoothing=True, **without_second_head),
         model_with(kind_, functionals_smoothing=False, **without_second_head),
@@ -357,7 +357,9 @@ def test_functionals_smoothing_changes_what_the_functionals_head_sees_and_nothin
         )
 
 
-@pytest.mark.parametrize("kind_,head", FITTED_AFTER_TRAINING.items())
+@pytest.mark.parametrize(
+    "kind_,head", [(kind_, head) for kind_, heads in FITTED_AFTER_TRAINING.items() for head in heads]
+)
 def test_an_unfitted_head_leaves_training_as_without_it(kind_, head):
     """Until it is fitted (after training) such a head adds nothing: the same weights give the same logits,
     loss and gradients with and without it, so training keeps the same checkpoint; it has no parameter the
@@ -374,7 +376,7 @@ def test_an_unfitted_head_leaves_training_as_without_it(kind_, head):
     with torch.no_grad():
         torch.nn.init.normal_(plain.functionals_head.weight, std=0.1)
     missing, unexpected = with_head.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and missing and all(name.startswith(f"{head}.") for name in missing)
+    assert not unexpected and missing and all(name.startswith(head) for name in missing)
     assert not getattr(with_head, head).weight.any()
     assert not any(p.requires_grad for p in getattr(with_head, head).parameters())
     waveform, labels = torch.randn(3, 8000), torch.tensor([0, 1, 2])

@@ -158,7 +158,7 @@ def test_s4_export_matches_pytorch(tmp_path, overrides):
         with torch.no_grad():
             model.train()(torch.randn(3, 16000) * 0.3)
         torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
-    for head in (model.energy_peaks_head, model.smoothed_contours_head):
+    for head in (model.energy_peaks_head, model.smoothed_contours_head, model.mfcc_head):
         if head is not None:
             torch.nn.init.normal_(head.weight, std=0.05)
     model.eval()

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torchaudio
 
 from modeling.auto import feature_extractor_for
 from modeling.optimization import is_ssm_parameter, ssm_parameter_groups
@@ -58,7 +59,8 @@ def tiny_model(**overrides) -> S4ForAudioClassification:
     if "dataset" in overrides.get("mel_normalization", "") or model.functionals_head is not None:
         with torch.no_grad():  # training-set statistics other than 0 / 1, so that applying them shows
             model.train()(torch.randn(2, 8000) * 3)
-    for head in (model.functionals_head, model.energy_peaks_head, model.smoothed_contours_head):
+    heads = (model.functionals_head, model.energy_peaks_head, model.smoothed_contours_head, model.mfcc_head)
+    for head in heads:
         if head is not None:  # it starts at zero, where nothing it does could show
             torch.nn.init.normal_(head.weight, std=0.05)
     return model.eval()
@@ -259,8 +261,9 @@ def test_every_parameter_gets_a_gradient(overrides):
     audio, labels = random_batch()
     model(audio, labels=labels).loss.backward()
     frozen = {name for name, param in model.named_parameters() if not param.requires_grad}
-    # The smoothed contours head alone does not train (fitted after training).
-    expected = {"smoothed_contours_head.weight", "smoothed_contours_head.bias"} if not overrides else set()
+    # The smoothed contours and MFCC heads alone do not train (fitted after training).
+    after_training = ("smoothed_contours_head", "mfcc_head") if not overrides else ()
+    expected = {f"{head}.{name}" for head in after_training for name in ("weight", "bias")}
     assert frozen == expected
     for name, param in model.named_parameters():
         if name in frozen:
@@ -405,7 +408,7 @@ def test_the_smoothed_contours_head_summarises_the_heads_channels_smoothed():
     to the head's, and it is not in the penalty (it does not train)."""
     from modeling.s4.modeling_s4 import extended_functionals
 
-    model = tiny_model(pitch_features=True, functionals="extended", smoothed_contours_head=True)
+    model = tiny_model(pitch_features=True, functionals="extended", smoothed_contours_head=True, mfcc_head=0)
     head, smoothed = model.functionals_head, model.smoothed_contours_head
     assert smoothed.smoothing and not head.smoothing and smoothed.weight.shape == head.weight.shape
     # With the head smoothed itself, the second head would repeat it: there is none.
@@ -428,6 +431,39 @@ def test_the_smoothed_contours_head_summarises_the_heads_channels_smoothed():
     )
     assert not torch.allclose(heads_logits, head_alone)  # the smoothed head's share is there
     torch.testing.assert_close(out.logits, 0.5 * network_logits + 2.0 * (heads_logits + peaks_logits))
+    cross_entropy = sum(torch.nn.functional.cross_entropy(b, labels) for b in out.branch_logits)
+    squares = head.weight.pow(2).sum() + model.energy_peaks_head.weight.pow(2).sum()
+    torch.testing.assert_close(out.loss, cross_entropy + 0.5 * model.config.functionals_l2 * squares)
+
+
+def test_the_mfcc_head_summarises_the_first_mfccs_of_the_log_mel_smoothed():
+    """With `mfcc_head` K, a linear classifier in the head's branch on the smoothed extended functionals of
+    the first K MFCCs (orthonormal DCT-II) of the front-end's log-mel; its logits are added to the head's,
+    and it is not in the penalty (it does not train). There are at most `mel_bins` MFCCs."""
+    from modeling.s4.modeling_s4 import extended_functionals
+
+    model = tiny_model(pitch_features=True, smoothed_contours_head=False, mfcc_head=6)
+    head, mfcc_head = model.functionals_head, model.mfcc_head
+    assert mfcc_head.smoothing and mfcc_head.weight.shape[1] == 38 * 6
+    assert tiny_model(mfcc_head=40).mfcc_head.weight.shape[1] == 38 * 16  # mel_bins=16
+    assert tiny_model(mfcc_head=0).mfcc_head is None
+    audio, labels = torch.randn(3, 8000), torch.tensor([0, 1, 2])
+    seen = {}
+    mfcc_head.register_forward_pre_hook(lambda module, args: seen.update(args=args))
+    with torch.no_grad():
+        out = model(audio, labels=labels)
+        channels, frames = seen["args"]
+        log_mel = model.frontend.frame_features(audio)[..., :16]
+        torch.testing.assert_close(channels, log_mel @ torchaudio.functional.create_dct(6, 16, "ortho"))
+        functionals = extended_functionals(channels, frames, smoothing=True)
+        norm = mfcc_head.norm
+        standardised = (functionals - norm.running_mean) / (norm.running_var + norm.eps).sqrt()
+        head_alone = head(model.functionals_input(model.frontend.frame_features(audio)), frames)
+    heads_logits = out.branch_logits[1]
+    torch.testing.assert_close(
+        heads_logits, head_alone + standardised @ mfcc_head.weight.T + mfcc_head.bias, atol=1e-4, rtol=1e-4
+    )
+    assert not torch.allclose(heads_logits, head_alone)
     cross_entropy = sum(torch.nn.functional.cross_entropy(b, labels) for b in out.branch_logits)
     squares = head.weight.pow(2).sum() + model.energy_peaks_head.weight.pow(2).sum()
     torch.testing.assert_close(out.loss, cross_entropy + 0.5 * model.config.functionals_l2 * squares)
@@ -662,6 +698,7 @@ def test_dplr_refuses_inputs_longer_than_its_kernel():
         (dict(frontend="stft"), "frontend="),
         (dict(functionals="all"), "functionals="),
         (dict(mel_bins=40, functionals_mel_group=3), "functionals_mel_group=3 must divide mel_bins=40"),
+        (dict(mfcc_head=-1), "mfcc_head=-1"),
     ],
 )
 def test_config_validation(overrides, match):

@@ -41,6 +41,7 @@ from .calibration import (
     HEAD_C_CRITERION,
     BranchPredictions,
     calibrate_branch_weights,
+    gate_fitted_heads,
     has_branches,
     predict_branches,
     refit_functionals_head,
@@ -596,6 +597,12 @@ def _train(
             if has_validation and has_branches(trainer.model)
             else None
         )
+        # A gated head fitted above stays only where the validation clips show that it helps.
+        gated_heads = {}
+        if branches is not None and head_c:
+            branches, gated_heads = gate_fitted_heads(
+                trainer, prepared["validation"], branches, network_penalty=data_args.branch_network_penalty
+            )
         branch_weights = (
             calibrate_branch_weights(
                 trainer, prepared["validation"], branches, network_penalty=data_args.branch_network_penalty
@@ -606,6 +613,8 @@ def _train(
         train_metrics = dict(train_output.metrics)
         for head, c in (head_c or {}).items():
             train_metrics[f"{head}_C"] = c
+        for head, kept in gated_heads.items():
+            train_metrics[f"{head}_kept"] = float(kept)
     trainer.save_model()
     train_metrics.update(train_samples=len(prepared["train"]), world_size=training_args.world_size)
     trainer.log_metrics("train", train_metrics)

@@ -14,7 +14,7 @@ _BLOCK_OUTPUTS = ("glu", "linear")
 _FUNCTIONALS = ("basic", "extended")
 # What a saved configuration without these fields was trained with: the defaults before the eighth round
 # (README), or the behaviour before the field existed (`energy_peaks_head`: before the seventeenth round;
-# `smoothed_contours_head`: before the fortieth).
+# `smoothed_contours_head`: before the fortieth; `mfcc_head`: before the forty-first).
 EARLIER_DEFAULTS = {
     "d_model": 128,
     "n_layers": 4,
@@ -25,6 +25,7 @@ EARLIER_DEFAULTS = {
     "normalize_waveform": True,
     "energy_peaks_head": False,
     "smoothed_contours_head": False,
+    "mfcc_head": 0,
 }
 
 
@@ -142,6 +143,17 @@ class S4Config(PretrainedConfig):
             alone suits other corpora (the nineteenth round: smoothed +0.009 on espeak, −0.024 on festival);
             both, each with its own C, gained on every corpus: +0.014 / +0.001 / +0.002 on espeak / festival /
             synthetic over 16 folds (ROUNDS.md, fortieth round).
+        mfcc_head (`int`, defaults to 20):
+            With the functionals head and the mel front-end: a third linear classifier in the head's branch,
+            on the smoothed extended functionals of the first `mfcc_head` MFCCs of the log-mel (its DCT-II;
+            at most `mel_bins` of them), the spectral envelope that the bands summarise coarsely; 0 builds
+            none. Like the smoothed
+            contours head it does not train and is fitted after training (its own C); then
+            `training.calibration` keeps it only where it lowers the validation clips' cross-entropy of the
+            weighted sum, and otherwise removes it from the model. MFCCs lift festival and cost espeak
+            (ROUNDS.md, thirty-first and thirty-second rounds); kept this way, on the runs of the fortieth
+            round's defaults: +0.001 / +0.017 / −0.000 on espeak / festival / synthetic over 24 runs
+            (forty-first round).
         functionals_l2 (`float`, defaults to 0.2):
             The functionals head trains as a logistic regression beside the S4: on its own cross-entropy plus
             `functionals_l2 / 2 * ||W||^2` (scikit-learn's `LogisticRegression` penalty, `1 / (C * n_clips)`),
@@ -208,6 +220,7 @@ class S4Config(PretrainedConfig):
         spectral_shape_functionals: bool = True,
         energy_peaks_head: bool = True,
         smoothed_contours_head: bool = True,
+        mfcc_head: int = 20,
         functionals: str = "extended",
         functionals_mel_group: int = 4,
         functionals_smoothing: bool = False,
@@ -257,6 +270,10 @@ class S4Config(PretrainedConfig):
                 f"S4Config: functionals_mel_group={functionals_mel_group} must divide mel_bins={mel_bins} "
                 "(the functionals head averages groups of adjacent bands); give a divisor, 1 for every band"
             )
+        if mfcc_head < 0:
+            raise ValueError(
+                f"S4Config: mfcc_head={mfcc_head}: give a number of MFCCs, or 0 for no MFCC head"
+            )
         if len(branch_weights) != 2 or not all(0.0 <= w < float("inf") for w in branch_weights):
             raise ValueError(
                 f"S4Config: branch_weights={branch_weights!r}: give two finite weights >= 0 (S4, head)"
@@ -292,6 +309,7 @@ class S4Config(PretrainedConfig):
         self.spectral_shape_functionals = spectral_shape_functionals
         self.energy_peaks_head = energy_peaks_head
         self.smoothed_contours_head = smoothed_contours_head
+        self.mfcc_head = mfcc_head
         self.functionals = functionals
         self.functionals_mel_group = functionals_mel_group
         self.functionals_smoothing = functionals_smoothing

@@ -779,6 +779,11 @@ class S4PreTrainedModel(PreTrainedModel):
         elif isinstance(module, PitchTracker):
             for name, value in module.constants().items():
                 set_unless_initialised(getattr(module, name), value)
+        elif isinstance(module, S4ForAudioClassification) and module.mfcc_head is not None:
+            # A checkpoint saved before the MFCC head: its DCT matrix, not the meta device's empty memory.
+            coefficients, mel_bins = module.mfcc_head_dct.shape[1], module.mfcc_head_dct.shape[0]
+            dct = torchaudio.functional.create_dct(coefficients, mel_bins, "ortho").to(device="cpu")
+            set_unless_initialised(module.mfcc_head_dct, dct)
         elif isinstance(module, nn.BatchNorm1d):
             # Statistics missing from a checkpoint (one saved before the functionals head): those of a fresh
             # BatchNorm, not the uninitialised memory the meta device leaves.
@@ -816,7 +821,7 @@ class S4ForAudioClassification(S4PreTrainedModel):
         self.dropout = nn.Dropout(config.dropout)
         pooled_size = 2 * config.d_model if config.pooling == "mean_std" else config.d_model
         self.classifier = nn.Linear(pooled_size, config.num_labels)
-        self.functionals_head = self.smoothed_contours_head = None
+        self.functionals_head = self.smoothed_contours_head = self.mfcc_head = None
         if config.functionals_head and config.frontend == "mel":
             # What `functionals_input` gives: the grouped bands, the pitch channels, the shape descriptors.
             head_channels = (
@@ -836,6 +841,16 @@ class S4ForAudioClassification(S4PreTrainedModel):
                 self.smoothed_contours_head = FunctionalsHead(
                     head_channels, config.num_labels, "extended", smoothing=True
                 ).requires_grad_(False)
+            if config.mfcc_head:
+                # Fitted after training only, as the smoothed contours head, and left at zero where the
+                # validation clips do not show that it helps (`training.calibration.GATED_HEADS`).
+                coefficients = min(config.mfcc_head, config.mel_bins)
+                self.mfcc_head = FunctionalsHead(
+                    coefficients, config.num_labels, "extended", smoothing=True
+                ).requires_grad_(False)
+                with torch.device("cpu"):  # real values even when transformers builds on the meta device
+                    dct = torchaudio.functional.create_dct(coefficients, config.mel_bins, "ortho")
+                self.register_buffer("mfcc_head_dct", dct)
         self.energy_peaks_head = (
             EnergyPeaksHead(config.num_labels, config.sampling_rate / self.frontend.hop)
             if self.functionals_head is not None and config.energy_peaks_head
@@ -886,6 +901,9 @@ class S4ForAudioClassification(S4PreTrainedModel):
                 # Part of the head's branch: zero while the model trains, so the head's loss is as without it;
                 # not trained, so not in the penalty.
                 functionals_logits = functionals_logits + self.smoothed_contours_head(contours, frame_mask)
+            if self.mfcc_head is not None:
+                mfcc = raw[..., : self.config.mel_bins] @ self.mfcc_head_dct
+                functionals_logits = functionals_logits + self.mfcc_head(mfcc, frame_mask)
         peaks_logits = None
         if self.energy_peaks_head is not None:
             # The RMS contour of the front-end's frames.
