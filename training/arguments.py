@@ -192,10 +192,10 @@ class DataTrainingArguments:
         metadata={
             "help": "After training, refit a two-branch model's functionals head (the CNN's, the S4's) as "
             "the openSMILE baseline fits its classifier: logistic regression on the training clips' "
-            "functionals, balanced classes, C chosen by the validation clips' cross-entropy; the second "
-            "head that does not train (the CNN's raw contours head, the S4's smoothed contours head) is "
-            "fitted the same way (false: the head as trained, at its fixed L2 penalty, and the second head "
-            "at zero)."
+            "functionals, balanced classes, C chosen by the validation clips' cross-entropy; the heads "
+            "that do not train (the CNN's raw contours head, the S4's smoothed contours and MFCC heads) are "
+            "fitted the same way, and the S4's MFCC head is kept only where it lowers the validation "
+            "cross-entropy (false: the head as trained, at its fixed L2 penalty, and the others at zero)."
         },
     )
     fit_branch_weights: bool = field(

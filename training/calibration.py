@@ -9,8 +9,9 @@ logistic regression (so that the head's scores stay log-probabilities that add t
 from the baseline's grid (`evaluation.opensmile_baseline.select_c`), chosen by the validation clips'
 cross-entropy rather than the baseline's UAR (`HEAD_C_CRITERION`): the head's probabilities are what the
 branch weights and the sum use, and on a few validation speakers the UAR ties over many C where the
-cross-entropy still tells them apart. A second linear head in the same branch, on another view of the same
-channels (the CNN's raw contours head, the S4's smoothed contours head), does not train at all (zero and
+cross-entropy still tells them apart. A further linear head in the same branch, on another view of the same
+channels (the CNN's raw contours head, the S4's smoothed contours head) or on other channels (the S4's MFCC
+head), does not train at all (zero and
 frozen until then, so that it leaves training and its checkpoint as they would be without it) and is fitted
 here only, the same way with its own C. A head in `GATED_HEADS` (the S4's MFCC head) then stays in the sum
 only where it lowers the validation clips' cross-entropy of the weighted sum (`gate_fitted_heads`), and is
@@ -236,9 +237,9 @@ def linear_head_inputs(
 
 
 # The linear heads fitted after training, each on its own inputs with its own C: the functionals head, trained
-# beside the network, refitted; the CNN's raw contours head and the S4's smoothed contours head, which do not
-# train, fitted here only. An energy peaks head stays as trained (refitted beside the functionals head it lost
-# on festival: ROUNDS.md, thirty-first round).
+# beside the network, refitted; the CNN's raw contours head and the S4's smoothed contours and MFCC heads,
+# which do not train, fitted here only. An energy peaks head stays as trained (refitted beside the functionals
+# head it lost on festival: ROUNDS.md, thirty-first round).
 REFITTED_HEADS = ("functionals_head", "raw_contours_head", "smoothed_contours_head", "mfcc_head")
 # The heads fitted after training that stay only where the validation clips show that they help: the S4's
 # MFCC head, whose MFCCs lift festival and cost espeak. On the fortieth round's S4 runs (24 per corpus),
@@ -253,10 +254,11 @@ def refit_functionals_head(
     trainer: Trainer, train: datasets.Dataset, validation: datasets.Dataset, label_names: Sequence[str]
 ) -> dict[str, float] | None:
     """Refit the functionals head of `trainer.model` (a two-branch model, `has_branches`), and fit the heads
-    that do not train where it has them (the CNN's raw contours head, the S4's smoothed contours head), on
-    `train` with C chosen on `validation` (`fit_head_like_baseline`, each head on its own) and write them into
-    the heads; returns each fitted head's C by its name, or None for a model without two branches or a
-    training split that lacks a class (the heads then stay as trained, those that do not train at zero)."""
+    that do not train where it has them (the CNN's raw contours head, the S4's smoothed contours and MFCC
+    heads), on `train` with C chosen on `validation` (`fit_head_like_baseline`, each head on its own) and
+    write them into the heads; returns each fitted head's C by its name, or None for a model without two
+    branches or a training split that lacks a class (the heads then stay as trained, those that do not train
+    at zero)."""
     model = trainer.model
     if not has_branches(model):
         return None

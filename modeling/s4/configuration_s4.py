@@ -38,8 +38,9 @@ class S4Config(PretrainedConfig):
     to cost about what the earlier defaults did: the recording level kept, a log-mel front-end at 100 frames/s
     with pitch channels, 2 bidirectional S4D layers of width 64, and beside them a linear classifier on
     ComParE-like functionals of the frames (pitch, 16 mel bands, spectral shape), as computed and smoothed
-    (the fortieth round's second head, fitted after training). Their time per 3 s clip on one thread:
-    `benchmarks/bench_models.py`, README "Speed" (under the 10 ms goal).
+    (the fortieth round's second head, fitted after training), and of 20 MFCCs (the forty-first round's third
+    head, fitted after training and kept where the validation clips show that it helps). Their time per 3 s
+    clip on one thread: `benchmarks/bench_models.py`, README "Speed" (under the 10 ms goal).
 
     Args:
         d_model (`int`, defaults to 64):
@@ -187,7 +188,8 @@ class S4Config(PretrainedConfig):
 
     A saved configuration that lacks a field whose default has changed since loads with the value it was
     trained with (`from_dict`): d_model 128, n_layers 4, no pitch channels, no spectral shape, the basic
-    functionals of every mel band, unit-variance clips, no energy peaks head, no smoothed contours head.
+    functionals of every mel band, unit-variance clips, no energy peaks head, no smoothed contours head, no
+    MFCC head.
     """
 
     model_type = "ser-s4"
