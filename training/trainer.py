@@ -3,10 +3,10 @@
 * `SSMAwareTrainer`: the default optimiser puts S4's A, B, dt in their own group (own learning rate, no weight
   decay) via `modeling.optimization.ssm_parameter_groups`, which knows which parameters those are;
 * `SERTrainer`: adds a separate `eval_data_collator` for validation and test (training-only augmentation stays
-  out of them), an evaluation loss that is the model's cross-entropy (not its training objective), a
-  separate learning rate for a pre-trained encoder's head (`head_learning_rate`, groups from
-  `modeling.encoders.parameter_groups`) and the project's model card (`push_to_hub` writes `model_card_text`
-  as README.md);
+  out of them), evaluation in the dataset's order whatever the training sampler, an evaluation loss that is
+  the model's cross-entropy (not its training objective), a separate learning rate for a pre-trained
+  encoder's head (`head_learning_rate`, groups from `modeling.encoders.parameter_groups`) and the project's
+  model card (`push_to_hub` writes `model_card_text` as README.md);
 * `WeightedCrossEntropy`: class weighting as the Trainer's `compute_loss_func` (unbalanced corpora such as
   ShEMO), so the saved model stays a plain classifier;
 * `ComputeMetrics`: the Trainer's `compute_metrics` (overall figures, for model selection and logs);
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import EarlyStoppingCallback, Trainer
+from transformers.trainer_utils import has_length
 
 from modeling.optimization import ssm_parameter_groups
 
@@ -165,6 +166,17 @@ class SERTrainer(SSMAwareTrainer):
             weights = weights.to(device=logits.device)
         loss = nn.functional.cross_entropy(logits.float(), labels.to(logits.device).view(-1), weight=weights)
         return (loss, outputs) if return_outputs else loss
+
+    def _get_eval_sampler(self, eval_dataset) -> torch.utils.data.Sampler | None:
+        # transformers (5.x) batches evaluation by length too under `train_sampling_strategy=
+        # "group_by_length"` (`run_train.py`'s default), and `predict` then returns its outputs in that order:
+        # the labels come with them, but anything matched to the clips by position (the `corpus` column's
+        # per-corpus figures, a head's inputs) would be paired with other clips. Evaluation keeps the
+        # dataset's order, as the Trainer does without length grouping: sequential on one process; on
+        # several, no sampler, and accelerate shards the split in order.
+        if eval_dataset is None or not has_length(eval_dataset) or self.args.world_size > 1:
+            return None
+        return torch.utils.data.SequentialSampler(eval_dataset)
 
     def get_eval_dataloader(self, eval_dataset=None):
         return self._with_eval_collator(super().get_eval_dataloader, eval_dataset)
