@@ -286,7 +286,7 @@ def refit_functionals_head(
         logger.info(
             "%s refitted on %d training clips: logistic regression, C %g chosen by %s on %d validation "
             "clips%s.",
-            name.replace("_", " ").capitalize(),
+            _head_label(name),
             len(train_labels),
             fit.c,
             HEAD_C_CRITERION,
@@ -347,12 +347,17 @@ def gate_fitted_heads(
             branches = BranchPredictions(network=branches.network, head=others, labels=branches.labels)
         logger.info(
             "%s %s: with it the weighted sum's cross-entropy on %d validation clips is %s.",
-            name.replace("_", " ").capitalize(),
+            _head_label(name),
             "kept" if kept[name] else "put back to zero",
             len(branches.labels),
             "lower" if kept[name] else "not lower",
         )
     return branches, kept
+
+
+def _head_label(name: str) -> str:
+    """`mfcc_head` -> "MFCC head", for the log."""
+    return name.replace("_", " ").capitalize().replace("Mfcc", "MFCC")
 
 
 def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
