@@ -208,12 +208,17 @@ def tiny_trainer(model, tmp_path):
     from training.trainer import SERTrainer
 
     extractor = SERFeatureExtractor()
+    # run_train.py's length-grouped sampler: evaluation must still keep the clips' order (the gate pairs
+    # the branches' logits with a head's inputs clip by clip).
     args = TrainingArguments(
-        output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_eval_batch_size=5
+        output_dir=str(tmp_path),
+        report_to=[],
+        use_cpu=True,
+        per_device_eval_batch_size=5,
+        train_sampling_strategy="group_by_length",
     )
-    return SERTrainer(
-        model=model, args=args, data_collator=AudioCollator(extractor, random_crop=False)
-    ), extractor
+    collator = AudioCollator(extractor, random_crop=False)
+    return SERTrainer(model=model, args=args, data_collator=collator, processing_class=extractor), extractor
 
 
 @pytest.mark.parametrize(
