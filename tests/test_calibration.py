@@ -258,6 +258,7 @@ def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_
             d_state=8,
             mel_bins=16,
             smoothed_contours_head=True,
+            mfcc_head=16,
             id2label=dict(enumerate(TINY_CNN_LABELS)),
             label2id={name: i for i, name in enumerate(TINY_CNN_LABELS)},
         )

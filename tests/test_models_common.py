@@ -272,7 +272,13 @@ def test_state_dict_names_are_those_of_saved_checkpoints():
     with_heads = S4ForAudioClassification(S4Config(**{**small, "functionals_head": True}))
     assert set(with_heads.state_dict()) - set(s4d_mel.state_dict()) == {
         f"{head}.{name}"
-        for head in ("functionals_head", "energy_peaks_head", "smoothed_contours_head", "mfcc_head")
+        for head in ("functionals_head", "energy_peaks_head", "smoothed_contours_head")
+        for name in ("weight", "bias", "norm.running_mean", "norm.running_var", "norm.num_batches_tracked")
+    }
+    # The MFCC head (an option) adds its own tensors and its DCT matrix.
+    with_mfcc_head = S4ForAudioClassification(S4Config(**{**small, "functionals_head": True, "mfcc_head": 4}))
+    assert set(with_mfcc_head.state_dict()) - set(with_heads.state_dict()) == {
+        f"mfcc_head.{name}"
         for name in ("weight", "bias", "norm.running_mean", "norm.running_var", "norm.num_batches_tracked")
     } | {"mfcc_head_dct"}
     dplr_conv = S4ForAudioClassification(S4Config(kernel="s4", frontend="conv", **small))

@@ -124,7 +124,12 @@ def test_an_export_that_disagrees_with_pytorch_fails_with_a_message(tmp_path, mo
     [
         # the defaults: pitch channels, spectral shape, the extended functionals, the smoothed contours head
         {"bidirectional": True},
-        {"kernel": "s4", "bidirectional": False, "dplr_kernel_length": 512},
+        {
+            "kernel": "s4",
+            "bidirectional": False,
+            "dplr_kernel_length": 512,
+            "mfcc_head": 6,
+        },  # + the MFCC head
         # The padded clip's silent frames: their pitch channels came out NaN in ONNX, not in PyTorch (the
         # defaults' case checks those); this one, the basic functionals of every band without pitch.
         {

@@ -211,7 +211,7 @@ PADDING_CASES = [
     dict(frontend="mel", mel_normalization="utterance+dataset", pitch_features=True, pooling="mean_std"),
     dict(frontend="mel", pitch_features=True, functionals_head=True),
     dict(frontend="mel", normalize_waveform=False, functionals_head=True, spectral_shape_functionals=True),
-    dict(frontend="mel", normalize_waveform=False, pitch_features=True, functionals="extended"),
+    dict(frontend="mel", normalize_waveform=False, pitch_features=True, functionals="extended", mfcc_head=6),
     dict(frontend="mel", normalize_waveform=False, energy_peaks_head=True),
     dict(frontend="mel", normalize_waveform=False, functionals="extended", functionals_smoothing=True),
 ]
@@ -255,14 +255,16 @@ def random_batch(n: int = 4, samples: int = 4000, seed: int = 0):
     return audio, labels
 
 
-@pytest.mark.parametrize("overrides", [dict(), dict(frontend="conv", kernel="s4", bidirectional=False)])
+@pytest.mark.parametrize(
+    "overrides", [dict(mfcc_head=6), dict(frontend="conv", kernel="s4", bidirectional=False)]
+)
 def test_every_parameter_gets_a_gradient(overrides):
     model = tiny_model(**overrides).train()
     audio, labels = random_batch()
     model(audio, labels=labels).loss.backward()
     frozen = {name for name, param in model.named_parameters() if not param.requires_grad}
     # The smoothed contours and MFCC heads alone do not train (fitted after training).
-    after_training = ("smoothed_contours_head", "mfcc_head") if not overrides else ()
+    after_training = ("smoothed_contours_head", "mfcc_head") if "mfcc_head" in overrides else ()
     expected = {f"{head}.{name}" for head in after_training for name in ("weight", "bias")}
     assert frozen == expected
     for name, param in model.named_parameters():
@@ -386,6 +388,18 @@ def test_a_checkpoint_saved_before_the_functionals_head_predicts_as_it_did(tmp_p
     (tmp_path / "config.json").write_text(json.dumps(config))
     loaded = S4ForAudioClassification.from_pretrained(tmp_path).eval()
     assert loaded.functionals_head is not None
+    audio = torch.randn(2, 6000)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(audio).logits, model(audio).logits)
+
+
+def test_a_checkpoint_without_the_mfcc_head_loads_with_it_at_zero(tmp_path):
+    """Loaded with `mfcc_head` asked for, a checkpoint saved without it gets the head at zero and its DCT
+    matrix computed (not the meta device's empty memory): the predictions are the checkpoint's."""
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    loaded = S4ForAudioClassification.from_pretrained(tmp_path, mfcc_head=6).eval()
+    torch.testing.assert_close(loaded.mfcc_head_dct, torchaudio.functional.create_dct(6, 16, "ortho"))
     audio = torch.randn(2, 6000)
     with torch.no_grad():
         torch.testing.assert_close(loaded(audio).logits, model(audio).logits)

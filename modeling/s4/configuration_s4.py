@@ -14,7 +14,7 @@ _BLOCK_OUTPUTS = ("glu", "linear")
 _FUNCTIONALS = ("basic", "extended")
 # What a saved configuration without these fields was trained with: the defaults before the eighth round
 # (README), or the behaviour before the field existed (`energy_peaks_head`: before the seventeenth round;
-# `smoothed_contours_head`: before the fortieth; `mfcc_head`: before the forty-first).
+# `smoothed_contours_head`: before the fortieth).
 EARLIER_DEFAULTS = {
     "d_model": 128,
     "n_layers": 4,
@@ -25,7 +25,6 @@ EARLIER_DEFAULTS = {
     "normalize_waveform": True,
     "energy_peaks_head": False,
     "smoothed_contours_head": False,
-    "mfcc_head": 0,
 }
 
 
@@ -38,9 +37,8 @@ class S4Config(PretrainedConfig):
     to cost about what the earlier defaults did: the recording level kept, a log-mel front-end at 100 frames/s
     with pitch channels, 2 bidirectional S4D layers of width 64, and beside them a linear classifier on
     ComParE-like functionals of the frames (pitch, 16 mel bands, spectral shape), as computed and smoothed
-    (the fortieth round's second head, fitted after training), and of 20 MFCCs (the forty-first round's third
-    head, fitted after training and kept where the validation clips show that it helps). Their time per 3 s
-    clip on one thread: `benchmarks/bench_models.py`, README "Speed" (under the 10 ms goal).
+    (the fortieth round's second head, fitted after training). Their time per 3 s clip on one thread:
+    `benchmarks/bench_models.py`, README "Speed" (under the 10 ms goal).
 
     Args:
         d_model (`int`, defaults to 64):
@@ -144,17 +142,18 @@ class S4Config(PretrainedConfig):
             alone suits other corpora (the nineteenth round: smoothed +0.009 on espeak, −0.024 on festival);
             both, each with its own C, gained on every corpus: +0.014 / +0.001 / +0.002 on espeak / festival /
             synthetic over 16 folds (ROUNDS.md, fortieth round).
-        mfcc_head (`int`, defaults to 20):
+        mfcc_head (`int`, defaults to 0):
             With the functionals head and the mel front-end: a third linear classifier in the head's branch,
             on the smoothed extended functionals of the first `mfcc_head` MFCCs of the log-mel (its DCT-II;
             at most `mel_bins` of them), the spectral envelope that the bands summarise coarsely; 0 builds
-            none. Like the smoothed
-            contours head it does not train and is fitted after training (its own C); then
+            none. Like the smoothed contours head it does not train and is fitted after training (its own C);
+            then
             `training.calibration` keeps it only where it lowers the validation clips' cross-entropy of the
-            weighted sum, and otherwise removes it from the model. MFCCs lift festival and cost espeak
-            (ROUNDS.md, thirty-first and thirty-second rounds); kept this way, on the runs of the fortieth
-            round's defaults: +0.001 / +0.017 / −0.000 on espeak / festival / synthetic over 24 runs
-            (forty-first round).
+            weighted sum, and otherwise puts it back to zero. MFCCs lift festival and cost espeak (ROUNDS.md,
+            thirty-first and thirty-second rounds); gated this way, 20 of them moved the fortieth round's
+            defaults by +0.001 / +0.017 / −0.000 on espeak / festival / synthetic over 24 runs (forty-first
+            round). Not the default: it costs 1.1 to 1.7 ms per 3 s clip, which puts the S4 over the 10 ms
+            goal (10.7 to 10.9 ms).
         functionals_l2 (`float`, defaults to 0.2):
             The functionals head trains as a logistic regression beside the S4: on its own cross-entropy plus
             `functionals_l2 / 2 * ||W||^2` (scikit-learn's `LogisticRegression` penalty, `1 / (C * n_clips)`),
@@ -188,8 +187,7 @@ class S4Config(PretrainedConfig):
 
     A saved configuration that lacks a field whose default has changed since loads with the value it was
     trained with (`from_dict`): d_model 128, n_layers 4, no pitch channels, no spectral shape, the basic
-    functionals of every mel band, unit-variance clips, no energy peaks head, no smoothed contours head, no
-    MFCC head.
+    functionals of every mel band, unit-variance clips, no energy peaks head, no smoothed contours head.
     """
 
     model_type = "ser-s4"
@@ -222,7 +220,7 @@ class S4Config(PretrainedConfig):
         spectral_shape_functionals: bool = True,
         energy_peaks_head: bool = True,
         smoothed_contours_head: bool = True,
-        mfcc_head: int = 20,
+        mfcc_head: int = 0,
         functionals: str = "extended",
         functionals_mel_group: int = 4,
         functionals_smoothing: bool = False,

@@ -780,7 +780,8 @@ class S4PreTrainedModel(PreTrainedModel):
             for name, value in module.constants().items():
                 set_unless_initialised(getattr(module, name), value)
         elif isinstance(module, S4ForAudioClassification) and module.mfcc_head is not None:
-            # A checkpoint saved before the MFCC head: its DCT matrix, not the meta device's empty memory.
+            # A checkpoint saved without the MFCC head, loaded with it: its DCT matrix, not the meta device's
+            # empty memory.
             coefficients, mel_bins = module.mfcc_head_dct.shape[1], module.mfcc_head_dct.shape[0]
             dct = torchaudio.functional.create_dct(coefficients, mel_bins, "ortho").to(device="cpu")
             set_unless_initialised(module.mfcc_head_dct, dct)
