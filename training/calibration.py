@@ -243,7 +243,7 @@ def linear_head_inputs(
 REFITTED_HEADS = ("functionals_head", "raw_contours_head", "smoothed_contours_head", "mfcc_head")
 # The heads fitted after training that stay only where the validation clips show that they help: the S4's
 # MFCC head, whose MFCCs lift festival and cost espeak. On the fortieth round's S4 runs (24 per corpus),
-# always in the sum it moved espeak / festival / synthetic by −0.004 / +0.017 / −0.000, gated by +0.001 /
+# always in the sum it moved espeak / festival / synthetic by −0.004 / +0.016 / −0.000, gated by +0.001 /
 # +0.017 / −0.000. The same gate on the S4's smoothed contours head cost espeak 0.012 and on the CNN's raw
 # contours head festival 0.003, where the validation clips miss their gain, so those two are not gated
 # (ROUNDS.md, forty-first round).
