@@ -144,10 +144,9 @@ class S4Config(PretrainedConfig):
             synthetic over 16 folds (ROUNDS.md, fortieth round).
         mfcc_head (`int`, defaults to 0):
             With the functionals head and the mel front-end: a third linear classifier in the head's branch,
-            on the smoothed extended functionals of the first `mfcc_head` MFCCs of the log-mel (its DCT-II;
-            at most `mel_bins` of them), the spectral envelope that the bands summarise coarsely; 0 builds
-            none. Like the smoothed contours head it does not train and is fitted after training (its own C);
-            then
+            on the smoothed extended functionals of the first `mfcc_head` MFCCs of the log-mel (its DCT-II; at
+            most `mel_bins` of them), the spectral envelope that the bands summarise coarsely; 0 builds none.
+            Like the smoothed contours head it does not train and is fitted after training (its own C); then
             `training.calibration` keeps it only where it lowers the validation clips' cross-entropy of the
             weighted sum, and otherwise puts it back to zero. MFCCs lift festival and cost espeak (ROUNDS.md,
             thirty-first and thirty-second rounds); gated this way, 20 of them moved the fortieth round's
