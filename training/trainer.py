@@ -253,7 +253,8 @@ def predict_with_details(
 
     The flat metrics are the Trainer's (`<prefix>_loss`, `<prefix>_uar`, ..., runtime) plus the per-corpus
     figures (`<prefix>_corpus_<name>_uar`, ...); the details hold the confusion matrices (overall and per
-    corpus). `trainer.predict` returns the predictions in dataset order, also across processes.
+    corpus). `trainer.predict` returns the predictions in dataset order, also across processes (`SERTrainer`
+    evaluates in that order whatever the training sampler).
     """
     output = trainer.predict(dataset, metric_key_prefix=metric_key_prefix)
     groups = list(dataset[GROUP_COLUMN]) if GROUP_COLUMN in dataset.column_names else None
