@@ -216,6 +216,7 @@ def tiny_trainer(model, tmp_path):
         use_cpu=True,
         per_device_eval_batch_size=5,
         train_sampling_strategy="group_by_length",
+        remove_unused_columns=False,  # as run_train.py: the clips' `length` reaches the eval sampler
     )
     collator = AudioCollator(extractor, random_crop=False)
     return SERTrainer(model=model, args=args, data_collator=collator, processing_class=extractor), extractor
@@ -267,8 +268,14 @@ def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_
     heads_prefix = tuple(heads)
     network_before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith(heads_prefix)}
     trainer, extractor = tiny_trainer(model, tmp_path)
-    train = datasets.Dataset.from_dict({"input_values": clips[:24], "label": labels[:24]})
-    validation = datasets.Dataset.from_dict({"input_values": clips[24:], "label": labels[24:]})
+    # With the clips' lengths, as prepared splits carry them: evaluation batches by length, and the branches'
+    # logits come back in the clips' order.
+    train, validation = (
+        datasets.Dataset.from_dict(
+            {"input_values": part, "label": part_labels, "length": [len(clip) for clip in part]}
+        )
+        for part, part_labels in ((clips[:24], labels[:24]), (clips[24:], labels[24:]))
+    )
     c = refit_functionals_head(trainer, train, validation, TINY_CNN_LABELS)
 
     def one_by_one(split_clips, head):

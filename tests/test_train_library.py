@@ -210,9 +210,9 @@ def test_train_twice_in_one_process_is_reproducible_and_leaks_nothing(data_root,
 
 
 def test_per_corpus_metrics_from_predictions_equal_a_direct_computation(make_tiny_cnn, tmp_path):
-    """Also under `run_train.py`'s length-grouped training sampler, which transformers applies to evaluation
-    too unless the trainer keeps the dataset's order: the per-corpus figures pair each prediction with its own
-    clip's corpus."""
+    """Also under `run_train.py`'s length-grouped training sampler (which transformers would apply to
+    evaluation too) and with the `length` column by which the trainer batches evaluation: the per-corpus
+    figures pair each prediction with its own clip's corpus."""
     import datasets
     from conftest import TINY_CNN_LABELS
     from transformers import TrainingArguments
@@ -229,7 +229,10 @@ def test_per_corpus_metrics_from_predictions_equal_a_direct_computation(make_tin
     ]
     labels = rng.integers(0, len(TINY_CNN_LABELS), n).tolist()
     corpora = [["emodb", "savee", "tess"][i % 3] for i in range(n)]  # interleaved, as after shuffling
-    dataset = datasets.Dataset.from_dict({"input_values": clips, "label": labels, "corpus": corpora})
+    lengths = [len(clip) for clip in clips]  # what prepared splits carry, and evaluation batches by
+    dataset = datasets.Dataset.from_dict(
+        {"input_values": clips, "label": labels, "corpus": corpora, "length": lengths}
+    )
     model = make_tiny_cnn()
     extractor = SERFeatureExtractor()
     trainer = SERTrainer(

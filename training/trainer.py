@@ -120,6 +120,7 @@ class SERTrainer(SSMAwareTrainer):
     ):
         super().__init__(*args, **kwargs)
         self.eval_data_collator = eval_data_collator
+        self._last_eval_order: np.ndarray | None = None  # the order of the last evaluation dataloader
         self.model_card_text = model_card_text
         self.head_learning_rate = head_learning_rate
 
@@ -168,15 +169,48 @@ class SERTrainer(SSMAwareTrainer):
         return (loss, outputs) if return_outputs else loss
 
     def _get_eval_sampler(self, eval_dataset) -> torch.utils.data.Sampler | None:
-        # transformers (5.x) batches evaluation by length too under `train_sampling_strategy=
-        # "group_by_length"` (`run_train.py`'s default), and `predict` then returns its outputs in that order:
-        # the labels come with them, but anything matched to the clips by position (the `corpus` column's
-        # per-corpus figures, a head's inputs) would be paired with other clips. Evaluation keeps the
-        # dataset's order, as the Trainer does without length grouping: sequential on one process; on
-        # several, no sampler, and accelerate shards the split in order.
-        if eval_dataset is None or not has_length(eval_dataset) or self.args.world_size > 1:
+        # Evaluation batches clips of similar length (less padding, as transformers' length grouping gives),
+        # longest first, on one process; `predict` then puts its outputs back in the dataset's order.
+        # transformers' own length grouping returned them grouped, so anything matched to the clips by
+        # position (the `corpus` column's per-corpus figures, a head's inputs) was paired with other clips.
+        # On several processes: no sampler, and accelerate shards the split in order. The dataset here is
+        # the one the dataloader reads (the Trainer may have dropped columns), so its order is the one kept.
+        self._last_eval_order = self._eval_order(eval_dataset)
+        return None if self._last_eval_order is None else self._last_eval_order.tolist()
+
+    def _eval_order(self, dataset) -> np.ndarray | None:
+        """The order in which evaluation visits `dataset`'s clips: longest first by its `length` column
+        (stable), or None for the dataset's own order (no such column, several processes)."""
+        if (
+            dataset is None
+            or not has_length(dataset)
+            or self.args.world_size > 1
+            or not isinstance(dataset, datasets.Dataset)
+            or "length" not in dataset.column_names
+        ):
             return None
-        return torch.utils.data.SequentialSampler(eval_dataset)
+        return np.argsort(-np.asarray(dataset["length"]), kind="stable")
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test"):
+        self._last_eval_order = None
+        output = super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        order = self._last_eval_order
+        if order is None:
+            return output
+        # Output k belongs to clip order[k]; clip i's is output inverse[i].
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+
+        def in_dataset_order(values):
+            if isinstance(values, (tuple, list)):
+                return type(values)(in_dataset_order(v) for v in values)
+            if values is None or np.ndim(values) == 0 or len(values) != len(order):
+                return values  # not one row per clip (a model's per-batch scalar, such as its penalty)
+            return np.asarray(values)[inverse]
+
+        return output._replace(
+            predictions=in_dataset_order(output.predictions), label_ids=in_dataset_order(output.label_ids)
+        )
 
     def get_eval_dataloader(self, eval_dataset=None):
         return self._with_eval_collator(super().get_eval_dataloader, eval_dataset)
