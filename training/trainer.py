@@ -3,8 +3,8 @@
 * `SSMAwareTrainer`: the default optimiser puts S4's A, B, dt in their own group (own learning rate, no weight
   decay) via `modeling.optimization.ssm_parameter_groups`, which knows which parameters those are;
 * `SERTrainer`: adds a separate `eval_data_collator` for validation and test (training-only augmentation stays
-  out of them), evaluation in the dataset's order whatever the training sampler, an evaluation loss that is
-  the model's cross-entropy (not its training objective), a separate learning rate for a pre-trained
+  out of them), evaluation batched longest first with its outputs in the dataset's order, an evaluation loss
+  that is the model's cross-entropy (not its training objective), a separate learning rate for a pre-trained
   encoder's head (`head_learning_rate`, groups from `modeling.encoders.parameter_groups`) and the project's
   model card (`push_to_hub` writes `model_card_text` as README.md);
 * `WeightedCrossEntropy`: class weighting as the Trainer's `compute_loss_func` (unbalanced corpora such as
@@ -288,7 +288,7 @@ def predict_with_details(
     The flat metrics are the Trainer's (`<prefix>_loss`, `<prefix>_uar`, ..., runtime) plus the per-corpus
     figures (`<prefix>_corpus_<name>_uar`, ...); the details hold the confusion matrices (overall and per
     corpus). `trainer.predict` returns the predictions in dataset order, also across processes (`SERTrainer`
-    evaluates in that order whatever the training sampler).
+    puts them back in that order whatever order it batched them in).
     """
     output = trainer.predict(dataset, metric_key_prefix=metric_key_prefix)
     groups = list(dataset[GROUP_COLUMN]) if GROUP_COLUMN in dataset.column_names else None
