@@ -14,11 +14,14 @@ from modeling.cnn import CNNConfig, CNNForAudioClassification
 from modeling.cnn.modeling_cnn import (
     AdditiveAttentionPooling,
     CNNFrameFeatures,
+    FunctionalsHead,
     MaskedBatchNorm1d,
     PitchTracker,
     contour_functionals,
     energy_peak_functionals,
     extended_functionals,
+    functionals_heads_logits,
+    joint_extended_functionals,
     masked_mean_std,
     smoothed_contours,
     sort_values,
@@ -311,6 +314,31 @@ def test_smoothed_extended_functionals_are_the_functionals_of_the_smoothed_conto
     expected = contour_functionals(rows, mask[:, None].expand(-1, 6, -1))
     torch.testing.assert_close(values, expected.reshape(2, 19, 2, 3).transpose(1, 2).reshape(2, 114))
     assert not torch.allclose(values, extended_functionals(features, mask))
+
+
+def test_functionals_computed_together_are_each_computed_alone():
+    """Heads share one pass of `contour_functionals` (the models' speed): each part's functionals, and each
+    head's logits, equal what it gives alone, to the bit, padded clips included."""
+    torch.manual_seed(0)
+    mask = torch.arange(40)[None] < torch.tensor([[40], [25], [1]])
+    contours, mfcc = torch.randn(3, 40, 5).cumsum(1), torch.randn(3, 40, 7)
+    joint = joint_extended_functionals([(contours, False), (contours, True), (mfcc, True)], mask)
+    alone = [extended_functionals(contours, mask), extended_functionals(contours, mask, smoothing=True)]
+    alone.append(extended_functionals(mfcc, mask, smoothing=True))
+    for together, by_itself in zip(joint, alone, strict=True):
+        assert torch.equal(together, by_itself)
+    heads = [
+        (FunctionalsHead(5, 4, "extended"), contours),
+        (FunctionalsHead(5, 4, "basic"), contours),
+        (FunctionalsHead(7, 4, "extended", smoothing=True), mfcc),
+    ]
+    for head, features in heads:  # weights, and standardisation statistics, other than 0 / 1
+        torch.nn.init.normal_(head.weight)
+        head.train()(features, mask)
+        head.eval()
+    logits = functionals_heads_logits(heads, mask)
+    for (head, features), together in zip(heads, logits, strict=True):
+        assert torch.equal(together, head(features, mask))
 
 
 def test_extended_functionals_of_a_one_frame_clip_are_finite():

@@ -489,22 +489,40 @@ def extended_functionals(
     contours, which moments miss. With `smoothing`, of the smoothed x and its regression delta instead, as
     ComParE (`smoothed_contours`). Order: the 19 functionals of x (each over all channels), then those of the
     difference."""
-    batch, _, channels = features.shape
-    contours = features.transpose(1, 2)  # frames last: reductions and the sort run along memory
-    if smoothing:
-        contours, delta = smoothed_contours(contours, frame_mask)
-        delta_mask = frame_mask  # a regression delta at every real frame
-    else:
-        # The difference gets one padded frame at the end, so that it stacks with x.
-        delta = nn.functional.pad(contours[..., 1:] - contours[..., :-1], (0, 1))
-        delta_mask = nn.functional.pad(frame_mask[:, 1:] & frame_mask[:, :-1], (0, 1))
-    # x and its difference as rows of one tensor: every step below runs once for both.
-    rows = torch.cat([contours, delta], dim=1)
-    mask = torch.cat(
-        [frame_mask[:, None, :].expand(-1, channels, -1), delta_mask[:, None, :].expand(-1, channels, -1)], 1
-    )
-    functionals = contour_functionals(rows, mask)  # (batch, 19, 2 * channels)
-    return functionals.reshape(batch, 19, 2, channels).transpose(1, 2).reshape(batch, 38 * channels)
+    return joint_extended_functionals([(features, smoothing)], frame_mask)[0]
+
+
+def joint_extended_functionals(
+    parts: list[tuple[torch.Tensor, bool]], frame_mask: torch.Tensor
+) -> list[torch.Tensor]:
+    """`extended_functionals(features, frame_mask, smoothing)` of each (features, smoothing) of `parts`, all
+    from one call of `contour_functionals`. On one clip its ~80 small operations, not the data, take most of
+    its time, so heads that summarise different frame features share one call; each row's functionals are
+    computed as they would be alone."""
+    rows, masks, widths = [], [], []
+    for features, smoothing in parts:
+        channels = features.shape[-1]
+        contours = features.transpose(1, 2)  # frames last: reductions and the sort run along memory
+        if smoothing:
+            contours, delta = smoothed_contours(contours, frame_mask)
+            delta_mask = frame_mask  # a regression delta at every real frame
+        else:
+            # The difference gets one padded frame at the end, so that it stacks with x.
+            delta = nn.functional.pad(contours[..., 1:] - contours[..., :-1], (0, 1))
+            delta_mask = nn.functional.pad(frame_mask[:, 1:] & frame_mask[:, :-1], (0, 1))
+        # x and its difference as rows of one tensor: every step of contour_functionals runs once for both.
+        rows += [contours, delta]
+        masks += [
+            frame_mask[:, None, :].expand(-1, channels, -1),
+            delta_mask[:, None, :].expand(-1, channels, -1),
+        ]
+        widths.append(channels)
+    functionals = contour_functionals(torch.cat(rows, dim=1), torch.cat(masks, dim=1))  # (batch, 19, rows)
+    batch = functionals.shape[0]
+    return [
+        part.reshape(batch, 19, 2, channels).transpose(1, 2).reshape(batch, 38 * channels)
+        for part, channels in zip(functionals.split([2 * c for c in widths], dim=-1), widths, strict=True)
+    ]
 
 
 # Copied from modeling.s4.modeling_s4.spectral_shape with F.pad->nn.functional.pad
@@ -611,14 +629,30 @@ class FunctionalsHead(nn.Module):
         self.weight = nn.Parameter(torch.zeros(num_labels, width))
         self.bias = nn.Parameter(torch.zeros(num_labels))
 
-    def forward(self, features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        if self.functionals == "extended":
+    def forward(
+        self, features: torch.Tensor, frame_mask: torch.Tensor, functionals: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`functionals`: those of `features`, where computed already (`functionals_heads_logits`)."""
+        if functionals is None and self.functionals == "extended":
             functionals = extended_functionals(features, frame_mask, self.smoothing)
-        else:
+        elif functionals is None:
             functionals = utterance_functionals(features, frame_mask)
         functionals = functionals[..., None]  # one "frame" per clip
         clip_mask = torch.ones_like(frame_mask[:, :1])
         return nn.functional.linear(self.norm(functionals, clip_mask).squeeze(-1), self.weight, self.bias)
+
+
+def functionals_heads_logits(
+    heads: list[tuple[FunctionalsHead, torch.Tensor]], frame_mask: torch.Tensor
+) -> list[torch.Tensor]:
+    """`head(features, frame_mask)` of each (head, features) of `heads`, the extended functionals of all of
+    them from one `joint_extended_functionals` call."""
+    extended = [(features, head.smoothing) for head, features in heads if head.functionals == "extended"]
+    joint = iter(joint_extended_functionals(extended, frame_mask) if extended else [])
+    return [
+        head(features, frame_mask, functionals=next(joint) if head.functionals == "extended" else None)
+        for head, features in heads
+    ]
 
 
 def energy_peak_functionals(
@@ -850,12 +884,18 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         functionals_logits = raw_contours_logits = None
         if self.functionals_head is not None:
             head_input = self.functionals_input(features, log_mel, power)
-            functionals_logits = self.functionals_head(head_input, frame_mask)
+            heads = [(self.functionals_head, head_input)]
             if self.raw_contours_head is not None:
                 # F0 and voicing, the bands and the shape descriptors follow ZCR, RMS and the MFCCs.
                 start = 2 + self.config.num_functionals_mfcc
-                contours = head_input[..., start : start + self.config.num_raw_contour_channels]
-                raw_contours_logits = self.raw_contours_head(contours, frame_mask)
+                heads.append(
+                    (
+                        self.raw_contours_head,
+                        head_input[..., start : start + self.config.num_raw_contour_channels],
+                    )
+                )
+            functionals_logits, *raw_contours = functionals_heads_logits(heads, frame_mask)
+            raw_contours_logits = raw_contours[0] if raw_contours else None
         # The RMS contour (channel 1) as computed, before normalisation.
         peaks_logits = (
             self.energy_peaks_head(features[:, 1], frame_mask) if self.energy_peaks_head is not None else None
