@@ -194,7 +194,7 @@ class DataTrainingArguments:
             "the openSMILE baseline fits its classifier: logistic regression on the training clips' "
             "functionals, balanced classes, C chosen by the validation clips' cross-entropy; the heads "
             "that do not train (the CNN's raw contours head, the S4's smoothed contours and MFCC heads) are "
-            "fitted the same way, and the S4's MFCC head (an option) is kept only where it lowers the "
+            "fitted the same way, and the S4's MFCC head is kept only where it lowers the "
             "validation cross-entropy (false: the head as trained, at its fixed L2 penalty, and the others "
             "at zero)."
         },

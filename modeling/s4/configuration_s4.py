@@ -14,7 +14,8 @@ _BLOCK_OUTPUTS = ("glu", "linear")
 _FUNCTIONALS = ("basic", "extended")
 # What a saved configuration without these fields was trained with: the defaults before the eighth round
 # (README), or the behaviour before the field existed (`energy_peaks_head`: before the seventeenth round;
-# `smoothed_contours_head`: before the fortieth).
+# `smoothed_contours_head`: before the fortieth; `mfcc_head`: before the forty-second, where it became the
+# default).
 EARLIER_DEFAULTS = {
     "d_model": 128,
     "n_layers": 4,
@@ -25,6 +26,7 @@ EARLIER_DEFAULTS = {
     "normalize_waveform": True,
     "energy_peaks_head": False,
     "smoothed_contours_head": False,
+    "mfcc_head": 0,
 }
 
 
@@ -142,7 +144,7 @@ class S4Config(PretrainedConfig):
             alone suits other corpora (the nineteenth round: smoothed +0.009 on espeak, −0.024 on festival);
             both, each with its own C, gained on every corpus: +0.014 / +0.001 / +0.002 on espeak / festival /
             synthetic over 16 folds (ROUNDS.md, fortieth round).
-        mfcc_head (`int`, defaults to 0):
+        mfcc_head (`int`, defaults to 20):
             With the functionals head and the mel front-end: a third linear classifier in the head's branch,
             on the smoothed extended functionals of the first `mfcc_head` MFCCs of the log-mel (its DCT-II; at
             most `mel_bins` of them), the spectral envelope that the bands summarise coarsely; 0 builds none.
@@ -151,8 +153,8 @@ class S4Config(PretrainedConfig):
             weighted sum, and otherwise puts it back to zero. MFCCs lift festival and cost espeak (ROUNDS.md,
             thirty-first and thirty-second rounds); gated this way, 20 of them moved the fortieth round's
             defaults by +0.001 / +0.017 / −0.000 on espeak / festival / synthetic over 24 runs (forty-first
-            round). Not the default: it costs 1.1 to 1.7 ms per 3 s clip, which puts the S4 over the 10 ms
-            goal (10.7 to 10.9 ms).
+            round). The default since the forty-second round, where the heads came to share one pass of the
+            functionals (`functionals_heads_logits`), which brought its cost down to 0.4-1.0 ms per 3 s clip.
         functionals_l2 (`float`, defaults to 0.2):
             The functionals head trains as a logistic regression beside the S4: on its own cross-entropy plus
             `functionals_l2 / 2 * ||W||^2` (scikit-learn's `LogisticRegression` penalty, `1 / (C * n_clips)`),
@@ -186,7 +188,8 @@ class S4Config(PretrainedConfig):
 
     A saved configuration that lacks a field whose default has changed since loads with the value it was
     trained with (`from_dict`): d_model 128, n_layers 4, no pitch channels, no spectral shape, the basic
-    functionals of every mel band, unit-variance clips, no energy peaks head, no smoothed contours head.
+    functionals of every mel band, unit-variance clips, no energy peaks head, no smoothed contours head, no
+    MFCC head.
     """
 
     model_type = "ser-s4"
@@ -219,7 +222,7 @@ class S4Config(PretrainedConfig):
         spectral_shape_functionals: bool = True,
         energy_peaks_head: bool = True,
         smoothed_contours_head: bool = True,
-        mfcc_head: int = 0,
+        mfcc_head: int = 20,
         functionals: str = "extended",
         functionals_mel_group: int = 4,
         functionals_smoothing: bool = False,
