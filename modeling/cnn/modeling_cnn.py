@@ -888,12 +888,8 @@ class CNNForAudioClassification(CNNPreTrainedModel):
             if self.raw_contours_head is not None:
                 # F0 and voicing, the bands and the shape descriptors follow ZCR, RMS and the MFCCs.
                 start = 2 + self.config.num_functionals_mfcc
-                heads.append(
-                    (
-                        self.raw_contours_head,
-                        head_input[..., start : start + self.config.num_raw_contour_channels],
-                    )
-                )
+                contours = head_input[..., start : start + self.config.num_raw_contour_channels]
+                heads.append((self.raw_contours_head, contours))
             functionals_logits, *raw_contours = functionals_heads_logits(heads, frame_mask)
             raw_contours_logits = raw_contours[0] if raw_contours else None
         # The RMS contour (channel 1) as computed, before normalisation.
