@@ -80,7 +80,8 @@ def test_cnn_learns_speaker_independent_emotions(tmp_path, cache_dir):
 def test_s4_learns_speaker_independent_emotions(tmp_path, cache_dir):
     _, test = train(tmp_path, cache_dir, recipe="demo-s4")
     print("S4 test", {k: round(v, 3) for k, v in test.items() if k in ("test_accuracy", "test_uar")})
-    # chance: 0.25. Measured 1.000 (seed 42) with the thirty-second round's defaults (the network's weight
+    # chance: 0.25. Measured 1.000 (seed 42) with the forty-second round's defaults (the MFCC head), the
+    # thirty-second round's (the network's weight
     # penalised: fitted at 0 here, the head carries the demo) and the thirtieth's (the head refitted, the
     # branches weighted); 0.969 with the twentieth round's defaults (soft counts); 0.975 with the
     # defaults of the eighth round (README) on this recipe's 6 epochs, 0.981 with 12. The earlier demo (a
