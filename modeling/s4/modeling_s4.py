@@ -451,9 +451,9 @@ def joint_extended_functionals(
     parts: list[tuple[torch.Tensor, bool]], frame_mask: torch.Tensor
 ) -> list[torch.Tensor]:
     """`extended_functionals(features, frame_mask, smoothing)` of each (features, smoothing) of `parts`, all
-    from one call of `contour_functionals`. On one clip its ~80 small operations, not the data, take most of
-    its time, so heads that summarise different frame features share one call; each row's functionals are
-    computed as they would be alone."""
+    from one call of `contour_functionals`. On one clip a share of its time is the fixed cost of its ~80 small
+    operations, which heads that summarise different frame features pay once this way; each row's
+    functionals are computed as they would be alone."""
     rows, masks, widths = [], [], []
     for features, smoothing in parts:
         channels = features.shape[-1]
