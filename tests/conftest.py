@@ -16,7 +16,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # subprocesses.
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _workers > 1:
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
+    # The cores this process may run on (a container's share), not the host's count.
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores // _workers)))
 
 import pytest  # noqa: E402  (after the environment above, which must come first)
 

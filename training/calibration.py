@@ -11,7 +11,7 @@ cross-entropy rather than the baseline's UAR (`HEAD_C_CRITERION`): the head's pr
 branch weights and the sum use, and on a few validation speakers the UAR ties over many C where the
 cross-entropy still tells them apart. A further linear head in the same branch, on another view of the same
 channels (the CNN's raw contours head, the S4's smoothed contours head) or on other channels (the S4's MFCC
-head, an option), does not train at all (zero and frozen until then, so that it leaves training and its
+head), does not train at all (zero and frozen until then, so that it leaves training and its
 checkpoint as they would be without it) and is fitted here only, the same way with its own C. A head in
 `GATED_HEADS` (the S4's MFCC head) then stays in the sum only where it lowers the validation clips'
 cross-entropy of the weighted sum (`gate_fitted_heads`), and is put back to zero elsewhere.
