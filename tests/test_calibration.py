@@ -15,6 +15,7 @@ from training.calibration import (
     fit_head_like_baseline,
     gate_fitted_heads,
     head_lowers_cross_entropy,
+    linear_head_inputs,
     predict_branches,
     refit_functionals_head,
 )
@@ -224,8 +225,12 @@ def tiny_trainer(model, tmp_path):
 
 @pytest.mark.parametrize(
     "kind,heads_after_training",
-    [("cnn", ()), ("cnn", ("raw_contours_head",)), ("s4", ("smoothed_contours_head", "mfcc_head"))],
-    ids=["cnn-functionals-head", "cnn-with-raw-contours", "s4-with-smoothed-contours-and-mfccs"],
+    [
+        ("cnn", ()),
+        ("cnn", ("raw_contours_head",)),
+        ("s4", ("smoothed_contours_head", "mfcc_head", "spectrum_head")),
+    ],
+    ids=["cnn-functionals-head", "cnn-with-raw-contours", "s4-with-smoothed-contours-mfccs-and-spectrum"],
 )
 def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_inputs(
     make_tiny_cnn, tmp_path, kind, heads_after_training
@@ -233,9 +238,11 @@ def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_
     """`refit_functionals_head` reads the head's standardised inputs of every clip (batched and padded, as
     evaluation batches them), fits them as the baseline would and writes the result into the head: its logits
     are then the fitted map of the inputs that one clip at a time gives. A head fitted after training only
-    (the CNN's raw contours head, the S4's smoothed contours and MFCC heads) is fitted the same way on its own
-    inputs, with its own C. The network is untouched. Then the S4's gated MFCC head (`gate_fitted_heads`) is
-    put back to zero when it only adds noise, and the branches it returns are the model's own."""
+    (the CNN's raw contours head, the S4's smoothed contours, MFCC and spectrum heads) is fitted the same way
+    on its own inputs, with its own C. The network is untouched. Then the S4's gated heads
+    (`gate_fitted_heads`): the MFCC head is put back to zero when it only adds noise, the spectrum head (the
+    tones' spectra say the class) is kept, judged without the MFCC head, and the branches it returns are the
+    model's own."""
     import datasets
     from conftest import TINY_CNN_LABELS
 
@@ -260,6 +267,7 @@ def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_
             mel_bins=16,
             smoothed_contours_head=True,
             mfcc_head=16,
+            spectrum_head=True,
             id2label=dict(enumerate(TINY_CNN_LABELS)),
             label2id={name: i for i, name in enumerate(TINY_CNN_LABELS)},
         )
@@ -311,12 +319,31 @@ def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_
     if kind == "s4":
         with torch.no_grad():
             torch.nn.init.normal_(model.mfcc_head.weight, std=1.0)  # noise, far louder than the other heads
-        branches, kept = gate_fitted_heads(trainer, validation, predict_branches(trainer, validation))
-        assert kept == {"mfcc_head": False}
+        before = predict_branches(trainer, validation)
+        collator, batch_size = trainer.data_collator, trainer.args.per_device_eval_batch_size
+        inputs, _ = linear_head_inputs(
+            model, validation, collator, batch_size, ("mfcc_head", "spectrum_head")
+        )
+        gated_logits = {
+            name: inputs[name] @ getattr(model, name).weight.double().numpy().T
+            + getattr(model, name).bias.double().numpy()
+            for name in inputs
+        }
+        branches, kept = gate_fitted_heads(trainer, validation, before)
+        assert kept == {"mfcc_head": False, "spectrum_head": True}
         assert not model.mfcc_head.weight.any() and not model.mfcc_head.bias.any()
+        assert model.spectrum_head.weight.any()
         after = predict_branches(trainer, validation)
         np.testing.assert_allclose(branches.head, after.head, atol=1e-3)
         np.testing.assert_allclose(branches.network, after.network)
+        np.testing.assert_allclose(after.head, before.head - gated_logits["mfcc_head"], atol=1e-3)
+        # The spectrum head was judged against the branch without the MFCC head, which had been put back.
+        assert head_lowers_cross_entropy(
+            before.network,
+            after.head - gated_logits["spectrum_head"],
+            gated_logits["spectrum_head"],
+            before.labels,
+        )
 
 
 def test_a_gated_head_stays_only_where_it_lowers_the_validation_cross_entropy():

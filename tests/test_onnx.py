@@ -122,14 +122,16 @@ def test_an_export_that_disagrees_with_pytorch_fails_with_a_message(tmp_path, mo
 @pytest.mark.parametrize(
     "overrides",
     [
-        # the defaults: pitch channels, spectral shape, the extended functionals, the smoothed contours head
+        # the defaults: pitch channels, spectral shape, the extended functionals, the smoothed contours, MFCC
+        # and spectrum heads
         {"bidirectional": True},
         {
             "kernel": "s4",
             "bidirectional": False,
             "dplr_kernel_length": 512,
             "mfcc_head": 6,
-        },  # + the MFCC head
+            "spectrum_head": False,
+        },  # the MFCC head alone, with another K
         # The padded clip's silent frames: their pitch channels came out NaN in ONNX, not in PyTorch (the
         # defaults' case checks those); this one, the basic functionals of every band without pitch.
         {
@@ -163,7 +165,7 @@ def test_s4_export_matches_pytorch(tmp_path, overrides):
         with torch.no_grad():
             model.train()(torch.randn(3, 16000) * 0.3)
         torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
-    for head in (model.energy_peaks_head, model.smoothed_contours_head, model.mfcc_head):
+    for head in (model.energy_peaks_head, model.smoothed_contours_head, model.mfcc_head, model.spectrum_head):
         if head is not None:
             torch.nn.init.normal_(head.weight, std=0.05)
     model.eval()

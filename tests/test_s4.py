@@ -59,7 +59,13 @@ def tiny_model(**overrides) -> S4ForAudioClassification:
     if "dataset" in overrides.get("mel_normalization", "") or model.functionals_head is not None:
         with torch.no_grad():  # training-set statistics other than 0 / 1, so that applying them shows
             model.train()(torch.randn(2, 8000) * 3)
-    heads = (model.functionals_head, model.energy_peaks_head, model.smoothed_contours_head, model.mfcc_head)
+    heads = (
+        model.functionals_head,
+        model.energy_peaks_head,
+        model.smoothed_contours_head,
+        model.mfcc_head,
+        model.spectrum_head,
+    )
     for head in heads:
         if head is not None:  # it starts at zero, where nothing it does could show
             torch.nn.init.normal_(head.weight, std=0.05)
@@ -263,8 +269,10 @@ def test_every_parameter_gets_a_gradient(overrides):
     audio, labels = random_batch()
     model(audio, labels=labels).loss.backward()
     frozen = {name for name, param in model.named_parameters() if not param.requires_grad}
-    # The smoothed contours and MFCC heads alone do not train (fitted after training).
-    after_training = ("smoothed_contours_head", "mfcc_head") if "mfcc_head" in overrides else ()
+    # The smoothed contours, MFCC and spectrum heads alone do not train (fitted after training).
+    after_training = (
+        ("smoothed_contours_head", "mfcc_head", "spectrum_head") if "mfcc_head" in overrides else ()
+    )
     expected = {f"{head}.{name}" for head in after_training for name in ("weight", "bias")}
     assert frozen == expected
     for name, param in model.named_parameters():
@@ -393,13 +401,15 @@ def test_a_checkpoint_saved_before_the_functionals_head_predicts_as_it_did(tmp_p
         torch.testing.assert_close(loaded(audio).logits, model(audio).logits)
 
 
-def test_a_checkpoint_without_the_mfcc_head_loads_with_it_at_zero(tmp_path):
-    """Loaded with `mfcc_head` asked for, a checkpoint saved without it gets the head at zero and its DCT
-    matrix computed (not the meta device's empty memory): the predictions are the checkpoint's."""
-    model = tiny_model(mfcc_head=0)
+def test_a_checkpoint_without_the_mfcc_and_spectrum_heads_loads_with_them_at_zero(tmp_path):
+    """Loaded with `mfcc_head` and `spectrum_head` asked for, a checkpoint saved without them gets the heads
+    at zero and the MFCC head's DCT matrix computed (not the meta device's empty memory): the predictions
+    are the checkpoint's."""
+    model = tiny_model(mfcc_head=0, spectrum_head=False)
     model.save_pretrained(tmp_path)
-    loaded = S4ForAudioClassification.from_pretrained(tmp_path, mfcc_head=6).eval()
+    loaded = S4ForAudioClassification.from_pretrained(tmp_path, mfcc_head=6, spectrum_head=True).eval()
     torch.testing.assert_close(loaded.mfcc_head_dct, torchaudio.functional.create_dct(6, 16, "ortho"))
+    assert loaded.spectrum_head is not None and not loaded.spectrum_head.weight.any()
     audio = torch.randn(2, 6000)
     with torch.no_grad():
         torch.testing.assert_close(loaded(audio).logits, model(audio).logits)
@@ -422,7 +432,13 @@ def test_the_smoothed_contours_head_summarises_the_heads_channels_smoothed():
     to the head's, and it is not in the penalty (it does not train)."""
     from modeling.s4.modeling_s4 import extended_functionals
 
-    model = tiny_model(pitch_features=True, functionals="extended", smoothed_contours_head=True, mfcc_head=0)
+    model = tiny_model(
+        pitch_features=True,
+        functionals="extended",
+        smoothed_contours_head=True,
+        mfcc_head=0,
+        spectrum_head=False,
+    )
     head, smoothed = model.functionals_head, model.smoothed_contours_head
     assert smoothed.smoothing and not head.smoothing and smoothed.weight.shape == head.weight.shape
     # With the head smoothed itself, the second head would repeat it: there is none.
@@ -450,13 +466,50 @@ def test_the_smoothed_contours_head_summarises_the_heads_channels_smoothed():
     torch.testing.assert_close(out.loss, cross_entropy + 0.5 * model.config.functionals_l2 * squares)
 
 
+def test_the_spectrum_head_summarises_descriptors_of_the_front_end_power_spectrum_smoothed():
+    """With `spectrum_head`, a linear classifier in the head's branch on the smoothed extended functionals of
+    the 15 `spectrum_descriptors` of the front-end's own power spectrum (Hann frames, its FFT size's bins);
+    its logits are added to the head's, and it is not in the penalty (it does not train)."""
+    from modeling.s4.modeling_s4 import extended_functionals, spectrum_descriptors
+
+    model = tiny_model(pitch_features=True, smoothed_contours_head=False, mfcc_head=0)
+    head, spectrum_head = model.functionals_head, model.spectrum_head
+    assert spectrum_head.smoothing and spectrum_head.weight.shape[1] == 38 * 15
+    assert tiny_model(spectrum_head=False).spectrum_head is None
+    assert tiny_model(functionals_head=False).spectrum_head is None
+    audio, labels = torch.randn(3, 8000), torch.tensor([0, 1, 2])
+    seen = {}
+    spectrum_head.register_forward_pre_hook(lambda module, args: seen.update(args=args))
+    with torch.no_grad():
+        out = model(audio, labels=labels)
+        channels, frames = seen["args"]
+        frontend = model.frontend
+        power = torch.fft.rfft(audio.unfold(-1, 400, 160) * torch.hann_window(400), n=512).abs().square()
+        torch.testing.assert_close(channels, spectrum_descriptors(power, 16000 / 512), atol=1e-4, rtol=1e-4)
+        functionals = extended_functionals(channels, frames, smoothing=True)
+        norm = spectrum_head.norm
+        standardised = (functionals - norm.running_mean) / (norm.running_var + norm.eps).sqrt()
+        head_alone = head(model.functionals_input(frontend.frame_features(audio)), frames)
+    heads_logits = out.branch_logits[1]
+    torch.testing.assert_close(
+        heads_logits,
+        head_alone + standardised @ spectrum_head.weight.T + spectrum_head.bias,
+        atol=1e-4,
+        rtol=1e-4,
+    )
+    assert not torch.allclose(heads_logits, head_alone)
+    squares = head.weight.pow(2).sum() + model.energy_peaks_head.weight.pow(2).sum()
+    cross_entropy = sum(torch.nn.functional.cross_entropy(b, labels) for b in out.branch_logits)
+    torch.testing.assert_close(out.loss, cross_entropy + 0.5 * model.config.functionals_l2 * squares)
+
+
 def test_the_mfcc_head_summarises_the_first_mfccs_of_the_log_mel_smoothed():
     """With `mfcc_head` K, a linear classifier in the head's branch on the smoothed extended functionals of
     the first K MFCCs (orthonormal DCT-II) of the front-end's log-mel; its logits are added to the head's,
     and it is not in the penalty (it does not train). There are at most `mel_bins` MFCCs."""
     from modeling.s4.modeling_s4 import extended_functionals
 
-    model = tiny_model(pitch_features=True, smoothed_contours_head=False, mfcc_head=6)
+    model = tiny_model(pitch_features=True, smoothed_contours_head=False, mfcc_head=6, spectrum_head=False)
     head, mfcc_head = model.functionals_head, model.mfcc_head
     assert mfcc_head.smoothing and mfcc_head.weight.shape[1] == 38 * 6
     assert tiny_model(mfcc_head=40).mfcc_head.weight.shape[1] == 38 * 16  # mel_bins=16

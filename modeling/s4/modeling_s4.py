@@ -654,6 +654,73 @@ def spectral_shape(log_mel: torch.Tensor) -> torch.Tensor:
     return torch.stack(descriptors, dim=-1)
 
 
+# Channels of `spectrum_descriptors`.
+NUM_SPECTRUM_DESCRIPTORS = 15
+
+
+# Copied from modeling.cnn.modeling_cnn.spectrum_descriptors
+def spectrum_descriptors(power: torch.Tensor, bin_hz: float) -> torch.Tensor:
+    """Power spectra (batch, frames, bins), bin k at k * `bin_hz` Hz -> (batch, frames, 15) descriptors after
+    ComParE's spectral low-level descriptors (openSMILE's cSpectral), on the linear spectrum: the
+    shares of the frame's power in 250-650 Hz and in 1-4 kHz; the frequencies under which 25, 50, 75 and
+    90 % of it lie (roll-off, interpolated within a bin); flux, the root mean square step of the magnitudes
+    from the previous frame (0 for the first); with the power as a distribution p over frequency f:
+    centroid sum(p f), entropy -sum(p ln p), spread (the standard deviation about the centroid), skewness
+    and kurtosis; the slope of the least-squares line through the power over f; sharpness, the centroid in
+    Bark weighted by Zwicker's g(z) (times 0.11); and harmonicity (`spectral_harmonicity`)."""
+    eps = 1e-10
+    freqs = torch.arange(power.shape[-1], device=power.device, dtype=power.dtype) * bin_hz
+    total = power.sum(-1).clamp_min(eps)
+    share = power / total[..., None]
+    low = share[..., (freqs >= 250) & (freqs < 650)].sum(-1)
+    high = share[..., (freqs >= 1000) & (freqs < 4000)].sum(-1)
+    # Bin k spans [k, k + 1) * bin_hz, its power spread evenly: the roll-off interpolates within the bin where
+    # the cumulative share reaches p. Counting whole bins instead jumps by a bin when rounding moves the sum
+    # across p (ONNX Runtime's sums against PyTorch's).
+    below = share.cumsum(-1) - share
+    rolloffs = [
+        ((p - below) / share.clamp_min(eps)).clamp(0, 1).sum(-1) * bin_hz for p in (0.25, 0.5, 0.75, 0.9)
+    ]
+    magnitude = power.clamp_min(0).sqrt()
+    flux = nn.functional.pad((magnitude[:, 1:] - magnitude[:, :-1]).square().mean(-1).sqrt(), (1, 0))
+    centroid = (share * freqs).sum(-1)
+    entropy = -(share * share.clamp_min(eps).log()).sum(-1)
+    deviation = freqs - centroid[..., None]
+    variance = (share * deviation.square()).sum(-1).clamp_min(eps)
+    skewness = (share * deviation.pow(3)).sum(-1) / variance.pow(1.5)
+    kurtosis = (share * deviation.pow(4)).sum(-1) / variance.square()
+    centred = freqs - freqs.mean()
+    slope = (power * centred).sum(-1) / centred.square().sum()
+    bark = 13 * torch.atan(0.00076 * freqs) + 3.5 * torch.atan((freqs / 7500).square())
+    weight = torch.where(bark < 15.8, torch.ones_like(bark), 0.066 * torch.exp(0.171 * bark))
+    sharpness = 0.11 * (share * bark * weight).sum(-1)
+    descriptors = [low, high, *rolloffs, flux, centroid, entropy, variance.sqrt(), skewness, kurtosis, slope]
+    descriptors += [sharpness, spectral_harmonicity(power)]
+    return torch.stack(descriptors, dim=-1)
+
+
+# Copied from modeling.cnn.modeling_cnn.spectral_harmonicity
+def spectral_harmonicity(power: torch.Tensor) -> torch.Tensor:
+    """Power spectra (batch, frames, bins) -> (batch, frames): half the summed steps between consecutive local
+    extrema (a bin above, or below, its two neighbours on each side; DC left out), over the frame's power.
+    Resolved harmonics make deep valleys between high peaks; noise makes shallow ones. The extrema are put in
+    order by a sort rather than found by a running maximum, which ONNX export lacks."""
+    spectrum = power[..., 1:]
+    centre = spectrum[..., 2:-2]
+    left, left2 = spectrum[..., 1:-3], spectrum[..., :-4]
+    right, right2 = spectrum[..., 3:-1], spectrum[..., 4:]
+    peak = (left2 < centre) & (left < centre) & (centre > right) & (centre > right2)
+    valley = (left2 > centre) & (left > centre) & (centre < right) & (centre < right2)
+    extremum = peak | valley
+    bins = centre.shape[-1]
+    index = torch.arange(bins, device=power.device)
+    order = torch.where(extremum, index, index + bins).argsort(-1)  # the extrema first, in frequency order
+    values = centre.gather(-1, order)
+    steps = (values[..., 1:] - values[..., :-1]).abs()
+    between_extrema = index[:-1] < extremum.sum(-1, keepdim=True) - 1
+    return (steps * between_extrema).sum(-1) / 2 / spectrum.sum(-1).clamp_min(1e-10)
+
+
 class MelFrontend(nn.Module):
     """Log-mel frames (float32, on the model's device) and, with `pitch_features`, F0 and voicing; normalised
     per band over the clip, causally, with the training set's statistics, over the clip and with the training
@@ -693,19 +760,29 @@ class MelFrontend(nn.Module):
         self.register_buffer("analysis_window", window)
         self.register_buffer("mel_filters", filters)
 
-    def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
-        """batch x samples -> batch x frames x mel_bins (frames whose window fits in the given samples)."""
+    def power_spectrum(self, waveform: torch.Tensor) -> torch.Tensor:
+        """batch x samples -> batch x frames x (n_fft / 2 + 1) bins, float32 (frames whose window fits in the
+        given samples)."""
         with torch.autocast(device_type=waveform.device.type, enabled=False):
             frames = waveform.float().unfold(-1, self.window, self.hop) * self.analysis_window.float()
             spectrum = torch.view_as_real(torch.fft.rfft(frames, n=self.n_fft))
             real, imaginary = spectrum[..., 0], spectrum[..., 1]
-            power = real * real + imaginary * imaginary  # no square root, unlike .abs().square()
+            return real * real + imaginary * imaginary  # no square root, unlike .abs().square()
+
+    def log_mel(self, waveform: torch.Tensor, power: torch.Tensor | None = None) -> torch.Tensor:
+        """batch x samples -> batch x frames x mel_bins (`power`: the waveform's `power_spectrum`, where the
+        caller has it already)."""
+        if power is None:
+            power = self.power_spectrum(waveform)
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
             return torch.log(power @ self.mel_filters.float() + 1e-6)
 
-    def frame_features(self, waveform: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
+    def frame_features(
+        self, waveform: torch.Tensor, history: torch.Tensor | None = None, power: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """batch x samples -> batch x frames x out_dim, before normalisation (`history`: a stream's past
-        samples, which the pitch window looks back on)."""
-        features = self.log_mel(waveform)
+        samples, which the pitch window looks back on; `power`: as for `log_mel`)."""
+        features = self.log_mel(waveform, power)
         if self.pitch is None:
             return features
         with torch.autocast(device_type=waveform.device.type, enabled=False):
@@ -858,7 +935,7 @@ class S4ForAudioClassification(S4PreTrainedModel):
         self.dropout = nn.Dropout(config.dropout)
         pooled_size = 2 * config.d_model if config.pooling == "mean_std" else config.d_model
         self.classifier = nn.Linear(pooled_size, config.num_labels)
-        self.functionals_head = self.smoothed_contours_head = self.mfcc_head = None
+        self.functionals_head = self.smoothed_contours_head = self.mfcc_head = self.spectrum_head = None
         if config.functionals_head and config.frontend == "mel":
             # What `functionals_input` gives: the grouped bands, the pitch channels, the shape descriptors.
             head_channels = (
@@ -888,6 +965,11 @@ class S4ForAudioClassification(S4PreTrainedModel):
                 with torch.device("cpu"):  # real values even when transformers builds on the meta device
                     dct = torchaudio.functional.create_dct(coefficients, config.mel_bins, "ortho")
                 self.register_buffer("mfcc_head_dct", dct)
+            if config.spectrum_head:
+                # Fitted after training only, and gated after the MFCC head (`GATED_HEADS` is in that order).
+                self.spectrum_head = FunctionalsHead(
+                    NUM_SPECTRUM_DESCRIPTORS, config.num_labels, "extended", smoothing=True
+                ).requires_grad_(False)
         self.energy_peaks_head = (
             EnergyPeaksHead(config.num_labels, config.sampling_rate / self.frontend.hop)
             if self.functionals_head is not None and config.energy_peaks_head
@@ -930,16 +1012,20 @@ class S4ForAudioClassification(S4PreTrainedModel):
             features = self.frontend(samples, frame_mask)
             functionals_logits = None
         else:
-            raw = self.frontend.frame_features(samples)
+            power = self.frontend.power_spectrum(samples) if self.spectrum_head is not None else None
+            raw = self.frontend.frame_features(samples, power=power)
             features = self.frontend.normalize(raw, frame_mask)
             contours = self.functionals_input(raw)
             heads = [(self.functionals_head, contours)]
-            # The smoothed contours and MFCC heads are part of the head's branch: zero while the model trains,
-            # so the head's loss is as without them; not trained, so not in the penalty.
+            # The smoothed contours, MFCC and spectrum heads are part of the head's branch: zero while the
+            # model trains, so the head's loss is as without them; not trained, so not in the penalty.
             if self.smoothed_contours_head is not None:
                 heads.append((self.smoothed_contours_head, contours))
             if self.mfcc_head is not None:
                 heads.append((self.mfcc_head, raw[..., : self.config.mel_bins] @ self.mfcc_head_dct))
+            if self.spectrum_head is not None:
+                bin_hz = self.config.sampling_rate / self.frontend.n_fft
+                heads.append((self.spectrum_head, spectrum_descriptors(power, bin_hz)))
             functionals_logits = sum(functionals_heads_logits(heads, frame_mask))
         peaks_logits = None
         if self.energy_peaks_head is not None:
