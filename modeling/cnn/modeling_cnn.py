@@ -560,30 +560,32 @@ def spectrum_descriptors(power: torch.Tensor, bin_hz: float) -> torch.Tensor:
     Bark weighted by Zwicker's g(z) (times 0.11); and harmonicity (`spectral_harmonicity`)."""
     eps = 1e-10
     freqs = torch.arange(power.shape[-1], device=power.device, dtype=power.dtype) * bin_hz
-    total = power.sum(-1).clamp_min(eps)
-    share = power / total[..., None]
-    low = share[..., (freqs >= 250) & (freqs < 650)].sum(-1)
-    high = share[..., (freqs >= 1000) & (freqs < 4000)].sum(-1)
+    bark = 13 * torch.atan(0.00076 * freqs) + 3.5 * torch.atan((freqs / 7500).square())
+    zwicker = torch.where(bark < 15.8, torch.ones_like(bark), 0.066 * torch.exp(0.171 * bark))
+    low_band = ((freqs >= 250) & (freqs < 650)).to(power.dtype)
+    high_band = ((freqs >= 1000) & (freqs < 4000)).to(power.dtype)
+    share = power / power.sum(-1, keepdim=True).clamp_min(eps)
+    # The descriptors that are sums of the share times a function of f, in one product.
+    weights = torch.stack([low_band, high_band, freqs, 0.11 * bark * zwicker], dim=-1)
+    low, high, centroid, sharpness = (share @ weights).unbind(-1)
     # Bin k spans [k, k + 1) * bin_hz, its power spread evenly: the roll-off interpolates within the bin where
     # the cumulative share reaches p. Counting whole bins instead jumps by a bin when rounding moves the sum
     # across p (ONNX Runtime's sums against PyTorch's).
     below = share.cumsum(-1) - share
     rolloffs = [
-        ((p - below) / share.clamp_min(eps)).clamp(0, 1).sum(-1) * bin_hz for p in (0.25, 0.5, 0.75, 0.9)
+        ((p - below) / share.clamp_min(eps)).clamp_(0, 1).sum(-1) * bin_hz for p in (0.25, 0.5, 0.75, 0.9)
     ]
     magnitude = power.clamp_min(0).sqrt()
     flux = nn.functional.pad((magnitude[:, 1:] - magnitude[:, :-1]).square().mean(-1).sqrt(), (1, 0))
-    centroid = (share * freqs).sum(-1)
     entropy = -(share * share.clamp_min(eps).log()).sum(-1)
     deviation = freqs - centroid[..., None]
-    variance = (share * deviation.square()).sum(-1).clamp_min(eps)
-    skewness = (share * deviation.pow(3)).sum(-1) / variance.pow(1.5)
-    kurtosis = (share * deviation.pow(4)).sum(-1) / variance.square()
+    squared = deviation.square()
+    weighted = share * squared
+    variance = weighted.sum(-1).clamp_min(eps)
+    skewness = (weighted * deviation).sum(-1) / variance.pow(1.5)
+    kurtosis = (weighted * squared).sum(-1) / variance.square()
     centred = freqs - freqs.mean()
-    slope = (power * centred).sum(-1) / centred.square().sum()
-    bark = 13 * torch.atan(0.00076 * freqs) + 3.5 * torch.atan((freqs / 7500).square())
-    weight = torch.where(bark < 15.8, torch.ones_like(bark), 0.066 * torch.exp(0.171 * bark))
-    sharpness = 0.11 * (share * bark * weight).sum(-1)
+    slope = power @ (centred / centred.square().sum())
     descriptors = [low, high, *rolloffs, flux, centroid, entropy, variance.sqrt(), skewness, kurtosis, slope]
     descriptors += [sharpness, spectral_harmonicity(power)]
     return torch.stack(descriptors, dim=-1)
@@ -592,21 +594,23 @@ def spectrum_descriptors(power: torch.Tensor, bin_hz: float) -> torch.Tensor:
 def spectral_harmonicity(power: torch.Tensor) -> torch.Tensor:
     """Power spectra (batch, frames, bins) -> (batch, frames): half the summed steps between consecutive local
     extrema (a bin above, or below, its two neighbours on each side; DC left out), over the frame's power.
-    Resolved harmonics make deep valleys between high peaks; noise makes shallow ones. The extrema are put in
-    order by a sort rather than found by a running maximum, which ONNX export lacks."""
+    Resolved harmonics make deep valleys between high peaks; noise makes shallow ones. The extrema are
+    gathered in frequency order by their rank (a running count, then a scatter), not sorted (2.3 against
+    0.5 ms for a 3 s clip on one thread), nor found by a running maximum, which ONNX export lacks."""
     spectrum = power[..., 1:]
     centre = spectrum[..., 2:-2]
-    left, left2 = spectrum[..., 1:-3], spectrum[..., :-4]
-    right, right2 = spectrum[..., 3:-1], spectrum[..., 4:]
-    peak = (left2 < centre) & (left < centre) & (centre > right) & (centre > right2)
-    valley = (left2 > centre) & (left > centre) & (centre < right) & (centre < right2)
+    pair_max = torch.maximum(spectrum[..., :-1], spectrum[..., 1:])  # of bins k and k + 1
+    pair_min = torch.minimum(spectrum[..., :-1], spectrum[..., 1:])
+    peak = centre > torch.maximum(pair_max[..., :-3], pair_max[..., 3:])
+    valley = centre < torch.minimum(pair_min[..., :-3], pair_min[..., 3:])
     extremum = peak | valley
     bins = centre.shape[-1]
-    index = torch.arange(bins, device=power.device)
-    order = torch.where(extremum, index, index + bins).argsort(-1)  # the extrema first, in frequency order
-    values = centre.gather(-1, order)
-    steps = (values[..., 1:] - values[..., :-1]).abs()
-    between_extrema = index[:-1] < extremum.sum(-1, keepdim=True) - 1
+    # Extremum number r (from 1) lands in slot r; the bins that are none add 0 to the slot of the extremum
+    # before them (slot 0 before the first).
+    rank = extremum.cumsum(-1)
+    values = centre.new_zeros(*centre.shape[:-1], bins + 1).scatter_add(-1, rank, centre * extremum)
+    steps = (values[..., 2:] - values[..., 1:-1]).abs()
+    between_extrema = torch.arange(1, bins, device=power.device) < rank[..., -1:]
     return (steps * between_extrema).sum(-1) / 2 / spectrum.sum(-1).clamp_min(1e-10)
 
 
