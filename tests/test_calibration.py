@@ -3,13 +3,17 @@ as the baseline fits its classifier, and the weights of a two-branch model's log
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
+from training import calibration
 from training.calibration import (
     HEAD_C_CRITERION,
+    BranchPredictions,
     calibrate_branch_weights,
     fit_branch_weights,
     fit_head_like_baseline,
@@ -380,3 +384,38 @@ def test_a_head_without_training_clips_of_every_class_stays_as_trained(make_tiny
     )
     assert not model.functionals_head.weight.any()
     assert not model.raw_contours_head.weight.any()
+
+
+def test_gated_heads_are_judged_in_order_against_the_heads_kept_before_them(monkeypatch):
+    """`gate_fitted_heads` is greedy in `GATED_HEADS`' order: the MFCC head is judged against the head's
+    branch without either gated head, the spectrum head against that plus the MFCC head where it was kept; a
+    head put back to zero leaves the returned branch."""
+    rng = np.random.default_rng(0)
+    network, rest = rng.normal(size=(8, 4)), rng.normal(size=(8, 4))
+    inputs = {name: rng.normal(size=(8, 3)) for name in ("mfcc_head", "spectrum_head")}
+    model = torch.nn.Module()
+    logits = {}
+    for name in inputs:
+        setattr(model, name, torch.nn.Linear(3, 4).double().requires_grad_(False))
+        head = getattr(model, name)
+        logits[name] = inputs[name] @ head.weight.numpy().T + head.bias.numpy()
+    branches = BranchPredictions(
+        network=network, head=rest + logits["mfcc_head"] + logits["spectrum_head"], labels=np.arange(8) % 4
+    )
+    judged = []
+
+    def keep_the_first(network_logits, other_heads_logits, head_logits, labels, network_penalty):
+        judged.append(other_heads_logits.copy())
+        return len(judged) == 1
+
+    monkeypatch.setattr(calibration, "linear_head_inputs", lambda *args, **kwargs: (inputs, None))
+    monkeypatch.setattr(calibration, "head_lowers_cross_entropy", keep_the_first)
+    trainer = SimpleNamespace(
+        model=model, data_collator=None, args=SimpleNamespace(per_device_eval_batch_size=4)
+    )
+    returned, kept = gate_fitted_heads(trainer, None, branches)
+    assert kept == {"mfcc_head": True, "spectrum_head": False}
+    np.testing.assert_allclose(judged[0], rest)
+    np.testing.assert_allclose(judged[1], rest + logits["mfcc_head"])
+    np.testing.assert_allclose(returned.head, rest + logits["mfcc_head"])
+    assert model.mfcc_head.weight.any() and not model.spectrum_head.weight.any()

@@ -218,6 +218,7 @@ PADDING_CASES = [
     dict(frontend="mel", pitch_features=True, functionals_head=True),
     dict(frontend="mel", normalize_waveform=False, functionals_head=True, spectral_shape_functionals=True),
     dict(frontend="mel", normalize_waveform=False, pitch_features=True, functionals="extended", mfcc_head=6),
+    dict(frontend="mel", normalize_waveform=False, functionals="extended", spectrum_head=True),
     dict(frontend="mel", normalize_waveform=False, energy_peaks_head=True),
     dict(frontend="mel", normalize_waveform=False, functionals="extended", functionals_smoothing=True),
 ]

@@ -166,8 +166,8 @@ class S4Config(PretrainedConfig):
             the validation clips' cross-entropy of the weighted sum with the heads kept before it. Replayed on
             the fortieth round's runs beside the gated MFCC head: +0.004 / +0.010 / +0.001 on espeak /
             festival / synthetic over 24 runs (ROUNDS.md, forty-first round); trained on the leaderboard's
-            partition +0.000 / +0.021 / +0.000 (forty-third round). Not the default: it costs about 2.3 ms per
-            3 s clip, which puts the S4 over the 10 ms goal (README, "Speed").
+            partition +0.000 / +0.021 / +0.000 (forty-third round). Not the default: it costs 1.1 to 3.1 ms
+            per 3 s clip, which puts the S4 over the 10 ms goal (README, "Speed").
         functionals_l2 (`float`, defaults to 0.2):
             The functionals head trains as a logistic regression beside the S4: on its own cross-entropy plus
             `functionals_l2 / 2 * ||W||^2` (scikit-learn's `LogisticRegression` penalty, `1 / (C * n_clips)`),
