@@ -428,6 +428,12 @@ def test_the_functionals_head_summarises_groups_of_mel_bands():
     assert model.functionals_head.weight.shape[1] == 4 * (4 + 2 + 8)  # the basic functionals: 4 per channel
 
 
+def standardised_by(functionals: torch.Tensor, head) -> torch.Tensor:
+    """The functionals as `head`'s norm standardises them (its training-set statistics)."""
+    norm = head.norm
+    return (functionals - norm.running_mean) / (norm.running_var + norm.eps).sqrt()
+
+
 def test_the_smoothed_contours_head_summarises_the_heads_channels_smoothed():
     """With `smoothed_contours_head`, a second linear classifier in the head's branch, on the extended
     functionals of the functionals head's channels smoothed (the head's are as computed); its logits are added
@@ -448,8 +454,7 @@ def test_the_smoothed_contours_head_summarises_the_heads_channels_smoothed():
         channels, frames = seen["args"]
         torch.testing.assert_close(channels, model.functionals_input(model.frontend.frame_features(audio)))
         functionals = extended_functionals(channels, frames, smoothing=True)
-        norm = smoothed.norm
-        standardised = (functionals - norm.running_mean) / (norm.running_var + norm.eps).sqrt()
+        standardised = standardised_by(functionals, smoothed)
         head_alone = head(channels, frames)
     network_logits, heads_logits, peaks_logits = out.branch_logits
     torch.testing.assert_close(
@@ -483,8 +488,7 @@ def test_the_spectrum_head_summarises_descriptors_of_the_front_end_power_spectru
         power = torch.fft.rfft(audio.unfold(-1, 400, 160) * torch.hann_window(400), n=512).abs().square()
         torch.testing.assert_close(channels, spectrum_descriptors(power, 16000 / 512), atol=1e-4, rtol=1e-4)
         functionals = extended_functionals(channels, frames, smoothing=True)
-        norm = spectrum_head.norm
-        standardised = (functionals - norm.running_mean) / (norm.running_var + norm.eps).sqrt()
+        standardised = standardised_by(functionals, spectrum_head)
         head_alone = head(model.functionals_input(frontend.frame_features(audio)), frames)
     heads_logits = out.branch_logits[1]
     torch.testing.assert_close(
@@ -519,8 +523,7 @@ def test_the_mfcc_head_summarises_the_first_mfccs_of_the_log_mel_smoothed():
         log_mel = model.frontend.frame_features(audio)[..., :16]
         torch.testing.assert_close(channels, log_mel @ torchaudio.functional.create_dct(6, 16, "ortho"))
         functionals = extended_functionals(channels, frames, smoothing=True)
-        norm = mfcc_head.norm
-        standardised = (functionals - norm.running_mean) / (norm.running_var + norm.eps).sqrt()
+        standardised = standardised_by(functionals, mfcc_head)
         head_alone = head(model.functionals_input(model.frontend.frame_features(audio)), frames)
     heads_logits = out.branch_logits[1]
     torch.testing.assert_close(
