@@ -352,16 +352,21 @@ def test_extended_functionals_of_a_one_frame_clip_are_finite():
     torch.testing.assert_close(values[1, 0, 4:9], features[1, :1].expand(5, 3))  # percentiles of one value
 
 
-def test_sort_values_sorts_float32_as_torch_sort_does():
-    """The int32-key sort (float32 on the CPU) against torch.sort, over signs, zeros, subnormals and
-    infinities; with a gradient it is torch.sort itself."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sort_values_sorts_as_torch_sort_does(dtype: torch.dtype):
+    """NumPy's sort (on the CPU, without a gradient) against torch.sort, along the last dimension of a batch of
+    rows, over signs, zeros, subnormals and infinities, also on a transposed (non-contiguous) view and in
+    inference mode; with a gradient it is torch.sort itself."""
     special = [float("-inf"), -3e38, -2.5, -1e-40, -0.0, 0.0, 1e-40, 1.5, 3e38, float("inf")]
     torch.manual_seed(0)
     rows = torch.cat([torch.tensor(special)[torch.randperm(10)][None] for _ in range(4)])
-    rows = torch.cat([rows, torch.randn(4, 10) * 100])
-    torch.testing.assert_close(sort_values(rows), rows.sort(-1).values, rtol=0, atol=0)
-    assert sort_values(rows).dtype == torch.float32
-    leaf = torch.randn(3, 7, requires_grad=True)
+    rows = torch.cat([rows, torch.randn(4, 10) * 100]).to(dtype).reshape(2, 4, 10)
+    for case in (rows, rows.transpose(1, 2)):
+        torch.testing.assert_close(sort_values(case), case.sort(-1).values, rtol=0, atol=0)
+    with torch.inference_mode():
+        torch.testing.assert_close(sort_values(rows), rows.sort(-1).values, rtol=0, atol=0)
+    assert sort_values(rows).dtype == dtype
+    leaf = torch.randn(3, 7, dtype=dtype, requires_grad=True)
     sort_values(leaf).sum().backward()
     assert (leaf.grad == 1).all()
 
