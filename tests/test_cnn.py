@@ -354,8 +354,8 @@ def test_extended_functionals_of_a_one_frame_clip_are_finite():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_sort_values_sorts_as_torch_sort_does(dtype: torch.dtype):
-    """NumPy's sort (on the CPU, without a gradient) against torch.sort, along the last dimension of a batch of
-    rows, over signs, zeros, subnormals and infinities, also on a transposed (non-contiguous) view and in
+    """NumPy's sort (on the CPU, without a gradient) against torch.sort, along the last dimension of a batch
+    of rows, over signs, zeros, subnormals and infinities, also on a transposed (non-contiguous) view and in
     inference mode; with a gradient it is torch.sort itself."""
     special = [float("-inf"), -3e38, -2.5, -1e-40, -0.0, 0.0, 1e-40, 1.5, 3e38, float("inf")]
     torch.manual_seed(0)

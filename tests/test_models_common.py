@@ -269,16 +269,16 @@ def test_state_dict_names_are_those_of_saved_checkpoints():
     # The functionals head and the energy peaks, smoothed contours and MFCC heads beside it (the defaults now)
     # came later: checkpoints without the first's tensors load with it at zero (test_s4.py); configs without
     # the others' fields load without them (EARLIER_DEFAULTS).
-    with_heads = S4ForAudioClassification(S4Config(**{**small, "functionals_head": True, "mfcc_head": 0}))
+    with_heads = S4ForAudioClassification(
+        S4Config(**{**small, "functionals_head": True, "mfcc_head": 0, "spectrum_head": False})
+    )
     assert set(with_heads.state_dict()) - set(s4d_mel.state_dict()) == {
         f"{head}.{name}"
         for head in ("functionals_head", "energy_peaks_head", "smoothed_contours_head")
         for name in ("weight", "bias", "norm.running_mean", "norm.running_var", "norm.num_batches_tracked")
     }
-    # The MFCC head adds its own tensors and its DCT matrix, the spectrum head (an option) its own tensors.
-    with_mfcc_head = S4ForAudioClassification(
-        S4Config(**{**small, "functionals_head": True, "spectrum_head": True})
-    )
+    # The MFCC head adds its own tensors and its DCT matrix, the spectrum head its own tensors.
+    with_mfcc_head = S4ForAudioClassification(S4Config(**{**small, "functionals_head": True}))
     assert set(with_mfcc_head.state_dict()) - set(with_heads.state_dict()) == {
         f"{head}.{name}"
         for head in ("mfcc_head", "spectrum_head")

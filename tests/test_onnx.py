@@ -122,16 +122,16 @@ def test_an_export_that_disagrees_with_pytorch_fails_with_a_message(tmp_path, mo
 @pytest.mark.parametrize(
     "overrides",
     [
-        # the defaults: pitch channels, spectral shape, the extended functionals, the smoothed contours and
-        # MFCC heads
+        # the defaults: pitch channels, spectral shape, the extended functionals, the smoothed contours, MFCC
+        # and spectrum heads
         {"bidirectional": True},
         {
             "kernel": "s4",
             "bidirectional": False,
             "dplr_kernel_length": 512,
             "mfcc_head": 6,
-            "spectrum_head": True,
-        },  # the MFCC head with another K, and the spectrum head
+            "spectrum_head": False,
+        },  # the MFCC head alone, with another K
         # The padded clip's silent frames: their pitch channels came out NaN in ONNX, not in PyTorch (the
         # defaults' case checks those); this one, the basic functionals of every band without pitch.
         {

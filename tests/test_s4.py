@@ -263,8 +263,7 @@ def random_batch(n: int = 4, samples: int = 4000, seed: int = 0):
 
 
 @pytest.mark.parametrize(
-    "overrides",
-    [dict(mfcc_head=6, spectrum_head=True), dict(frontend="conv", kernel="s4", bidirectional=False)],
+    "overrides", [dict(mfcc_head=6), dict(frontend="conv", kernel="s4", bidirectional=False)]
 )
 def test_every_parameter_gets_a_gradient(overrides):
     model = tiny_model(**overrides).train()
@@ -440,7 +439,13 @@ def test_the_smoothed_contours_head_summarises_the_heads_channels_smoothed():
     to the head's, and it is not in the penalty (it does not train)."""
     from modeling.s4.modeling_s4 import extended_functionals
 
-    model = tiny_model(pitch_features=True, functionals="extended", smoothed_contours_head=True, mfcc_head=0)
+    model = tiny_model(
+        pitch_features=True,
+        functionals="extended",
+        smoothed_contours_head=True,
+        mfcc_head=0,
+        spectrum_head=False,
+    )
     head, smoothed = model.functionals_head, model.smoothed_contours_head
     assert smoothed.smoothing and not head.smoothing and smoothed.weight.shape == head.weight.shape
     # With the head smoothed itself, the second head would repeat it: there is none.
@@ -473,11 +478,11 @@ def test_the_spectrum_head_summarises_descriptors_of_the_front_end_power_spectru
     its logits are added to the head's, and it is not in the penalty (it does not train)."""
     from modeling.s4.modeling_s4 import extended_functionals, spectrum_descriptors
 
-    model = tiny_model(pitch_features=True, smoothed_contours_head=False, mfcc_head=0, spectrum_head=True)
+    model = tiny_model(pitch_features=True, smoothed_contours_head=False, mfcc_head=0)
     head, spectrum_head = model.functionals_head, model.spectrum_head
     assert spectrum_head.smoothing and spectrum_head.weight.shape[1] == 38 * 15
-    assert tiny_model().spectrum_head is None  # an option
-    assert tiny_model(functionals_head=False, spectrum_head=True).spectrum_head is None
+    assert tiny_model(spectrum_head=False).spectrum_head is None
+    assert tiny_model(functionals_head=False).spectrum_head is None
     audio, labels = torch.randn(3, 8000), torch.tensor([0, 1, 2])
     seen = {}
     spectrum_head.register_forward_pre_hook(lambda module, args: seen.update(args=args))
@@ -509,7 +514,7 @@ def test_the_mfcc_head_summarises_the_first_mfccs_of_the_log_mel_smoothed():
     and it is not in the penalty (it does not train). There are at most `mel_bins` MFCCs."""
     from modeling.s4.modeling_s4 import extended_functionals
 
-    model = tiny_model(pitch_features=True, smoothed_contours_head=False, mfcc_head=6)
+    model = tiny_model(pitch_features=True, smoothed_contours_head=False, mfcc_head=6, spectrum_head=False)
     head, mfcc_head = model.functionals_head, model.mfcc_head
     assert mfcc_head.smoothing and mfcc_head.weight.shape[1] == 38 * 6
     assert tiny_model(mfcc_head=40).mfcc_head.weight.shape[1] == 38 * 16  # mel_bins=16

@@ -15,7 +15,7 @@ _FUNCTIONALS = ("basic", "extended")
 # What a saved configuration without these fields was trained with: the defaults before the eighth round
 # (README), or the behaviour before the field existed (`energy_peaks_head`: before the seventeenth round;
 # `smoothed_contours_head`: before the fortieth; `mfcc_head`: before the forty-second, where it became the
-# default).
+# default; `spectrum_head`: before the forty-third).
 EARLIER_DEFAULTS = {
     "d_model": 128,
     "n_layers": 4,
@@ -27,6 +27,7 @@ EARLIER_DEFAULTS = {
     "energy_peaks_head": False,
     "smoothed_contours_head": False,
     "mfcc_head": 0,
+    "spectrum_head": False,
 }
 
 
@@ -39,9 +40,10 @@ class S4Config(PretrainedConfig):
     to cost about what the earlier defaults did: the recording level kept, a log-mel front-end at 100 frames/s
     with pitch channels, 2 bidirectional S4D layers of width 64, and beside them a linear classifier on
     ComParE-like functionals of the frames (pitch, 16 mel bands, spectral shape), as computed and smoothed
-    (the fortieth round's second head), and of 20 MFCCs, kept only where the validation clips show it helps
-    (forty-second round); the heads after the first are fitted after training only. Their time per 3 s clip
-    on one thread: `benchmarks/bench_models.py`, README "Speed" (under the 10 ms goal).
+    (the fortieth round's second head), and, each kept only where the validation clips show it helps, of
+    20 MFCCs (forty-second round) and of 15 descriptors of the power spectrum (forty-third round); the heads
+    after the first are fitted after training only. Their time per 3 s clip on one thread:
+    `benchmarks/bench_models.py`, README "Speed" (under the 10 ms goal).
 
     Args:
         d_model (`int`, defaults to 64):
@@ -156,7 +158,7 @@ class S4Config(PretrainedConfig):
             defaults by +0.001 / +0.017 / −0.000 on espeak / festival / synthetic over 24 runs (forty-first
             round). The default since the forty-second round, where the heads came to share one pass of the
             functionals (`functionals_heads_logits`), which brought its cost down to 0.4-1.0 ms per 3 s clip.
-        spectrum_head (`bool`, defaults to `False`):
+        spectrum_head (`bool`, defaults to `True`):
             With the functionals head and the mel front-end: a fourth linear classifier in the head's
             branch, on the smoothed extended functionals of 15 descriptors of each frame's power spectrum
             (the front-end's own, 31.25 Hz per bin) after ComParE's spectral low-level descriptors
@@ -166,8 +168,9 @@ class S4Config(PretrainedConfig):
             the validation clips' cross-entropy of the weighted sum with the heads kept before it. Replayed on
             the fortieth round's runs beside the gated MFCC head: +0.004 / +0.010 / +0.001 on espeak /
             festival / synthetic over 24 runs (ROUNDS.md, forty-first round); trained on the leaderboard's
-            partition +0.000 / +0.021 / +0.000 (forty-third round). Not the default: it costs 1.1 to 3.1 ms
-            per 3 s clip, which puts the S4 over the 10 ms goal (README, "Speed").
+            partition +0.000 / +0.021 / +0.000 (forty-third round). The default since the forty-fourth round,
+            where NumPy's sort of the functionals' order statistics (`sort_values`) gave the S4 the time it
+            costs: with it the S4 takes 8.6-9.1 ms per 3 s clip on one thread (README, "Speed").
         functionals_l2 (`float`, defaults to 0.2):
             The functionals head trains as a logistic regression beside the S4: on its own cross-entropy plus
             `functionals_l2 / 2 * ||W||^2` (scikit-learn's `LogisticRegression` penalty, `1 / (C * n_clips)`),
@@ -236,7 +239,7 @@ class S4Config(PretrainedConfig):
         energy_peaks_head: bool = True,
         smoothed_contours_head: bool = True,
         mfcc_head: int = 20,
-        spectrum_head: bool = False,
+        spectrum_head: bool = True,
         functionals: str = "extended",
         functionals_mel_group: int = 4,
         functionals_smoothing: bool = False,
