@@ -1,7 +1,8 @@
 """Speed of the three classifiers on one CPU thread: inference per 3 s clip and training throughput.
 
     .venv/bin/python benchmarks/bench_models.py [--models cnn cnn-earlier-defaults cnn-head-mfcc14
-        cnn-head-no-bands cnn-energy-peaks cnn-raw-contours cnn-spectrum cnn-no-raw-contours-head s4 s4-speech
+        cnn-head-no-bands cnn-energy-peaks cnn-raw-contours cnn-spectrum cnn-no-raw-contours-head
+        cnn-no-spectrum-head s4 s4-speech
         s4-earlier-defaults s4-utterance-dataset s4-no-head s4-no-energy-peaks s4-no-smoothed-contours-head
         s4-no-mfcc-head s4-no-spectrum-head ensemble wav2vec2-tiny wav2vec2-base] [--repeats 30]
 
@@ -14,13 +15,14 @@ twelfth round (the head without the grouped log-mel bands and the spectral-shape
 their frame-to-frame difference, not of the smoothed channels and their regression delta); `cnn-spectrum`
 the defaults with the head's 15 descriptors of the power spectrum (`spectrum_functionals`, 24th round);
 `cnn-no-raw-contours-head` the defaults before the thirty-ninth round (without the second head on the raw
-pitch, band and shape contours, `raw_contours_head`);
+pitch, band and shape contours, `raw_contours_head`); `cnn-no-spectrum-head` the defaults before the
+forty-fourth round (without the gated spectrum head, `spectrum_head`);
 `s4-no-energy-peaks` the S4's defaults without the energy peaks head (the defaults before the seventeenth
 round);
 `s4-no-smoothed-contours-head` the S4's defaults before the fortieth round (without the second head on the
 smoothed channels, `smoothed_contours_head`); `s4-no-mfcc-head` the S4's defaults without the gated MFCC
 head (`mfcc_head`, the default since the forty-second round); `s4-no-spectrum-head` the S4's defaults before
-the forty-third round (without the gated spectrum head, `spectrum_head`). `s4` is the S4's defaults;
+the forty-fourth round (without the gated spectrum head, `spectrum_head`). `s4` is the S4's defaults;
 `s4-speech` the larger S4 of the recipe `training/recipes/s4-speech.yaml` (the defaults' features at 4 layers
 of width 128, with the functionals of every mel band); `s4-earlier-defaults` the defaults
 before the eighth round (`EARLIER_DEFAULTS`: 4 layers of width 128, unit-variance clips, no pitch channels,
@@ -102,6 +104,7 @@ CNN_VARIANTS = {
     "cnn-raw-contours": {"functionals_smoothing": False},
     "cnn-spectrum": {"spectrum_functionals": True},
     "cnn-no-raw-contours-head": {"raw_contours_head": False},
+    "cnn-no-spectrum-head": {"spectrum_head": False},
 }
 S4_VARIANTS = {
     "s4": {},

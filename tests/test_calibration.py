@@ -231,10 +231,14 @@ def tiny_trainer(model, tmp_path):
     "kind,heads_after_training",
     [
         ("cnn", ()),
-        ("cnn", ("raw_contours_head",)),
+        ("cnn", ("raw_contours_head", "spectrum_head")),
         ("s4", ("smoothed_contours_head", "mfcc_head", "spectrum_head")),
     ],
-    ids=["cnn-functionals-head", "cnn-with-raw-contours", "s4-with-smoothed-contours-mfccs-and-spectrum"],
+    ids=[
+        "cnn-functionals-head",
+        "cnn-with-raw-contours-and-spectrum",
+        "s4-with-smoothed-contours-mfccs-and-spectrum",
+    ],
 )
 def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_inputs(
     make_tiny_cnn, tmp_path, kind, heads_after_training
@@ -242,8 +246,8 @@ def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_
     """`refit_functionals_head` reads the head's standardised inputs of every clip (batched and padded, as
     evaluation batches them), fits them as the baseline would and writes the result into the head: its logits
     are then the fitted map of the inputs that one clip at a time gives. A head fitted after training only
-    (the CNN's raw contours head, the S4's smoothed contours, MFCC and spectrum heads) is fitted the same way
-    on its own inputs, with its own C. The network is untouched. Then the S4's gated heads
+    (the CNN's raw contours and spectrum heads, the S4's smoothed contours, MFCC and spectrum heads) is fitted
+    the same way on its own inputs, with its own C. The network is untouched. Then the S4's gated heads
     (`gate_fitted_heads`): the MFCC head is put back to zero when it only adds noise, the spectrum head (the
     tones' spectra say the class) is kept, judged without the MFCC head, and the branches it returns are the
     model's own."""
@@ -261,7 +265,9 @@ def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_
         tone = np.sin(2 * np.pi * (200.0, 500.0, 1000.0, 2000.0)[y] * t)
         clips.append((tone + 0.5 * rng.standard_normal(len(t))).astype(np.float32))
     if kind == "cnn":
-        model = make_tiny_cnn(raw_contours_head=bool(heads_after_training))
+        model = make_tiny_cnn(
+            raw_contours_head=bool(heads_after_training), spectrum_head=bool(heads_after_training)
+        )
     else:
         torch.manual_seed(0)
         config = S4Config(

@@ -539,6 +539,45 @@ def test_the_raw_contours_head_summarises_pitch_bands_and_shape_as_computed():
     torch.testing.assert_close(out.loss, cross_entropy + l2)
 
 
+def test_the_spectrum_head_summarises_descriptors_of_a_512_point_spectrum_smoothed():
+    """With `spectrum_head`, a linear classifier in the head's branch on the smoothed extended functionals of
+    the 15 `spectrum_descriptors` of the front-end's Hann frames zero-padded to 512 points (31.25 Hz bins, not
+    the front-end's 400-point spectrum); its logits are added to the head's. Fitted after training only: no
+    parameter the optimizer would train, and not in the penalty."""
+    from modeling.cnn.modeling_cnn import extended_functionals, lengths_to_mask, spectrum_descriptors
+
+    torch.manual_seed(0)
+    config = tiny_config(raw_contours_head=False)
+    model = CNNForAudioClassification(config).eval()
+    head, spectrum_head = model.functionals_head, model.spectrum_head
+    assert config.spectrum_head and config.spectrum_head_n_fft == 512
+    assert spectrum_head.smoothing and spectrum_head.weight.shape == (3, 38 * 15)
+    assert not spectrum_head.weight.any() and not any(p.requires_grad for p in spectrum_head.parameters())
+    assert CNNForAudioClassification(tiny_config(spectrum_head=False)).spectrum_head is None
+    assert CNNForAudioClassification(tiny_config(functionals_head=False)).spectrum_head is None
+    waveform, labels = torch.randn(4, 8000), torch.tensor([0, 1, 2, 1])
+    with torch.no_grad():
+        torch.nn.init.normal_(head.weight, std=0.1)
+        torch.nn.init.normal_(spectrum_head.weight, std=0.1)
+        out = model(waveform, labels=labels)
+        power = torch.fft.rfft(waveform.unfold(-1, 400, 160) * torch.hann_window(400), n=512).abs().square()
+        descriptors = spectrum_descriptors(power, 16000 / 512)
+        frames = lengths_to_mask(model.features.num_frames(torch.full((4,), 8000)), descriptors.shape[1])
+        standardised = (
+            extended_functionals(descriptors, frames, smoothing=True) - spectrum_head.norm.running_mean
+        ) / (spectrum_head.norm.running_var + spectrum_head.norm.eps).sqrt()
+        features, log_mel, own_power = model.features.extract_with_spectra(waveform)
+        assert own_power.shape[-1] == 201  # the front-end's spectrum is not the head's
+        head_alone = head(model.functionals_input(features, log_mel, own_power), frames)
+    heads_logits = out.branch_logits[1]
+    expected = head_alone + standardised @ spectrum_head.weight.T + spectrum_head.bias
+    torch.testing.assert_close(heads_logits, expected, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(heads_logits, head_alone)  # the spectrum head's share is there
+    cross_entropy = sum(torch.nn.functional.cross_entropy(b, labels) for b in out.branch_logits)
+    l2 = 0.5 * config.functionals_l2 * head.weight.pow(2).sum()
+    torch.testing.assert_close(out.loss, cross_entropy + l2)
+
+
 @pytest.mark.parametrize("pitch_features", [True, False])
 def test_functionals_head_summarises_zcr_rms_the_first_mfccs_and_pitch(pitch_features):
     no_spectra = {

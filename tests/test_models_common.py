@@ -332,7 +332,7 @@ def model_with(kind_: str, **overrides) -> torch.nn.Module:
 
 # The heads that do not train, each model's: fitted after training only (`training.calibration`).
 FITTED_AFTER_TRAINING = {
-    "cnn": ("raw_contours_head",),
+    "cnn": ("raw_contours_head", "spectrum_head"),
     "s4": ("smoothed_contours_head", "mfcc_head", "spectrum_head"),
 }
 

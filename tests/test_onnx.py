@@ -42,8 +42,8 @@ def run_both(model, extractor, path, seconds):
 
 
 # Two models between them set every option of the front-end and the heads both ways: the defaults (the
-# recording level kept, smoothed contours, the raw contours head), and every other value at once (each case
-# is an export of its own, about 15 s).
+# recording level kept, smoothed contours, the raw contours and spectrum heads), and every other value at once
+# (each case is an export of its own, about 15 s).
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides",
@@ -55,6 +55,7 @@ def run_both(model, extractor, path, seconds):
             "functionals_smoothing": False,
             "spectrum_functionals": True,
             "raw_contours_head": False,
+            "spectrum_head": False,
         },
     ],
     ids=["defaults", "every-other-option"],
@@ -77,7 +78,7 @@ def test_cnn_export_through_the_cli(tmp_path, capsys, overrides):
     # frame above a level, a step rising), this head's logits in onnxruntime differed from PyTorch's by
     # 3e-3 to 9e-3 here: rounding moved values across the thresholds.
     torch.nn.init.normal_(model.functionals_head.weight, std=0.05)
-    for head in (model.energy_peaks_head, model.raw_contours_head):
+    for head in (model.energy_peaks_head, model.raw_contours_head, model.spectrum_head):
         if head is not None:
             torch.nn.init.normal_(head.weight, std=0.05)
     model.eval()

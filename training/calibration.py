@@ -10,12 +10,12 @@ from the baseline's grid (`evaluation.opensmile_baseline.select_c`), chosen by t
 cross-entropy rather than the baseline's UAR (`HEAD_C_CRITERION`): the head's probabilities are what the
 branch weights and the sum use, and on a few validation speakers the UAR ties over many C where the
 cross-entropy still tells them apart. A further linear head in the same branch, on another view of the same
-channels (the CNN's raw contours head, the S4's smoothed contours head) or on other channels (the S4's MFCC
-and spectrum heads), does not train at all (zero and frozen until then, so that it leaves training and its
-checkpoint as they would be without it) and is fitted here only, the same way with its own C. A head in
-`GATED_HEADS` (the S4's MFCC and spectrum heads, in that order) then stays in the sum only where it lowers
-the validation clips' cross-entropy of the weighted sum with the heads kept before it (`gate_fitted_heads`),
-and is put back to zero elsewhere.
+channels (the CNN's raw contours head, the S4's smoothed contours head) or on other channels (the spectrum
+heads of both models, the S4's MFCC head), does not train at all (zero and frozen until then, so that it
+leaves training and its checkpoint as they would be without it) and is fitted here only, the same way with its
+own C. A head in `GATED_HEADS` (the S4's MFCC head, then either model's spectrum head) then stays in the sum
+only where it lowers the validation clips' cross-entropy of the weighted sum with the heads kept before it
+(`gate_fitted_heads`), and is put back to zero elsewhere.
 
 Each branch trains on its own cross-entropy, so neither learns how far to trust the other. The network
 overfits its training speakers and ends with logits far more confident than it is right on new speakers (on
@@ -237,9 +237,9 @@ def linear_head_inputs(
 
 
 # The linear heads fitted after training, each on its own inputs with its own C: the functionals head, trained
-# beside the network, refitted; the CNN's raw contours head and the S4's smoothed contours, MFCC and spectrum
-# heads, which do not train, fitted here only. An energy peaks head stays as trained (refitted beside the
-# functionals head it lost on festival: ROUNDS.md, thirty-first round).
+# beside the network, refitted; the CNN's raw contours and spectrum heads and the S4's smoothed contours, MFCC
+# and spectrum heads, which do not train, fitted here only. An energy peaks head stays as trained (refitted
+# beside the functionals head it lost on festival: ROUNDS.md, thirty-first round).
 REFITTED_HEADS = (
     "functionals_head",
     "raw_contours_head",
@@ -254,7 +254,9 @@ REFITTED_HEADS = (
 # contours head festival 0.003, where the validation clips miss their gain, so those two are not gated
 # (ROUNDS.md, forty-first round). Then the S4's spectrum head, tried after the MFCC head was decided: gated
 # +0.004 / +0.010 / +0.001 over the same runs, always in the sum +0.003 / +0.011 / +0.001. Greedy, in this
-# order: each head against the sum with the heads kept before it.
+# order: each head against the sum with the heads kept before it. The CNN's spectrum head likewise, replayed
+# on its thirty-ninth round's runs: gated +0.008 / +0.001 / +0.001 over 24 runs per corpus (forty-third and
+# forty-fourth rounds).
 GATED_HEADS = ("mfcc_head", "spectrum_head")
 
 
@@ -262,11 +264,11 @@ def refit_functionals_head(
     trainer: Trainer, train: datasets.Dataset, validation: datasets.Dataset, label_names: Sequence[str]
 ) -> dict[str, float] | None:
     """Refit the functionals head of `trainer.model` (a two-branch model, `has_branches`), and fit the heads
-    that do not train where it has them (the CNN's raw contours head, the S4's smoothed contours and MFCC
-    heads), on `train` with C chosen on `validation` (`fit_head_like_baseline`, each head on its own) and
-    write them into the heads; returns each fitted head's C by its name, or None for a model without two
-    branches or a training split that lacks a class (the heads then stay as trained, those that do not train
-    at zero)."""
+    that do not train where it has them (the CNN's raw contours and spectrum heads, the S4's smoothed
+    contours, MFCC and spectrum heads), on `train` with C chosen on `validation` (`fit_head_like_baseline`,
+    each head on its own) and write them into the heads; returns each fitted head's C by its name, or None for
+    a model without two branches or a training split that lacks a class (the heads then stay as trained, those
+    that do not train at zero)."""
     model = trainer.model
     if not has_branches(model):
         return None

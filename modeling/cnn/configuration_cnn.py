@@ -7,8 +7,9 @@ from transformers import PretrainedConfig
 # Channels of `modeling_cnn.spectrum_descriptors`.
 NUM_SPECTRUM_DESCRIPTORS = 15
 
-# Defaults before the tenth round (the first three), the twelfth (the next two), the twentieth and the
-# thirty-ninth (the last), for configurations saved before a field existed (`CNNConfig.from_dict`).
+# Defaults before the tenth round (the first three), the twelfth (the next two), the twentieth, the
+# thirty-ninth and the forty-fourth (the last), for configurations saved before a field existed
+# (`CNNConfig.from_dict`).
 EARLIER_DEFAULTS = {
     "pitch_features": False,
     "functionals_head": False,
@@ -17,6 +18,7 @@ EARLIER_DEFAULTS = {
     "spectral_shape_functionals": False,
     "functionals_smoothing": False,
     "raw_contours_head": False,
+    "spectrum_head": False,
 }
 
 
@@ -124,6 +126,16 @@ class CNNConfig(PretrainedConfig):
             it moved the checkpoint that early stopping kept and lost on espeak (ROUNDS.md, thirty-eighth
             round); fitted after training it gains on every development corpus (+0.001 / +0.003 / +0.015
             over 48 runs per corpus) for 0.8 to 1.6 ms per clip (ROUNDS.md, thirty-ninth round).
+        spectrum_head (`bool`, defaults to `True`): with `functionals_head`, a third linear classifier in the
+            head's branch, on the smoothed `"extended"` functionals of the 15 `spectrum_descriptors` (see
+            `spectrum_functionals`) of each frame's power spectrum with the frame zero-padded to the next
+            power of two (512 points at the defaults, 31.25 Hz per bin: the S4's spectrum, whose finer bins
+            the replay below measured; the front-end's own 400-point spectrum gained less on festival).
+            Like the raw contours head it is fitted after training only and zero until then; then
+            `training.calibration` keeps it only where it lowers the validation clips' cross-entropy of the
+            weighted sum, and otherwise puts it back to zero, as the S4's spectrum head. Replayed on the
+            thirty-ninth round's runs: +0.005 / +0.004 / +0.001 on espeak / festival / synthetic over 16
+            folds, +0.008 / +0.001 / +0.001 over 24 runs (ROUNDS.md, forty-third and forty-fourth rounds).
         functionals_l2 (`float`, defaults to 0.2): the functionals head trains as a logistic regression
             beside the CNN: on its own cross-entropy plus `functionals_l2 / 2 * ||W||^2` (the L2 penalty of
             scikit-learn's `LogisticRegression`, `1 / (C * n_clips)`), while the CNN trains on its own
@@ -178,6 +190,7 @@ class CNNConfig(PretrainedConfig):
         functionals_smoothing: bool = True,
         energy_peaks_head: bool = False,
         raw_contours_head: bool = True,
+        spectrum_head: bool = True,
         branch_weights: list[float] | tuple[float, float] = (1.0, 1.0),
         **kwargs,
     ):
@@ -253,6 +266,7 @@ class CNNConfig(PretrainedConfig):
         self.functionals_smoothing = functionals_smoothing
         self.energy_peaks_head = energy_peaks_head
         self.raw_contours_head = raw_contours_head
+        self.spectrum_head = spectrum_head
         self.branch_weights = [float(w) for w in branch_weights]
         super().__init__(**kwargs)
 
@@ -281,6 +295,11 @@ class CNNConfig(PretrainedConfig):
         spectral-shape descriptors, as far as the functionals head has them."""
         bands = 0 if self.functionals_mel_group is None else self.n_mels // self.functionals_mel_group
         return (2 if self.pitch_features else 0) + bands + (8 if self.spectral_shape_functionals else 0)
+
+    @property
+    def spectrum_head_n_fft(self) -> int:
+        """FFT points of the spectrum head's power spectrum: `win_length` rounded up to a power of two."""
+        return 1 << (self.win_length - 1).bit_length()
 
     @property
     def min_input_samples(self) -> int:

@@ -29,7 +29,10 @@ Where it departs, and why:
   `spectral_shape_functionals`: ComParE's auditory bands and spectral descriptors): over two seeds, +0.010
   / +0.022 / +0.005 UAR on the three development corpora. Optional: 15 descriptors of the power spectrum
   in Hz after ComParE's for the head (`spectrum_functionals`, `spectrum_descriptors`: level with the defaults
-  over three seeds; benchmarks/results/dev-speaker-cv/ROUNDS.md, twenty-fifth round),
+  over three seeds; benchmarks/results/dev-speaker-cv/ROUNDS.md, twenty-fifth round). Two more linear heads
+  in the head's branch are fitted after training only: on the pitch, band and shape contours as computed
+  (`raw_contours_head`), and, kept only where the validation clips show it helps, on the smoothed functionals
+  of the same 15 descriptors of a 512-point spectrum (`spectrum_head`). Optional:
   statistics pooling beside the attention (`pooling="attention_stats"`) and SpecAugment masking in training
   (`time_masks`, `feature_masks`).
 * The exact layer table of the paper is not published in machine-readable form; every size is a config field
@@ -46,8 +49,8 @@ frames exactly zero weight.
 `config.min_input_samples`, ones-then-zeros `attention_mask`), so that `forward` is plain tensor code that
 `torch.export` traces. A clip shorter than `min_input_samples` has no frame left: its logits are NaN.
 
-This file imports only torch, torchaudio, transformers and its own folder: it is copied next to saved models
-and loaded with `trust_remote_code=True` where this project is not installed.
+This file imports only numpy, torch, torchaudio, transformers and its own folder: it is copied next to saved
+models and loaded with `trust_remote_code=True` where this project is not installed.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from .configuration_cnn import CNNConfig
+from .configuration_cnn import NUM_SPECTRUM_DESCRIPTORS, CNNConfig
 
 try:  # transformers >= 5: init helpers that leave weights loaded from a checkpoint untouched
     from transformers import initialization as init
@@ -862,6 +865,13 @@ class CNNForAudioClassification(CNNPreTrainedModel):
             # trained beside the network it changed which checkpoint early stopping kept, and lost on espeak
             # what the same head fitted to the kept checkpoint gains (ROUNDS.md, thirty-ninth round).
             self.raw_contours_head.requires_grad_(False)
+        self.spectrum_head = (
+            FunctionalsHead(NUM_SPECTRUM_DESCRIPTORS, config.num_labels, "extended", smoothing=True)
+            if config.functionals_head and config.spectrum_head
+            else None
+        )
+        if self.spectrum_head is not None:
+            self.spectrum_head.requires_grad_(False)  # fitted after training only, as the raw contours head
         self.post_init()
 
     def forward(
@@ -884,7 +894,7 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         frame_mask = lengths_to_mask(frame_lengths, num_frames)
         features, log_mel, power = self.features.extract_with_spectra(input_values)
         hidden = self.features.normalize(features, frame_mask)
-        functionals_logits = raw_contours_logits = None
+        functionals_logits = fitted_logits = None
         if self.functionals_head is not None:
             head_input = self.functionals_input(features, log_mel, power)
             heads = [(self.functionals_head, head_input)]
@@ -893,8 +903,12 @@ class CNNForAudioClassification(CNNPreTrainedModel):
                 start = 2 + self.config.num_functionals_mfcc
                 contours = head_input[..., start : start + self.config.num_raw_contour_channels]
                 heads.append((self.raw_contours_head, contours))
-            functionals_logits, *raw_contours = functionals_heads_logits(heads, frame_mask)
-            raw_contours_logits = raw_contours[0] if raw_contours else None
+            if self.spectrum_head is not None:
+                heads.append((self.spectrum_head, self.spectrum_head_descriptors(input_values)))
+            # The heads after the first are fitted after training only: zero while the model trains, so the
+            # head's loss is as without them; not trained, so not in the penalty.
+            functionals_logits, *fitted_after_training = functionals_heads_logits(heads, frame_mask)
+            fitted_logits = sum(fitted_after_training) if fitted_after_training else None
         # The RMS contour (channel 1) as computed, before normalisation.
         peaks_logits = (
             self.energy_peaks_head(features[:, 1], frame_mask) if self.energy_peaks_head is not None else None
@@ -923,10 +937,8 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         logits = self.classifier(pooled)
         branches = penalty = None
         if functionals_logits is not None:
-            if raw_contours_logits is not None:
-                # Part of the head's branch. Zero while the model trains, so the head's loss is as without it;
-                # not trained, so not in the penalty.
-                functionals_logits = functionals_logits + raw_contours_logits
+            if fitted_logits is not None:
+                functionals_logits = functionals_logits + fitted_logits
             heads = [self.functionals_head]
             branches = (logits, functionals_logits)
             if peaks_logits is not None:
@@ -947,6 +959,15 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         if return_dict is False:
             return (loss, logits) if loss is not None else (logits,)
         return SERClassifierOutput(loss=loss, logits=logits, branch_logits=branches, penalty=penalty)
+
+    def spectrum_head_descriptors(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Waveform (batch, samples) -> the spectrum head's frames (batch, frames, 15): `spectrum_descriptors`
+        of the front-end's frames, Hann-windowed and zero-padded to `spectrum_head_n_fft` points."""
+        n_fft = self.config.spectrum_head_n_fft
+        frames = waveform.unfold(-1, self.config.win_length, self.config.hop_length) * self.features.window
+        spectrum = torch.fft.rfft(frames, n=n_fft)
+        power = torch.view_as_real(spectrum * spectrum.conj())[..., 0]
+        return spectrum_descriptors(power, self.config.sampling_rate / n_fft)
 
     def functionals_input(
         self, features: torch.Tensor, log_mel: torch.Tensor, power: torch.Tensor

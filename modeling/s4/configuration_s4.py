@@ -15,7 +15,7 @@ _FUNCTIONALS = ("basic", "extended")
 # What a saved configuration without these fields was trained with: the defaults before the eighth round
 # (README), or the behaviour before the field existed (`energy_peaks_head`: before the seventeenth round;
 # `smoothed_contours_head`: before the fortieth; `mfcc_head`: before the forty-second, where it became the
-# default; `spectrum_head`: before the forty-third).
+# default; `spectrum_head`: before the forty-third, the default since the forty-fourth).
 EARLIER_DEFAULTS = {
     "d_model": 128,
     "n_layers": 4,

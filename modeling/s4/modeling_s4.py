@@ -19,7 +19,7 @@ weight decay. The whole SSM (kernel + FFT convolution) runs in float32, also und
 `min_input_samples`, ones-then-zeros `attention_mask`), so that `forward` is plain tensor code that
 `torch.export` traces. A clip shorter than one front-end window has no frame: its logits are NaN.
 
-This file imports only torch, torchaudio, transformers and its own folder: it is copied (with
+This file imports only numpy, torch, torchaudio, transformers and its own folder: it is copied (with
 `kernels_s4.py` and `configuration_s4.py`) next to saved models and loaded with `trust_remote_code=True`
 where this project is not installed.
 """
