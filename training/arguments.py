@@ -193,10 +193,10 @@ class DataTrainingArguments:
             "help": "After training, refit a two-branch model's functionals head (the CNN's, the S4's) as "
             "the openSMILE baseline fits its classifier: logistic regression on the training clips' "
             "functionals, balanced classes, C chosen by the validation clips' cross-entropy; the heads "
-            "that do not train (the CNN's raw contours head, the S4's smoothed contours, MFCC and spectrum "
-            "heads) are fitted the same way, and the S4's MFCC and spectrum heads are each kept only where "
-            "they lower the validation cross-entropy (false: the head as trained, at its fixed L2 penalty, "
-            "and the others at zero)."
+            "that do not train (the CNN's raw contours and spectrum heads, the S4's smoothed contours, MFCC "
+            "and spectrum heads) are fitted the same way, and the MFCC and spectrum heads are each kept only "
+            "where they lower the validation cross-entropy (false: the head as trained, at its fixed L2 "
+            "penalty, and the others at zero)."
         },
     )
     fit_branch_weights: bool = field(

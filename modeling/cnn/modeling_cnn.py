@@ -29,10 +29,10 @@ Where it departs, and why:
   `spectral_shape_functionals`: ComParE's auditory bands and spectral descriptors): over two seeds, +0.010
   / +0.022 / +0.005 UAR on the three development corpora. Optional: 15 descriptors of the power spectrum
   in Hz after ComParE's for the head (`spectrum_functionals`, `spectrum_descriptors`: level with the defaults
-  over three seeds; benchmarks/results/dev-speaker-cv/ROUNDS.md, twenty-fifth round). Two more linear heads
-  in the head's branch are fitted after training only: on the pitch, band and shape contours as computed
-  (`raw_contours_head`), and, kept only where the validation clips show it helps, on the smoothed functionals
-  of the same 15 descriptors of a 512-point spectrum (`spectrum_head`). Optional:
+  over three seeds; benchmarks/results/dev-speaker-cv/ROUNDS.md, twenty-fifth round). A second linear head
+  in the head's branch is fitted after training only, on the pitch, band and shape contours as computed
+  (`raw_contours_head`). Optional: a third such head, kept only where the validation clips show it helps, on
+  the smoothed functionals of the same 15 descriptors of a 512-point spectrum (`spectrum_head`),
   statistics pooling beside the attention (`pooling="attention_stats"`) and SpecAugment masking in training
   (`time_masks`, `feature_masks`).
 * The exact layer table of the paper is not published in machine-readable form; every size is a config field
