@@ -170,7 +170,8 @@ class S4Config(PretrainedConfig):
             festival / synthetic over 24 runs (ROUNDS.md, forty-first round); trained on the leaderboard's
             partition +0.000 / +0.021 / +0.000 (forty-third round). The default since the forty-fourth round,
             where NumPy's sort of the functionals' order statistics (`sort_values`) gave the S4 the time it
-            costs: with it the S4 takes 8.6-9.1 ms per 3 s clip on one thread (README, "Speed").
+            costs: with it the S4 takes 8.6-9.1 ms per 3 s clip on one thread in three quiet runs, about 1 ms
+            more than before the round (README, "Speed").
         functionals_l2 (`float`, defaults to 0.2):
             The functionals head trains as a logistic regression beside the S4: on its own cross-entropy plus
             `functionals_l2 / 2 * ||W||^2` (scikit-learn's `LogisticRegression` penalty, `1 / (C * n_clips)`),
