@@ -109,13 +109,15 @@ FUNCTIONALS = {"norm_type": "batch", "pitch_features": True, "functionals_head":
         {**FUNCTIONALS, "energy_peaks_head": True},
         {**FUNCTIONALS, "functionals_smoothing": False},
         {**FUNCTIONALS, "functionals": "extended", "raw_contours_head": True},
+        {**FUNCTIONALS, "functionals": "extended", "spectrum_head": True},
     ],
 )
 def test_garbage_in_the_padding_never_changes_a_prediction(overrides):
     """Stronger than zero padding: whatever the padded samples hold, the logits stay the same."""
     torch.manual_seed(0)
     model = CNNForAudioClassification(tiny_config(**overrides))
-    for head in (model.functionals_head, model.energy_peaks_head, model.raw_contours_head):
+    heads = (model.functionals_head, model.energy_peaks_head, model.raw_contours_head, model.spectrum_head)
+    for head in heads:
         if head is not None:  # it starts at zero, where padding could not show
             torch.nn.init.normal_(head.weight, std=0.05)
     if overrides.get("norm_type") == "batch":  # give the running statistics something other than 0/1
