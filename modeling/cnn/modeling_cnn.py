@@ -248,15 +248,21 @@ class CNNFrameFeatures(nn.Module):
         rms = frames.pow(2).mean(-1).add(1e-10).sqrt()
         negative = torch.signbit(frames)
         zcr = (negative[..., 1:] != negative[..., :-1]).to(waveform.dtype).mean(-1)
-        spectrum = torch.fft.rfft(frames * self.window)
-        # |X|^2 as a complex product (no square root, unlike abs()): half the time of squaring the real pairs
-        power = torch.view_as_real(spectrum * spectrum.conj())[..., 0]
+        power = self.power_spectrum(waveform)
         log_mel = torch.log(power @ self.mel_filters + 1e-6)
         mfcc = log_mel @ self.dct  # (batch, frames, n_mfcc)
         features = torch.cat([zcr[..., None], rms[..., None], mfcc], dim=-1).transpose(1, 2)
         if self.pitch is not None:
             features = torch.cat([features, self.pitch(waveform, frames.shape[1]).transpose(1, 2)], dim=1)
         return features, log_mel, power
+
+    def power_spectrum(self, waveform: torch.Tensor, n_fft: int | None = None) -> torch.Tensor:
+        """Waveform (batch, samples) -> |rfft|^2 of the Hann-windowed frames (batch, frames, n_fft // 2 + 1),
+        each frame zero-padded to `n_fft` points (`win_length` without it)."""
+        frames = waveform.unfold(-1, self.win_length, self.hop_length)
+        spectrum = torch.fft.rfft(frames * self.window, n=n_fft)
+        # |X|^2 as a complex product (no square root, unlike abs()): half the time of squaring the real pairs
+        return torch.view_as_real(spectrum * spectrum.conj())[..., 0]
 
     def normalize(self, features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         if self.normalization == "none":
@@ -964,9 +970,7 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         """Waveform (batch, samples) -> the spectrum head's frames (batch, frames, 15): `spectrum_descriptors`
         of the front-end's frames, Hann-windowed and zero-padded to `spectrum_head_n_fft` points."""
         n_fft = self.config.spectrum_head_n_fft
-        frames = waveform.unfold(-1, self.config.win_length, self.config.hop_length) * self.features.window
-        spectrum = torch.fft.rfft(frames, n=n_fft)
-        power = torch.view_as_real(spectrum * spectrum.conj())[..., 0]
+        power = self.features.power_spectrum(waveform, n_fft)
         return spectrum_descriptors(power, self.config.sampling_rate / n_fft)
 
     def functionals_input(
