@@ -1,7 +1,10 @@
 """Test-session settings: no test may reach the network (no Hub, no Kaggle, no telemetry); pytest-xdist
 workers share the cores."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # Set before transformers / datasets / huggingface_hub are imported by any test module, so a forgotten
 # download fails at once instead of reaching out; upload tests replace the Hub client itself.
@@ -9,6 +12,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+# Builders write Arrow files to the datasets cache, and the fixture corpora get new cache names on every run:
+# in the user's cache they piled up (41 runs left 41 copies of the EMO-DB fixture in ~/.cache). Each test
+# process gets a cache of its own, removed when it exits; the runs it starts as subprocesses inherit it.
+_datasets_cache = tempfile.mkdtemp(prefix="ser-tests-datasets-")
+os.environ["HF_DATASETS_CACHE"] = _datasets_cache
+atexit.register(shutil.rmtree, _datasets_cache, ignore_errors=True)
 
 # `make test` runs two pytest-xdist workers on the machine's cores. With torch's default of one thread per
 # core in each, they oversubscribe the cores: the suite took 546 s on 2 cores, 417 s with one thread per

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import datasets
@@ -94,6 +95,17 @@ def test_second_load_reads_the_cache_without_decoding(data_root, tmp_path, monke
     second = load_corpus("emodb", data_root, cache_dir=tmp_path / "cache", num_proc=1)
     assert second["file"] == first["file"] and len(second) == 14
     assert np.array_equal(second[3]["audio"]["array"], first[3]["audio"]["array"])
+
+
+def test_a_load_without_cache_dir_writes_to_the_test_process_cache(data_root):
+    """conftest gives each test process a datasets cache of its own, so the suite leaves nothing in the user's
+    ~/.cache (where every run's fixture corpora used to pile up)."""
+    dataset = load_corpus("emodb", data_root, num_proc=1)
+    process_cache = Path(os.environ["HF_DATASETS_CACHE"])
+    files = [Path(cache_file["filename"]) for cache_file in dataset.cache_files]
+    assert process_cache.name.startswith("ser-tests-datasets-")
+    assert files and all(process_cache in file.parents for file in files)
+    assert Path(datasets.config.HF_DATASETS_CACHE) == process_cache
 
 
 def test_cache_is_keyed_by_folder_content_and_sampling_rate(data_root, tmp_path):
