@@ -680,6 +680,20 @@ def test_spectrum_descriptors_of_a_steady_tone():
     torch.testing.assert_close(louder[:, 12], 100 * d["slope"])
 
 
+def test_spectrum_descriptors_under_graph_capture_match_the_eager_ones(monkeypatch):
+    """Exporters and the tracer get the roll-offs as summed parts of bins (ONNX has no searchsorted): the same
+    values as the eager path, a silent frame included."""
+    from modeling.cnn import modeling_cnn
+
+    power = torch.rand(2, 30, 257, generator=torch.Generator().manual_seed(0)) ** 3
+    power[0, 3] = 0.0
+    eager = spectrum_descriptors(power, 31.25)
+    monkeypatch.setattr(modeling_cnn, "in_graph_capture", lambda: True)
+    captured = spectrum_descriptors(power, 31.25)
+    torch.testing.assert_close(captured, eager)
+    assert captured[0, 3, 2:6].tolist() == [257 * 31.25] * 4  # no power anywhere: all bins count
+
+
 def test_spectral_harmonicity_is_the_summed_steps_between_extrema_and_higher_for_harmonics():
     def reference(spectrum: list[float]) -> float:  # openSMILE's scan, bin by bin
         p, last, total = spectrum[1:], None, 0.0
