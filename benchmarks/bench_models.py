@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_models.py [--models cnn cnn-earlier-defaults cnn-head-mfcc14
         cnn-head-no-bands cnn-energy-peaks cnn-raw-contours cnn-spectrum cnn-no-raw-contours-head
-        cnn-spectrum-head s4 s4-speech
+        cnn-no-spectrum-head s4 s4-speech
         s4-earlier-defaults s4-utterance-dataset s4-no-head s4-no-energy-peaks s4-no-smoothed-contours-head
         s4-no-mfcc-head s4-no-spectrum-head ensemble wav2vec2-tiny wav2vec2-base] [--repeats 30]
 
@@ -15,8 +15,8 @@ twelfth round (the head without the grouped log-mel bands and the spectral-shape
 their frame-to-frame difference, not of the smoothed channels and their regression delta); `cnn-spectrum`
 the defaults with the head's 15 descriptors of the power spectrum (`spectrum_functionals`, 24th round);
 `cnn-no-raw-contours-head` the defaults before the thirty-ninth round (without the second head on the raw
-pitch, band and shape contours, `raw_contours_head`); `cnn-spectrum-head` the defaults with the gated
-spectrum head (`spectrum_head`, an option since the forty-fourth round);
+pitch, band and shape contours, `raw_contours_head`); `cnn-no-spectrum-head` the defaults before the
+forty-fifth round (without the gated spectrum head, `spectrum_head`);
 `s4-no-energy-peaks` the S4's defaults without the energy peaks head (the defaults before the seventeenth
 round);
 `s4-no-smoothed-contours-head` the S4's defaults before the fortieth round (without the second head on the
@@ -104,7 +104,7 @@ CNN_VARIANTS = {
     "cnn-raw-contours": {"functionals_smoothing": False},
     "cnn-spectrum": {"spectrum_functionals": True},
     "cnn-no-raw-contours-head": {"raw_contours_head": False},
-    "cnn-spectrum-head": {"spectrum_head": True},
+    "cnn-no-spectrum-head": {"spectrum_head": False},
 }
 S4_VARIANTS = {
     "s4": {},

@@ -7,8 +7,9 @@ from transformers import PretrainedConfig
 # Channels of `modeling_cnn.spectrum_descriptors`.
 NUM_SPECTRUM_DESCRIPTORS = 15
 
-# Defaults before the tenth round (the first three), the twelfth (the next two), the twentieth and the
-# thirty-ninth (the last), for configurations saved before a field existed (`CNNConfig.from_dict`).
+# Defaults before the tenth round (the first three), the twelfth (the next two), the twentieth, the
+# thirty-ninth and the forty-fifth (the last), for configurations saved before a field existed
+# (`CNNConfig.from_dict`).
 EARLIER_DEFAULTS = {
     "pitch_features": False,
     "functionals_head": False,
@@ -17,6 +18,7 @@ EARLIER_DEFAULTS = {
     "spectral_shape_functionals": False,
     "functionals_smoothing": False,
     "raw_contours_head": False,
+    "spectrum_head": False,
 }
 
 
@@ -124,7 +126,7 @@ class CNNConfig(PretrainedConfig):
             it moved the checkpoint that early stopping kept and lost on espeak (ROUNDS.md, thirty-eighth
             round); fitted after training it gains on every development corpus (+0.001 / +0.003 / +0.015
             over 48 runs per corpus) for 0.8 to 1.6 ms per clip (ROUNDS.md, thirty-ninth round).
-        spectrum_head (`bool`, defaults to `False`): with `functionals_head`, a third linear classifier in the
+        spectrum_head (`bool`, defaults to `True`): with `functionals_head`, a third linear classifier in the
             head's branch, on the smoothed `"extended"` functionals of the 15 `spectrum_descriptors` (see
             `spectrum_functionals`) of each frame's power spectrum with the frame zero-padded to the next
             power of two (512 points at the defaults, 31.25 Hz per bin: the S4's spectrum, whose finer bins
@@ -134,8 +136,10 @@ class CNNConfig(PretrainedConfig):
             weighted sum, and otherwise puts it back to zero, as the S4's spectrum head. Replayed on the
             thirty-ninth round's runs: +0.005 / +0.004 / +0.001 on espeak / festival / synthetic over 16
             folds, +0.008 / +0.001 / +0.001 over 24 runs (ROUNDS.md, forty-third and forty-fourth rounds);
-            trained on the leaderboard's partition +0.008 / +0.002 / +0.000. Not the default: it costs the
-            CNN 2.1 to 3.2 ms per 3 s clip, which puts it over the 10 ms goal (README, "Speed").
+            trained on the leaderboard's partition +0.008 / +0.002 / +0.000. The default since the
+            forty-fifth round: it costs the CNN 2.3 to 2.9 ms per 3 s clip, and with it the CNN takes 8.4 to
+            8.6 ms (medians on a quiet machine, one thread; README, "Speed"). In the forty-fourth round,
+            measured on a busy machine, it went over the 10 ms goal and was an option.
         functionals_l2 (`float`, defaults to 0.2): the functionals head trains as a logistic regression
             beside the CNN: on its own cross-entropy plus `functionals_l2 / 2 * ||W||^2` (the L2 penalty of
             scikit-learn's `LogisticRegression`, `1 / (C * n_clips)`), while the CNN trains on its own
@@ -190,7 +194,7 @@ class CNNConfig(PretrainedConfig):
         functionals_smoothing: bool = True,
         energy_peaks_head: bool = False,
         raw_contours_head: bool = True,
-        spectrum_head: bool = False,
+        spectrum_head: bool = True,
         branch_weights: list[float] | tuple[float, float] = (1.0, 1.0),
         **kwargs,
     ):
