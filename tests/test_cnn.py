@@ -549,13 +549,13 @@ def test_the_spectrum_head_summarises_descriptors_of_a_512_point_spectrum_smooth
     from modeling.cnn.modeling_cnn import extended_functionals, lengths_to_mask, spectrum_descriptors
 
     torch.manual_seed(0)
-    config = tiny_config(raw_contours_head=False, spectrum_head=True)
+    config = tiny_config(raw_contours_head=False)  # the spectrum head is a default
     model = CNNForAudioClassification(config).eval()
     head, spectrum_head = model.functionals_head, model.spectrum_head
     assert config.spectrum_head_n_fft == 512
     assert spectrum_head.smoothing and spectrum_head.weight.shape == (3, 38 * 15)
     assert not spectrum_head.weight.any() and not any(p.requires_grad for p in spectrum_head.parameters())
-    assert CNNForAudioClassification(tiny_config()).spectrum_head is None  # an option
+    assert CNNForAudioClassification(tiny_config(spectrum_head=False)).spectrum_head is None
     assert (
         CNNForAudioClassification(tiny_config(functionals_head=False, spectrum_head=True)).spectrum_head
         is None

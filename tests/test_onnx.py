@@ -55,7 +55,7 @@ def run_both(model, extractor, path, seconds):
             "functionals_smoothing": False,
             "spectrum_functionals": True,
             "raw_contours_head": False,
-            "spectrum_head": True,
+            "spectrum_head": False,
         },
     ],
     ids=["defaults", "every-other-option"],

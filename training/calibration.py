@@ -254,9 +254,9 @@ REFITTED_HEADS = (
 # contours head festival 0.003, where the validation clips miss their gain, so those two are not gated
 # (ROUNDS.md, forty-first round). Then the S4's spectrum head, tried after the MFCC head was decided: gated
 # +0.004 / +0.010 / +0.001 over the same runs, always in the sum +0.003 / +0.011 / +0.001. Greedy, in this
-# order: each head against the sum with the heads kept before it. The CNN's spectrum head (an option)
-# likewise, replayed on its thirty-ninth round's runs: gated +0.008 / +0.001 / +0.001 over 24 runs per corpus
-# (forty-third and forty-fourth rounds).
+# order: each head against the sum with the heads kept before it. The CNN's spectrum head (its default
+# since the forty-fifth round) likewise, replayed on its thirty-ninth round's runs: gated +0.008 / +0.001 /
+# +0.001 over 24 runs per corpus (forty-third and forty-fourth rounds).
 GATED_HEADS = ("mfcc_head", "spectrum_head")
 
 

@@ -137,9 +137,11 @@ class CNNConfig(PretrainedConfig):
             thirty-ninth round's runs: +0.005 / +0.004 / +0.001 on espeak / festival / synthetic over 16
             folds, +0.008 / +0.001 / +0.001 over 24 runs (ROUNDS.md, forty-third and forty-fourth rounds);
             trained on the leaderboard's partition +0.008 / +0.002 / +0.000. The default since the
-            forty-fifth round: it costs the CNN 2.3 to 2.9 ms per 3 s clip, and with it the CNN takes 8.4 to
-            8.6 ms (medians on a quiet machine, one thread; README, "Speed"). In the forty-fourth round,
-            measured on a busy machine, it went over the 10 ms goal and was an option.
+            forty-fifth round, with faster descriptors: it costs the CNN 1.8 to 2.5 ms per 3 s clip (best
+            calls), and with it the CNN takes 8.3 to 9.0 ms (medians of five runs on a quiet machine, one
+            thread; best calls 7.4 to 9.4 ms on a busy one; README, "Speed"). In the forty-fourth round, with
+            slower descriptors and measured on a busy machine, its best calls reached the 10 ms goal and it
+            was an option.
         functionals_l2 (`float`, defaults to 0.2): the functionals head trains as a logistic regression
             beside the CNN: on its own cross-entropy plus `functionals_l2 / 2 * ||W||^2` (the L2 penalty of
             scikit-learn's `LogisticRegression`, `1 / (C * n_clips)`), while the CNN trains on its own

@@ -31,10 +31,10 @@ Where it departs, and why:
   in Hz after ComParE's for the head (`spectrum_functionals`, `spectrum_descriptors`: level with the defaults
   over three seeds; benchmarks/results/dev-speaker-cv/ROUNDS.md, twenty-fifth round). A second linear head
   in the head's branch is fitted after training only, on the pitch, band and shape contours as computed
-  (`raw_contours_head`). Optional: a third such head, kept only where the validation clips show it helps, on
-  the smoothed functionals of the same 15 descriptors of a 512-point spectrum (`spectrum_head`),
-  statistics pooling beside the attention (`pooling="attention_stats"`) and SpecAugment masking in training
-  (`time_masks`, `feature_masks`).
+  (`raw_contours_head`), and a third, kept only where the validation clips show it helps, on the smoothed
+  functionals of the same 15 descriptors of a 512-point spectrum (`spectrum_head`, the default since the
+  forty-fifth round). Optional: statistics pooling beside the attention (`pooling="attention_stats"`) and
+  SpecAugment masking in training (`time_masks`, `feature_masks`).
 * The exact layer table of the paper is not published in machine-readable form; every size is a config field
   and the defaults (64-128-256-256 channels, kernel 5) are chosen to train on a laptop CPU and to run a 3 s
   clip within 10 ms on one thread (see benchmarks/bench_models.py).
