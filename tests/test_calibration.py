@@ -3,8 +3,6 @@ as the baseline fits its classifier, and the weights of a two-branch model's log
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
@@ -294,7 +292,7 @@ def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_
         )
         for part, part_labels in ((clips[:24], labels[:24]), (clips[24:], labels[24:]))
     )
-    c = refit_functionals_head(trainer, train, validation, TINY_CNN_LABELS)
+    refit = refit_functionals_head(trainer, train, validation, TINY_CNN_LABELS)
 
     def one_by_one(split_clips, head):
         """The head's standardised inputs and its logits, clip by clip."""
@@ -318,10 +316,12 @@ def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_
         expected = fit_head_like_baseline(
             train_inputs, np.array(labels[:24]), validation_inputs, np.array(labels[24:]), TINY_CNN_LABELS
         )
-        assert c[head] == expected.c
+        assert refit.c[head] == expected.c
         np.testing.assert_allclose(
             validation_logits, validation_inputs @ expected.weight.T + expected.bias, atol=1e-3
         )
+        # What the gate judges: the same logits, in the validation clips' order.
+        np.testing.assert_allclose(refit.validation_logits[head], validation_logits, atol=1e-3)
         assert np.abs(validation_logits).max() > 0.01  # the head started at zero
     for name, value in model.state_dict().items():
         if name in network_before:
@@ -339,7 +339,7 @@ def test_the_head_refitted_through_the_trainer_is_the_baseline_s_fit_of_its_own_
             + getattr(model, name).bias.double().numpy()
             for name in inputs
         }
-        branches, kept = gate_fitted_heads(trainer, validation, before)
+        branches, kept = gate_fitted_heads(model, before, gated_logits)
         assert kept == {"mfcc_head": False, "spectrum_head": True}
         assert not model.mfcc_head.weight.any() and not model.mfcc_head.bias.any()
         assert model.spectrum_head.weight.any()
@@ -414,12 +414,9 @@ def test_gated_heads_are_judged_in_order_against_the_heads_kept_before_them(monk
         judged.append(other_heads_logits.copy())
         return len(judged) == 1
 
-    monkeypatch.setattr(calibration, "linear_head_inputs", lambda *args, **kwargs: (inputs, None))
     monkeypatch.setattr(calibration, "head_lowers_cross_entropy", keep_the_first)
-    trainer = SimpleNamespace(
-        model=model, data_collator=None, args=SimpleNamespace(per_device_eval_batch_size=4)
-    )
-    returned, kept = gate_fitted_heads(trainer, None, branches)
+    # The functionals head's logits are not gated: only `GATED_HEADS` are judged.
+    returned, kept = gate_fitted_heads(model, branches, {**logits, "functionals_head": rest})
     assert kept == {"mfcc_head": True, "spectrum_head": False}
     np.testing.assert_allclose(judged[0], rest)
     np.testing.assert_allclose(judged[1], rest + logits["mfcc_head"])

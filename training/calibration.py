@@ -260,15 +260,24 @@ REFITTED_HEADS = (
 GATED_HEADS = ("mfcc_head", "spectrum_head")
 
 
+@dataclass
+class HeadRefit:
+    """What `refit_functionals_head` fitted: each head's C, and its logits on the validation clips (in their
+    order), which `gate_fitted_heads` judges without another pass over those clips."""
+
+    c: dict[str, float]
+    validation_logits: dict[str, np.ndarray]  # (clips, classes) per head
+
+
 def refit_functionals_head(
     trainer: Trainer, train: datasets.Dataset, validation: datasets.Dataset, label_names: Sequence[str]
-) -> dict[str, float] | None:
+) -> HeadRefit | None:
     """Refit the functionals head of `trainer.model` (a two-branch model, `has_branches`), and fit the heads
     that do not train where it has them (the CNN's raw contours and spectrum heads, the S4's smoothed
     contours, MFCC and spectrum heads), on `train` with C chosen on `validation` (`fit_head_like_baseline`,
-    each head on its own) and write them into the heads; returns each fitted head's C by its name, or None for
-    a model without two branches or a training split that lacks a class (the heads then stay as trained, those
-    that do not train at zero)."""
+    each head on its own) and write them into the heads; returns each fitted head's C and validation logits
+    by its name, or None for a model without two branches or a training split that lacks a class (the heads
+    then stay as trained, those that do not train at zero)."""
     model = trainer.model
     if not has_branches(model):
         return None
@@ -303,7 +312,12 @@ def refit_functionals_head(
             len(validation_labels),
             "" if fit.converged else " (the solver did not converge)",
         )
-    return {name: fit.c for name, fit in fits.items()}
+    return HeadRefit(
+        c={name: fit.c for name, fit in fits.items()},
+        validation_logits={
+            name: validation_inputs[name] @ fit.weight.T + fit.bias for name, fit in fits.items()
+        },
+    )
 
 
 def head_lowers_cross_entropy(
@@ -327,27 +341,21 @@ def head_lowers_cross_entropy(
 
 
 def gate_fitted_heads(
-    trainer: Trainer,
-    dataset: datasets.Dataset,
+    model: torch.nn.Module,
     branches: BranchPredictions,
+    head_logits: dict[str, np.ndarray],
     network_penalty: float = 0.0,
 ) -> tuple[BranchPredictions, dict[str, bool]]:
     """Keep each of the model's `GATED_HEADS`, as fitted, only where it lowers the weighted sum's
-    cross-entropy on `dataset` (the validation split; `branches`: its `predict_branches`;
+    cross-entropy on the validation clips (`branches`: their `predict_branches`; `head_logits`: each fitted
+    head's logits on the same clips in the same order, `HeadRefit.validation_logits`;
     `head_lowers_cross_entropy`), and put the others back to zero. Greedy, in `GATED_HEADS`' order: each head
     is judged against the head's branch without the gated heads, plus those kept before it. Returns the
     branches without the heads put back to zero and whether each head was kept."""
-    model = trainer.model
-    heads = [name for name in GATED_HEADS if getattr(model, name, None) is not None]
+    heads = [name for name in GATED_HEADS if getattr(model, name, None) is not None and name in head_logits]
     if not heads:
         return branches, {}
-    collator = getattr(trainer, "eval_data_collator", None) or trainer.data_collator
-    inputs, _ = linear_head_inputs(model, dataset, collator, trainer.args.per_device_eval_batch_size, heads)
-    logits = {
-        name: inputs[name] @ getattr(model, name).weight.double().cpu().numpy().T
-        + getattr(model, name).bias.double().cpu().numpy()
-        for name in heads
-    }
+    logits = {name: head_logits[name] for name in heads}
     kept_sum = branches.head - sum(logits.values())
     kept = {}
     for name in heads:
@@ -391,6 +399,7 @@ __all__ = [
     "REFITTED_HEADS",
     "BranchPredictions",
     "HeadFit",
+    "HeadRefit",
     "calibrate_branch_weights",
     "fit_branch_weights",
     "fit_head_like_baseline",

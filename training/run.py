@@ -585,11 +585,12 @@ def _train(
             flush=True,
         )
         # The head first: the branch weights are fitted to the head that is saved.
-        head_c = (
+        head_refit = (
             refit_functionals_head(trainer, prepared["train"], prepared["validation"], label_names)
             if has_validation and data_args.refit_functionals_head
             else None
         )
+        head_c = head_refit.c if head_refit is not None else None
         # The branches on the validation clips, once: for their weights and to tell whether the network
         # learnt.
         branches = (
@@ -599,9 +600,12 @@ def _train(
         )
         # A gated head fitted above stays only where the validation clips show that it helps.
         gated_heads = {}
-        if branches is not None and head_c:
+        if branches is not None and head_refit is not None:
             branches, gated_heads = gate_fitted_heads(
-                trainer, prepared["validation"], branches, network_penalty=data_args.branch_network_penalty
+                trainer.model,
+                branches,
+                head_refit.validation_logits,
+                network_penalty=data_args.branch_network_penalty,
             )
         branch_weights = (
             calibrate_branch_weights(
