@@ -18,7 +18,9 @@ VARIANT:
   (resampled: pitch, formants and tempo move together, as a new voice), or 6 dB quieter and louder;
 - ``cv``, ``cvuar``: C chosen by a 5-fold GroupKFold by speaker over the training and validation clips (the
   pooled out-of-fold cross-entropy, or UAR), the head still fitted on the training clips only;
-- ``svm``: the baseline's linear SVM (C by validation UAR), its decision values as the head's logits.
+- ``svm``: the baseline's linear SVM (C by validation UAR), its decision values as the head's logits;
+- ``lda``: linear discriminant analysis with a Ledoit-Wolf shrunk covariance and equal class priors (nothing
+  chosen on validation), its decision values as the head's logits.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchaudio
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.metrics import balanced_accuracy_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 from transformers import AutoModelForAudioClassification
 
 from evaluation.opensmile_baseline import make_pipeline, select_c
@@ -83,8 +88,29 @@ def branches(model, extractor, clips, heads):
     return np.stack(network), np.stack(peaks), {head: np.stack(rows) for head, rows in inputs.items()}
 
 
+def make_pipeline_lda(classes: int) -> Pipeline:
+    """Linear discriminant analysis with the Ledoit-Wolf shrinkage of the covariance (nothing to tune) and
+    equal class priors, as the UAR weighs the classes."""
+    return Pipeline(
+        [
+            ("scale", StandardScaler()),
+            (
+                "classify",
+                LinearDiscriminantAnalysis(
+                    solver="lsqr", shrinkage="auto", priors=np.full(classes, 1 / classes)
+                ),
+            ),
+        ]
+    )
+
+
 def fit_head(variant, train_x, train_y, validation_x, validation_y, speakers, names):
     """(a function from inputs to logits, C)."""
+    if variant == "lda":
+        classes = len(names)
+        lda = make_pipeline_lda(classes)
+        lda.fit(train_x, train_y)
+        return lda.decision_function, None
     if variant == "svm":
         pipeline, c, _, _ = select_c(train_x, train_y, validation_x, validation_y, names, classifier="svm")
         return pipeline.decision_function, c
