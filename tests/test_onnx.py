@@ -42,8 +42,8 @@ def run_both(model, extractor, path, seconds):
 
 
 # Two models between them set every option of the front-end and the heads both ways: the defaults (the
-# recording level kept, smoothed contours, the raw contours head), and every other value at once (each case
-# is an export of its own, about 15 s).
+# recording level kept, smoothed contours, the raw contours and spectrum heads), and every other value at
+# once (each case is an export of its own, about 15 s).
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides",

@@ -287,13 +287,15 @@ def test_a_run_refits_the_head_and_fits_the_branch_weights_on_its_validation_cli
     assert chosen_c in C_GRID
     assert "functionals_head_C" not in json.loads((tmp_path / "plain" / "train_results.json").read_text())
     weights, plain_weights = (load_file(tmp_path / run / "model.safetensors") for run in ("fitted", "plain"))
-    # The CNN's defaults have both linear heads; the raw contours head is fitted after training only.
-    heads = ("functionals_head", "raw_contours_head")
+    # The CNN's defaults have three linear heads; the raw contours and spectrum heads are fitted after
+    # training only, and the spectrum head is then kept or put back to zero (gated).
+    heads = ("functionals_head", "raw_contours_head", "spectrum_head")
     head = {f"{name}.{part}" for name in heads for part in ("weight", "bias")}
     assert head <= set(weights)
     for name in ("functionals_head.weight", "functionals_head.bias", "raw_contours_head.weight"):
         assert not torch.allclose(weights[name], plain_weights[name])
     assert not plain_weights["raw_contours_head.weight"].any()
+    assert not plain_weights["spectrum_head.weight"].any()
     for name, value in weights.items():
         if name not in head:
             torch.testing.assert_close(value, plain_weights[name])
@@ -304,6 +306,10 @@ def test_a_run_refits_the_head_and_fits_the_branch_weights_on_its_validation_cli
     assert "branch_weights (fitted on validation)" not in plain_card
     assert f"| functionals head refitted: C (by validation log_loss) | {chosen_c:g} |" in card
     assert f"| raw contours head refitted: C (by validation log_loss) | {raw_c:g} |" in card
+    results = json.loads((tmp_path / "fitted" / "train_results.json").read_text())
+    spectrum_c = results["spectrum_head_C"]
+    assert f"| spectrum head refitted: C (by validation log_loss) | {spectrum_c:g} |" in card
+    assert results["spectrum_head_kept"] in (0.0, 1.0)  # the gate's decision is recorded
     assert "functionals head refitted" not in plain_card
     assert "penalty on the network's weight" not in card
     # With a penalty on the network's weight (the S4's recipe) the same run keeps less of its network.
