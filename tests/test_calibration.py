@@ -13,6 +13,7 @@ from training.calibration import (
     HEAD_C_CRITERION,
     BranchPredictions,
     calibrate_branch_weights,
+    correct_class_prior,
     fit_branch_weights,
     fit_head_like_baseline,
     gate_fitted_heads,
@@ -422,3 +423,83 @@ def test_gated_heads_are_judged_in_order_against_the_heads_kept_before_them(monk
     np.testing.assert_allclose(judged[1], rest + logits["mfcc_head"])
     np.testing.assert_allclose(returned.head, rest + logits["mfcc_head"])
     assert model.mfcc_head.weight.any() and not model.spectrum_head.weight.any()
+
+
+def test_the_training_class_prior_comes_out_of_the_network_s_logits(make_tiny_cnn):
+    """The CNN's network logits (the output layer of its MLP) lose the centred log share of each class in the
+    training labels; the heads' logits do not change."""
+    from conftest import TINY_CNN_LABELS
+
+    model = make_tiny_cnn()
+    clips = torch.randn(3, 16000)
+    with torch.inference_mode():
+        before = model(clips).branch_logits
+    train_labels = [0] * 6 + [1] * 3 + [2] * 2 + [3] * 1
+    shift = correct_class_prior(model, train_labels, TINY_CNN_LABELS)
+    log_shares = np.log(np.array([6, 3, 2, 1]) / 12)
+    expected = log_shares - log_shares.mean()
+    assert list(shift) == TINY_CNN_LABELS
+    np.testing.assert_allclose(list(shift.values()), expected, rtol=1e-12)
+    with torch.inference_mode():
+        after = model(clips).branch_logits
+    torch.testing.assert_close(after[0], before[0] - torch.as_tensor(expected, dtype=torch.float32))
+    for head_before, head_after in zip(before[1:], after[1:], strict=True):
+        torch.testing.assert_close(head_after, head_before)
+
+
+def test_balanced_training_clips_leave_the_network_as_it_was(make_tiny_cnn):
+    model = make_tiny_cnn()
+    bias = model.classifier[-1].bias.clone()
+    shift = correct_class_prior(model, [0, 1, 2, 3] * 5, ["a", "b", "c", "d"])
+    assert shift == {name: 0.0 for name in "abcd"}
+    assert torch.equal(model.classifier[-1].bias, bias)
+
+
+def test_a_class_without_training_clips_keeps_the_prior_and_says_so(make_tiny_cnn, caplog):
+    model = make_tiny_cnn()
+    bias = model.classifier[-1].bias.clone()
+    with caplog.at_level("WARNING"):
+        assert correct_class_prior(model, [0, 1, 1, 2], ["anger", "happy", "neutral", "sadness"]) is None
+    assert "the training clips lack sadness" in caplog.text
+    assert torch.equal(model.classifier[-1].bias, bias)
+
+
+def test_a_model_without_an_output_layer_to_correct_is_refused():
+    class NoClassifier(torch.nn.Module):
+        config = type("Config", (), {"num_labels": 2})()
+
+    with pytest.raises(ValueError, match="NoClassifier: no output layer .* --correct_class_prior false"):
+        correct_class_prior(NoClassifier(), [0, 1], ["a", "b"])
+
+
+def test_taking_the_prior_out_raises_the_uar_of_a_calibrated_classifier_on_unbalanced_classes():
+    """A classifier whose logits are the exact posterior of two unit Gaussians under the training prior (4:1)
+    favours the frequent class; without the prior its argmax is the decision with the highest expected UAR
+    (equal recall at the midpoint), and the UAR on balanced test clips rises."""
+
+    class Posterior(torch.nn.Module):
+        config = type("Config", (), {"num_labels": 2})()
+
+        def __init__(self):
+            super().__init__()
+            # log N(x; -1, 1) + log prior, up to a common term: logit_c = mean_c * x + log prior_c
+            self.classifier = torch.nn.Linear(1, 2)
+            with torch.no_grad():
+                self.classifier.weight.copy_(torch.tensor([[-1.0], [1.0]]))
+                self.classifier.bias.copy_(torch.log(torch.tensor([0.8, 0.2])))
+
+        def forward(self, x):
+            return self.classifier(x)
+
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 5000)
+    x = torch.as_tensor(rng.normal(np.where(labels == 1, 1.0, -1.0), 1.0)[:, None], dtype=torch.float32)
+    model = Posterior()
+    with torch.no_grad():
+        before = balanced_accuracy_score(labels, model(x).argmax(1).numpy())
+        correct_class_prior(model, [0] * 8 + [1] * 2, ["frequent", "rare"])
+        after = balanced_accuracy_score(labels, model(x).argmax(1).numpy())
+    assert after > before + 0.03  # 0.841 against 0.788 in expectation
+    assert abs(after - 0.841) < 0.01  # Phi(1): both recalls at the midpoint

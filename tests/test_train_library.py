@@ -268,17 +268,28 @@ def test_per_corpus_metrics_from_predictions_equal_a_direct_computation(make_tin
 
 
 def test_a_run_refits_the_head_and_fits_the_branch_weights_on_its_validation_clips(data_root, tmp_path):
-    """After training, the CNN's functionals head is refitted (C chosen by the validation cross-entropy) and
-    its two branches are weighted as the validation clips say (written to the saved weights, config.json,
-    train_results.json and the model card); `--refit_functionals_head false --fit_branch_weights false`
-    keeps the head as trained and the plain sum. Training itself is the same: every other weight is equal."""
+    """After training, the network's logits lose the training clips' class prior, the CNN's functionals head
+    is refitted (C chosen by the validation cross-entropy) and its two branches are weighted as the
+    validation clips say (written to the saved weights, config.json, train_results.json and the model card);
+    `--correct_class_prior false --refit_functionals_head false --fit_branch_weights false` keeps the network
+    and the head as trained and the plain sum. Training itself is the same: every other weight is equal."""
     from safetensors.torch import load_file
 
     from evaluation.opensmile_baseline import C_GRID
 
-    args = tiny_run_args(data_root, tmp_path / "cache")
+    # Unbalanced training clips (a random subset of the fixture's balanced ones; every class is in it), and
+    # no class weights in the loss, whose balanced classes would leave no prior to take out.
+    args = [arg for arg in tiny_run_args(data_root, tmp_path / "cache") if arg != "--class_weighting"]
+    args += ["--max_train_samples", "26"]
     train(*parse_args([*args, "--output_dir", str(tmp_path / "fitted")]))
-    plain = ["--refit_functionals_head", "false", "--fit_branch_weights", "false"]
+    plain = [
+        "--correct_class_prior",
+        "false",
+        "--refit_functionals_head",
+        "false",
+        "--fit_branch_weights",
+        "false",
+    ]
     train(*parse_args([*args, "--output_dir", str(tmp_path / "plain"), *plain]))
     fitted = json.loads((tmp_path / "fitted" / "config.json").read_text())["branch_weights"]
     assert json.loads((tmp_path / "plain" / "config.json").read_text())["branch_weights"] == [1.0, 1.0]
@@ -296,17 +307,29 @@ def test_a_run_refits_the_head_and_fits_the_branch_weights_on_its_validation_cli
         assert not torch.allclose(weights[name], plain_weights[name])
     assert not plain_weights["raw_contours_head.weight"].any()
     assert not plain_weights["spectrum_head.weight"].any()
+    # The network's output bias, less the centred log share of each class in the training clips.
+    results = json.loads((tmp_path / "fitted" / "train_results.json").read_text())
+    labels = json.loads((tmp_path / "fitted" / "config.json").read_text())["id2label"]
+    shift = torch.tensor([results[f"class_prior_correction_{labels[str(i)]}"] for i in range(len(labels))])
+    assert shift.abs().max() > 0.01 and abs(shift.sum()) < 1e-6  # the fixture's classes are unbalanced
+    output_bias = "classifier.3.bias"
+    torch.testing.assert_close(weights[output_bias], plain_weights[output_bias] - shift)
     for name, value in weights.items():
-        if name not in head:
+        if name not in head and name != output_bias:
             torch.testing.assert_close(value, plain_weights[name])
-    raw_c = json.loads((tmp_path / "fitted" / "train_results.json").read_text())["raw_contours_head_C"]
+    assert not any(
+        key.startswith("class_prior_correction")
+        for key in json.loads((tmp_path / "plain" / "train_results.json").read_text())
+    )
+    raw_c = results["raw_contours_head_C"]
     card = (tmp_path / "fitted" / "README.md").read_text()
     plain_card = (tmp_path / "plain" / "README.md").read_text()
     assert "branch_weights (fitted on validation)" in card
+    assert "| network logits: training class prior taken out (centred log share subtracted) |" in card
+    assert "training class prior taken out" not in plain_card
     assert "branch_weights (fitted on validation)" not in plain_card
     assert f"| functionals head refitted: C (by validation log_loss) | {chosen_c:g} |" in card
     assert f"| raw contours head refitted: C (by validation log_loss) | {raw_c:g} |" in card
-    results = json.loads((tmp_path / "fitted" / "train_results.json").read_text())
     spectrum_c = results["spectrum_head_C"]
     assert f"| spectrum head refitted: C (by validation log_loss) | {spectrum_c:g} |" in card
     assert results["spectrum_head_kept"] in (0.0, 1.0)  # the gate's decision is recorded

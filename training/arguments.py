@@ -176,6 +176,15 @@ class DataTrainingArguments:
     class_weighting: bool = field(
         default=False, metadata={"help": "Weight the loss by inverse class frequency."}
     )
+    correct_class_prior: bool = field(
+        default=True,
+        metadata={
+            "help": "After training, take the training clips' class prior out of the network's logits (the "
+            "log of each class's share subtracted from its output bias; logit adjustment), so that its "
+            "decisions suit UAR, which weighs every class equally; nothing changes on balanced clips, and "
+            "nothing is done with --class_weighting, whose loss already balances the classes."
+        },
+    )
     early_stopping_patience: int = field(
         default=5,
         metadata={"help": "Stop after this many evaluations without a better validation UAR (0: never)."},

@@ -41,6 +41,7 @@ from .calibration import (
     HEAD_C_CRITERION,
     BranchPredictions,
     calibrate_branch_weights,
+    correct_class_prior,
     gate_fitted_heads,
     has_branches,
     predict_branches,
@@ -546,7 +547,7 @@ def _train(
             model, training_args, prepared, feature_extractor, label_names, max_samples
         )
         train_metrics = member_train_metrics(members)
-        head_c = branches = branch_weights = None
+        head_c = branches = branch_weights = prior_correction = None
     else:
         callbacks = []
         if has_validation:
@@ -584,7 +585,13 @@ def _train(
             f"{trainer.state.global_step} steps",
             flush=True,
         )
-        # The head first: the branch weights are fitted to the head that is saved.
+        # The network's decisions to suit UAR before anything is fitted to its logits.
+        prior_correction = (
+            correct_class_prior(trainer.model, prepared["train"]["label"], label_names)
+            if data_args.correct_class_prior and not data_args.class_weighting
+            else None
+        )
+        # The head next: the branch weights are fitted to the head that is saved.
         head_refit = (
             refit_functionals_head(trainer, prepared["train"], prepared["validation"], label_names)
             if has_validation and data_args.refit_functionals_head
@@ -619,6 +626,8 @@ def _train(
             train_metrics[f"{head}_C"] = c
         for head, kept in gated_heads.items():
             train_metrics[f"{head}_kept"] = float(kept)
+        for label, value in (prior_correction or {}).items():
+            train_metrics[f"class_prior_correction_{label}"] = value
     trainer.save_model()
     train_metrics.update(train_samples=len(prepared["train"]), world_size=training_args.world_size)
     trainer.log_metrics("train", train_metrics)
@@ -700,6 +709,15 @@ def _train(
                 f"{head.replace('_', ' ')} refitted: C (by validation {HEAD_C_CRITERION})": c
                 for head, c in (head_c or {}).items()
             },
+            **(
+                {
+                    "network logits: training class prior taken out (centred log share subtracted)": {
+                        label: round(value, 3) for label, value in prior_correction.items()
+                    }
+                }
+                if prior_correction
+                else {}
+            ),
             **(
                 {"branch_weights (fitted on validation)": [round(w, 3) for w in branch_weights]}
                 if branch_weights
