@@ -447,11 +447,13 @@ def test_the_training_class_prior_comes_out_of_the_network_s_logits(make_tiny_cn
         torch.testing.assert_close(head_after, head_before)
 
 
-def test_balanced_training_clips_leave_the_network_as_it_was(make_tiny_cnn):
-    model = make_tiny_cnn()
+@pytest.mark.parametrize("classes", [4, 3, 7])
+def test_balanced_training_clips_leave_the_network_as_it_was(make_tiny_cnn, classes):
+    names = [f"class{i}" for i in range(classes)]
+    model = make_tiny_cnn(labels=names)
     bias = model.classifier[-1].bias.clone()
-    shift = correct_class_prior(model, [0, 1, 2, 3] * 5, ["a", "b", "c", "d"])
-    assert shift == {name: 0.0 for name in "abcd"}
+    shift = correct_class_prior(model, list(range(classes)) * 5, names)
+    assert shift == {name: 0.0 for name in names}
     assert torch.equal(model.classifier[-1].bias, bias)
 
 

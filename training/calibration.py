@@ -113,6 +113,19 @@ def network_output_layer(model: torch.nn.Module) -> torch.nn.Linear:
     return layer
 
 
+def class_prior_shift(train_labels: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray | None:
+    """The log of each class's share of `train_labels`, centred over the classes (zero for balanced
+    labels): what `correct_class_prior` subtracts from the network's logits. None when a class has no
+    labels."""
+    counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=num_classes)
+    if not counts.all():
+        return None
+    if (counts == counts[0]).all():  # exactly zero, whatever the rounding of the mean
+        return np.zeros(num_classes)
+    log_shares = np.log(counts / counts.sum())
+    return log_shares - log_shares.mean()
+
+
 def correct_class_prior(
     model: torch.nn.Module, train_labels: Sequence[int] | np.ndarray, label_names: Sequence[str]
 ) -> dict[str, float] | None:
@@ -128,17 +141,15 @@ def correct_class_prior(
     balanced class weights, as the baseline is. On espeak (RAVDESS' layout: neutral has half the others'
     clips) it lifted the CNN by 0.012 and the S4 by 0.005 on the leaderboard's partition, festival (neutral
     144 of 168) by 0.000 and 0.003 (ROUNDS.md, forty-seventh round)."""
-    counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=len(label_names))
-    missing = [name for name, count in zip(label_names, counts, strict=True) if count == 0]
-    if missing:
+    shift = class_prior_shift(train_labels, len(label_names))
+    if shift is None:
+        counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=len(label_names))
         logger.warning(
             "The network's logits keep the training clips' class prior: the training clips lack %s, which "
             "has no share to take out.",
-            ", ".join(missing),
+            ", ".join(name for name, count in zip(label_names, counts, strict=True) if count == 0),
         )
         return None
-    log_shares = np.log(counts / counts.sum())
-    shift = log_shares - log_shares.mean()
     layer = network_output_layer(model)
     with torch.no_grad():
         layer.bias -= torch.as_tensor(shift, dtype=layer.bias.dtype, device=layer.bias.device)
@@ -452,6 +463,7 @@ __all__ = [
     "HeadFit",
     "HeadRefit",
     "calibrate_branch_weights",
+    "class_prior_shift",
     "correct_class_prior",
     "fit_branch_weights",
     "fit_head_like_baseline",
