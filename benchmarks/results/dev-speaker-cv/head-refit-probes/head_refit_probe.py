@@ -1,4 +1,5 @@
-"""The forty-sixth round's probes: other ways to fit the linear heads after training, replayed on saved runs.
+"""The forty-sixth and forty-seventh rounds' probes, replayed on saved runs: other fits of the linear heads
+after training, and the class prior taken out of the network's logits.
 
     python benchmarks/results/dev-speaker-cv/head-refit-probes/head_refit_probe.py RESULTS_DIR DATA_ROOT \
         MODEL VARIANT[,VARIANT...] OUT.jsonl
@@ -20,7 +21,19 @@ VARIANT:
   pooled out-of-fold cross-entropy, or UAR), the head still fitted on the training clips only;
 - ``svm``: the baseline's linear SVM (C by validation UAR), its decision values as the head's logits;
 - ``lda``: linear discriminant analysis with a Ledoit-Wolf shrunk covariance and equal class priors (nothing
-  chosen on validation), its decision values as the head's logits.
+  chosen on validation), its decision values as the head's logits;
+- ``union``: one logistic regression on every refitted head's inputs side by side (one C, as ComParE's one
+  classifier on all its functionals), in place of the heads and their gate;
+- ``prior``: the heads as ``none``, the network's logits less the training clips' class prior
+  (`training.calibration.class_prior_shift`, as `correct_class_prior` does to the network's bias);
+  ``prior+peaks``: the energy peaks head's logits (trained beside the network) less it too;
+  ``prior+balanced``: with the prior out, the validation clips weighted to balance the classes in what is
+  chosen on them (the heads' C, the gate, the branch weights), by repeating each clip max(count) / its
+  class's count times, rounded (exact where the counts divide: espeak's 2:1);
+- ``fused-prior``: the heads, gate and branch weights as ``none``, then the prior taken out of the weighted
+  sum rather than of the network's logits (the sum, fitted on validation clips with the training clips'
+  shares, is calibrated to that prior).
+The runs must be of models without the class prior taken out (before 33e14ea): the replay takes it out.
 """
 
 from __future__ import annotations
@@ -46,6 +59,7 @@ from modeling import feature_extractor_for, register_auto_classes
 from training.calibration import (
     GATED_HEADS,
     REFITTED_HEADS,
+    class_prior_shift,
     fit_branch_weights,
     fit_head_like_baseline,
     head_lowers_cross_entropy,
@@ -158,9 +172,23 @@ def main(results_dir: Path, data_root: str | None, kind: str, variants: list[str
             labels[split] = np.array([model.config.label2id[mapping.get(e, e)] for e in part["emotion"]])
             speakers[split] = list(part["speaker"])
             outputs[split] = branches(model, extractor, clips[split], heads)
-        network, peaks, test_inputs = outputs["test"]
-        validation_network, validation_peaks, validation_inputs = outputs["validation"]
         for variant in variants:
+            network, peaks, test_inputs = outputs["test"]
+            validation_network, validation_peaks, validation_inputs = outputs["validation"]
+            validation_labels = labels["validation"]
+            if variant.startswith("prior"):
+                shift = class_prior_shift(labels["train"], len(names))
+                network, validation_network = network - shift, validation_network - shift
+                if variant == "prior+peaks" and validation_peaks.any():
+                    peaks, validation_peaks = peaks - shift, validation_peaks - shift
+            if variant == "prior+balanced":
+                counts = np.bincount(validation_labels, minlength=len(names))
+                times = np.rint(counts.max() / counts).astype(int)[validation_labels]
+                repeated = np.repeat(np.arange(len(validation_labels)), times)
+                validation_network = validation_network[repeated]
+                validation_peaks = validation_peaks[repeated]
+                validation_inputs = {head: rows[repeated] for head, rows in validation_inputs.items()}
+                validation_labels = validation_labels[repeated]
             train_inputs, train_labels = outputs["train"][2], labels["train"]
             parts = [name for name in variant.split("+") if name in AUGMENTATIONS]
             if parts:
@@ -175,14 +203,22 @@ def main(results_dir: Path, data_root: str | None, kind: str, variants: list[str
                     head: np.concatenate([train_inputs[head], extra_inputs[head]]) for head in heads
                 }
                 train_labels = np.concatenate([train_labels, [label for _, label in extra]])
+            if variant == "union":  # one head on every head's inputs, not gated
+                fitted = {"union": heads}
+                train_inputs, validation_inputs, test_inputs = (
+                    {"union": np.concatenate([rows[head] for head in heads], axis=1)}
+                    for rows in (train_inputs, validation_inputs, test_inputs)
+                )
+            else:
+                fitted = {head: [head] for head in heads}
             validation_logits, test_logits, chosen = {}, {}, {}
-            for head in heads:
+            for head in fitted:
                 logits, chosen[head] = fit_head(
-                    variant,
+                    "none" if variant in ("union", "fused-prior") or variant.startswith("prior") else variant,
                     train_inputs[head],
                     train_labels,
                     validation_inputs[head],
-                    labels["validation"],
+                    validation_labels,
                     speakers["train"] + speakers["validation"],
                     names,
                 )
@@ -191,17 +227,17 @@ def main(results_dir: Path, data_root: str | None, kind: str, variants: list[str
                     logits(test_inputs[head]),
                 )
             validation_sum = validation_peaks + sum(
-                validation_logits[h] for h in heads if h not in GATED_HEADS
+                validation_logits[h] for h in fitted if h not in GATED_HEADS
             )
-            test_sum = peaks + sum(test_logits[h] for h in heads if h not in GATED_HEADS)
+            test_sum = peaks + sum(test_logits[h] for h in fitted if h not in GATED_HEADS)
             kept = {}
-            for head in (h for h in heads if h in GATED_HEADS):
+            for head in (h for h in fitted if h in GATED_HEADS):
                 kept[head] = bool(
                     head_lowers_cross_entropy(
                         validation_network,
                         validation_sum,
                         validation_logits[head],
-                        labels["validation"],
+                        validation_labels,
                         NETWORK_PENALTY[kind],
                     )
                 )
@@ -213,15 +249,16 @@ def main(results_dir: Path, data_root: str | None, kind: str, variants: list[str
             weights = fit_branch_weights(
                 validation_network,
                 validation_sum,
-                labels["validation"],
+                validation_labels,
                 network_penalty=NETWORK_PENALTY[kind],
             )
+            fused = weights[0] * network + weights[1] * test_sum
+            if variant == "fused-prior":
+                fused = fused - class_prior_shift(labels["train"], len(names))
             result = {
                 "run": f"{results_dir.name}/{run}",
                 "variant": variant,
-                "uar": balanced_accuracy_score(
-                    labels["test"], (weights[0] * network + weights[1] * test_sum).argmax(1)
-                ),
+                "uar": balanced_accuracy_score(labels["test"], fused.argmax(1)),
                 "uar_heads": balanced_accuracy_score(labels["test"], test_sum.argmax(1)),
                 "C": chosen,
                 "kept": kept,
