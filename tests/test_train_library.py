@@ -341,3 +341,24 @@ def test_a_run_refits_the_head_and_fits_the_branch_weights_on_its_validation_cli
     assert penalised[0] < fitted[0]
     penalised_card = (tmp_path / "penalised" / "README.md").read_text()
     assert "| branch_weights: penalty on the network's weight | 1 |" in penalised_card
+
+
+def test_a_model_without_an_output_layer_for_the_class_prior_is_refused_before_training(
+    data_root, tmp_path, monkeypatch
+):
+    from training import run
+
+    build_model = run.build_model
+
+    def without_classifier(*args, **kwargs):
+        model, feature_extractor = build_model(*args, **kwargs)
+        del model.classifier
+        return model, feature_extractor
+
+    monkeypatch.setattr(run, "build_model", without_classifier)
+    args = [arg for arg in tiny_run_args(data_root, tmp_path / "cache") if arg != "--class_weighting"]
+    trained = []
+    monkeypatch.setattr(run.SERTrainer, "train", lambda *a, **k: trained.append(1))
+    with pytest.raises(UsageError, match="no output layer .* run with --correct_class_prior false"):
+        train(*parse_args([*args, "--output_dir", str(tmp_path / "out")]))
+    assert not trained

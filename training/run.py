@@ -44,6 +44,7 @@ from .calibration import (
     correct_class_prior,
     gate_fitted_heads,
     has_branches,
+    network_output_layer,
     predict_branches,
     refit_functionals_head,
 )
@@ -510,6 +511,11 @@ def _train(
             trust_remote_code=model_args.trust_remote_code,
             max_duration_seconds=data_args.max_duration_seconds,
         )
+        if data_args.correct_class_prior and not data_args.class_weighting:
+            try:  # the layer the class prior comes out of after training, checked before it starts
+                network_output_layer(model)
+            except ValueError as err:
+                raise UsageError(str(err)) from err
     min_samples = min_clip_samples(model, feature_extractor)
     if model_args.streaming:
         # A stream's mean and variance are unknown until it ends, so the model learns from raw audio, as
