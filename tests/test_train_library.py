@@ -312,6 +312,11 @@ def test_a_run_refits_the_head_and_fits_the_branch_weights_on_its_validation_cli
     labels = json.loads((tmp_path / "fitted" / "config.json").read_text())["id2label"]
     shift = torch.tensor([results[f"class_prior_correction_{labels[str(i)]}"] for i in range(len(labels))])
     assert shift.abs().max() > 0.01 and abs(shift.sum()) < 1e-6  # the fixture's classes are unbalanced
+    # ... the shares of the 26 training clips: whole numbers of clips, not those of another split
+    shares = shift.double().exp() / shift.double().exp().sum()
+    counts = shares * results["train_samples"]
+    assert results["train_samples"] == 26
+    torch.testing.assert_close(counts, counts.round(), rtol=0, atol=1e-4)
     output_bias = "classifier.3.bias"
     torch.testing.assert_close(weights[output_bias], plain_weights[output_bias] - shift)
     for name, value in weights.items():
