@@ -183,6 +183,8 @@ def test_train_twice_in_one_process_is_reproducible_and_leaks_nothing(data_root,
         "output_dir": str(tmp_path / "second"),
     }
     assert first.train_metrics["train_loss"] == second.train_metrics["train_loss"]
+    # class weights in the loss leave no class prior to take out of the network's logits
+    assert not any(key.startswith("class_prior_correction") for key in first.train_metrics)
     for key in ("test_loss", "test_uar", "test_corpus_emodb_uar", "eval_uar"):
         metrics = first.eval_metrics if key.startswith("eval") else first.test_metrics
         other = second.eval_metrics if key.startswith("eval") else second.test_metrics

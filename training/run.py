@@ -494,6 +494,8 @@ def _train(
     logger.info("Data (%s split): %s", data_args.split_strategy, json.dumps(counts))
 
     members = None
+    # Class weights in the loss leave no prior in the network's logits to take out.
+    takes_prior_out = data_args.correct_class_prior and not data_args.class_weighting
     if model_kind == "ensemble":
         # Each member is a run of its own, on these splits; the ensemble is evaluated and saved below.
         members = train_members(model_args.ensemble_members, setup, model_args, data_args, training_args, raw)
@@ -511,7 +513,7 @@ def _train(
             trust_remote_code=model_args.trust_remote_code,
             max_duration_seconds=data_args.max_duration_seconds,
         )
-        if data_args.correct_class_prior and not data_args.class_weighting:
+        if takes_prior_out:
             try:  # the layer the class prior comes out of after training, checked before it starts
                 network_output_layer(model)
             except ValueError as err:
@@ -594,7 +596,7 @@ def _train(
         # The network's decisions to suit UAR before anything is fitted to its logits.
         prior_correction = (
             correct_class_prior(trainer.model, prepared["train"]["label"], label_names)
-            if data_args.correct_class_prior and not data_args.class_weighting
+            if takes_prior_out
             else None
         )
         # The head next: the branch weights are fitted to the head that is saved.
