@@ -27,7 +27,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent
-CORPORA = {"espeak": "ravdess", "festival": "cremad", "synthetic": "synthetic"}
+CORPORA = ("espeak", "festival", "synthetic")  # the result folders' names
 PARTITIONS = (42, 7, 8, 9)
 SEEDS = (1, 2)
 TIE = 5e-5
