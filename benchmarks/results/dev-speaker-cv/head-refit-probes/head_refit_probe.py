@@ -1,5 +1,6 @@
-"""The forty-sixth and forty-seventh rounds' probes, replayed on saved runs: other fits of the linear heads
-after training, and the class prior taken out of the network's logits.
+"""The forty-sixth, forty-seventh and forty-ninth rounds' probes, replayed on saved runs: other fits of the
+linear heads after training, the class prior taken out of the network's logits, and the heads refitted on the
+training and validation clips.
 
     python benchmarks/results/dev-speaker-cv/head-refit-probes/head_refit_probe.py RESULTS_DIR DATA_ROOT \
         MODEL VARIANT[,VARIANT...] OUT.jsonl
@@ -32,8 +33,12 @@ VARIANT:
   class's count times, rounded (exact where the counts divide: espeak's 2:1);
 - ``fused-prior``: the heads, gate and branch weights as ``none``, then the prior taken out of the weighted
   sum rather than of the network's logits (the sum, fitted on validation clips with the training clips'
-  shares, is calibrated to that prior).
-The runs must be of models without the class prior taken out (before 33e14ea): the replay takes it out.
+  shares, is calibrated to that prior);
+- ``refit``, ``prior+refit``: as ``none`` or ``prior``, then every head that the gate kept fitted again
+  with its chosen C on the training and validation clips together (the gate and the branch weights stay
+  those decided on the validation clips with the heads fitted on train), its test logits from that fit.
+The runs must be of models without the class prior taken out (before 33e14ea) for the ``prior`` variants,
+which take it out; on later runs, ``none`` and ``refit`` replay the defaults with it.
 """
 
 from __future__ import annotations
@@ -146,6 +151,12 @@ def fit_head(variant, train_x, train_y, validation_x, validation_y, speakers, na
     return (lambda x: x @ fit.weight.T + fit.bias), fit.c
 
 
+def refit_logits(c: float, x: np.ndarray, y: np.ndarray, test_x: np.ndarray) -> np.ndarray:
+    pipeline = make_pipeline("logreg", c, 42)
+    pipeline.fit(x, y)
+    return pipeline.decision_function(test_x)
+
+
 def main(results_dir: Path, data_root: str | None, kind: str, variants: list[str], out: Path) -> None:
     register_auto_classes()
     torch.set_num_threads(1)
@@ -212,9 +223,10 @@ def main(results_dir: Path, data_root: str | None, kind: str, variants: list[str
             else:
                 fitted = {head: [head] for head in heads}
             validation_logits, test_logits, chosen = {}, {}, {}
+            own_fit = variant in ("union", "fused-prior", "refit") or variant.startswith("prior")
             for head in fitted:
                 logits, chosen[head] = fit_head(
-                    "none" if variant in ("union", "fused-prior") or variant.startswith("prior") else variant,
+                    "none" if own_fit else variant,
                     train_inputs[head],
                     train_labels,
                     validation_inputs[head],
@@ -252,6 +264,17 @@ def main(results_dir: Path, data_root: str | None, kind: str, variants: list[str
                 validation_labels,
                 network_penalty=NETWORK_PENALTY[kind],
             )
+            if variant.endswith("refit"):
+                test_sum = peaks + sum(
+                    refit_logits(
+                        chosen[head],
+                        np.concatenate([train_inputs[head], validation_inputs[head]]),
+                        np.concatenate([train_labels, validation_labels]),
+                        test_inputs[head],
+                    )
+                    for head in fitted
+                    if head not in GATED_HEADS or kept[head]
+                )
             fused = weights[0] * network + weights[1] * test_sum
             if variant == "fused-prior":
                 fused = fused - class_prior_shift(labels["train"], len(names))
