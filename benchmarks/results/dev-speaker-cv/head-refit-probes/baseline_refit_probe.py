@@ -4,12 +4,14 @@
         OUT.jsonl
 
 FOLDS_CSV is a `run_benchmark.py --output_dir`'s ``folds.csv`` (DATA_ROOT its `--data_root`, or `-` for the
-synthetic corpus). For every fold and every baseline of the leaderboard (ComParE and eGeMAPS, linear SVM with
-C by validation UAR, logistic regression with C by validation cross-entropy), C is chosen as
+synthetic corpus). For every fold and every baseline of the leaderboard (`BASELINE_MODELS`: ComParE and
+eGeMAPS, linear SVM with C by validation UAR, logistic regression with C by validation cross-entropy), C is
+chosen as
 `evaluation.opensmile_baseline.train_baseline` chooses it, and the test UAR is given twice: of the fit on
 train with that C (the baseline as it is: reproduces the leaderboard's runs) and of a second fit with that C
 on the training and validation clips together (as the challenges refit on train + devel). The functionals
-come from the suite's feature cache. One JSON line per fold and baseline.
+come from the suite's feature cache, read once per fold and feature set. One JSON line per fold and baseline
+(`refit-baselines.csv` holds them, one row each).
 """
 
 from __future__ import annotations
@@ -24,11 +26,8 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import balanced_accuracy_score
 
-from evaluation.opensmile_baseline import extract_functionals, make_pipeline, select_c
+from evaluation.opensmile_baseline import BASELINE_MODELS, extract_functionals, make_pipeline, select_c
 from loaders import load_corpora
-
-BASELINES = (("compare", "svm", "uar"), ("compare", "logreg", "log_loss"), ("egemaps", "svm", "uar"))
-BASELINES += (("egemaps", "logreg", "log_loss"),)
 
 
 def main(folds_csv: Path, data_root: str | None, out: Path) -> None:
@@ -45,8 +44,12 @@ def main(folds_csv: Path, data_root: str | None, out: Path) -> None:
         }
         names = sorted(set(parts["train"]["emotion"]))
         labels = {split: np.array([names.index(e) for e in part["emotion"]]) for split, part in parts.items()}
-        for feature_set, classifier, criterion in BASELINES:
-            x = {split: extract_functionals(part, feature_set) for split, part in parts.items()}
+        features = {
+            feature_set: {split: extract_functionals(part, feature_set) for split, part in parts.items()}
+            for feature_set in sorted({recipe.feature_set for recipe in BASELINE_MODELS.values()})
+        }
+        for name, recipe in sorted(BASELINE_MODELS.items()):
+            x, classifier = features[recipe.feature_set], recipe.classifier
             pipeline, c, _, _ = select_c(
                 x["train"],
                 labels["train"],
@@ -54,7 +57,7 @@ def main(folds_csv: Path, data_root: str | None, out: Path) -> None:
                 labels["validation"],
                 names,
                 classifier=classifier,
-                criterion=criterion,
+                criterion=recipe.criterion,
             )
             refit = make_pipeline(classifier, c, 42).fit(
                 np.concatenate([x["train"], x["validation"]]),
@@ -62,7 +65,7 @@ def main(folds_csv: Path, data_root: str | None, out: Path) -> None:
             )
             result = {
                 "run": f"{folds_csv.parent.name}/{run}",
-                "baseline": f"{feature_set}-{classifier}",
+                "baseline": name,
                 "C": c,
                 "uar": balanced_accuracy_score(labels["test"], pipeline.predict(x["test"])),
                 "uar_refit": balanced_accuracy_score(labels["test"], refit.predict(x["test"])),
