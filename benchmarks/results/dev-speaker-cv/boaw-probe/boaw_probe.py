@@ -1,0 +1,154 @@
+"""Bag-of-audio-words beside the S4's linear heads, replayed on a benchmark's folds: no network trained.
+
+    python benchmarks/results/dev-speaker-cv/boaw-probe/boaw_probe.py RESULTS_DIR DATA_ROOT|- OUT.jsonl \
+        [--codebook 256] [--assign 5]
+
+A bag of audio words (Schmitt et al. 2016, openXBOW) summarises how a clip's frames are spread over a
+codebook of typical frames, where functionals summarise each channel alone.
+
+For every clip: the S4 defaults' head inputs (each linear head's standardised inputs, as the refit sees them)
+and the frames its functionals and MFCC heads summarise (26 contours + 20 MFCCs, with their frame-to-frame
+difference). Per fold: each head fitted as run_train.py refits it (its own C by the validation cross-entropy,
+on the training clips) and their test logits summed (`heads`); a codebook of the training clips' frames
+(k-means on standardised frames), each clip's histogram of its frames' `assign` nearest words (per frame),
+fitted the same way (`boaw`); and the two summed (`heads+boaw`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.metrics import balanced_accuracy_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
+from evaluation.runner import corpus_loader  # noqa: E402
+from loaders.loading import select_emotions  # noqa: E402
+from training.calibration import fit_head_like_baseline, linear_head_inputs  # noqa: E402
+from training.data import AudioCollator  # noqa: E402
+from training.run_config import build_model  # noqa: E402
+
+CLASSES = ["anger", "happy", "neutral", "sadness"]  # the suite's four default emotions
+HEADS = ("functionals_head", "smoothed_contours_head", "mfcc_head", "spectrum_head", "energy_peaks_head")
+
+
+def clip_frames(model, clips, collator) -> list[np.ndarray]:
+    """Each clip's real frames of the functionals head's contours and the MFCC head's MFCCs, with deltas."""
+    captured = []
+
+    def grab(module, args, kwargs):
+        captured.append((args[0].detach(), args[1].detach()))
+
+    hooks = [
+        model.functionals_head.register_forward_pre_hook(grab, with_kwargs=True),
+        model.mfcc_head.register_forward_pre_hook(grab, with_kwargs=True),
+    ]
+    frames = []
+    model.eval()
+    try:
+        for start in range(0, len(clips), 16):
+            batch = collator(clips[start : start + 16])
+            batch.pop("labels")
+            captured.clear()
+            with torch.inference_mode():
+                model(**batch)
+            (contours, mask), (mfcc, _) = captured
+            both = torch.cat([contours, mfcc], dim=-1).double().numpy()
+            for features, real in zip(both, mask.numpy(), strict=True):
+                x = features[real]
+                frames.append(np.hstack([x, np.vstack([np.zeros((1, x.shape[1])), np.diff(x, axis=0)])]))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return frames
+
+
+def histograms(frames, mean, std, codebook, assign) -> np.ndarray:
+    words = codebook.shape[0]
+    rows = []
+    for x in frames:
+        z = (x - mean) / std
+        distance = (z * z).sum(1)[:, None] - 2 * z @ codebook.T + (codebook * codebook).sum(1)[None]
+        nearest = np.argpartition(distance, assign, axis=1)[:, :assign]
+        counts = np.bincount(nearest.ravel(), minlength=words) / len(x)
+        rows.append(np.log1p(counts * words))  # a logarithmic term weighting, as openXBOW offers
+    return np.array(rows)
+
+
+def fitted(features, labels, split):
+    fit = fit_head_like_baseline(
+        features[split["train"]],
+        labels[split["train"]],
+        features[split["validation"]],
+        labels[split["validation"]],
+        CLASSES,
+    )
+    return features[split["test"]] @ fit.weight.T + fit.bias, fit.c
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("results_dir", type=Path)
+    parser.add_argument("data_root")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--codebook", type=int, default=256)
+    parser.add_argument("--assign", type=int, default=5)
+    args = parser.parse_args()
+    table = pd.read_csv(args.results_dir / "folds.csv")
+    corpus = table.corpus.iloc[0]
+    data = select_emotions(
+        corpus_loader(None if args.data_root == "-" else args.data_root)(corpus),
+        CLASSES,
+        {c: c for c in CLASSES},
+    )
+    index = {file: i for i, file in enumerate(data["file"])}
+    files = sorted(set(table.file))
+    position = {file: i for i, file in enumerate(files)}
+    clips = [
+        {"input_values": data[index[f]]["audio"]["array"], "label": data[index[f]]["label"]} for f in files
+    ]
+    model, extractor = build_model("s4", None, CLASSES, {})
+    collator = AudioCollator(extractor, max_samples=4 * 16000, random_crop=False)
+    inputs, labels = linear_head_inputs(model, clips, collator, 16, HEADS)
+    frames = clip_frames(model, clips, collator)
+    for fold in sorted(set(table.fold)):
+        members = table[table.fold == fold]
+        split = {
+            name: np.array([position[f] for f in members[members.split == name].file])
+            for name in ("train", "validation", "test")
+        }
+        test_labels = labels[split["test"]]
+        heads = {head: fitted(inputs[head], labels, split) for head in HEADS}
+        heads_logits = sum(logits for logits, _ in heads.values())
+        train_frames = np.vstack([frames[i] for i in split["train"]])
+        mean, std = train_frames.mean(0), train_frames.std(0) + 1e-8
+        rng = np.random.default_rng(0)
+        sample = train_frames[rng.choice(len(train_frames), min(50000, len(train_frames)), replace=False)]
+        kmeans = MiniBatchKMeans(args.codebook, random_state=0, n_init=3, batch_size=4096)
+        kmeans.fit((sample - mean) / std)
+        bag = histograms(frames, mean, std, kmeans.cluster_centers_, args.assign)
+        boaw_logits, boaw_c = fitted(bag, labels, split)
+        row = {
+            "results": args.results_dir.name,
+            "fold": int(fold),
+            "codebook": args.codebook,
+            "assign": args.assign,
+            "heads": balanced_accuracy_score(test_labels, heads_logits.argmax(1)),
+            "functionals_head": balanced_accuracy_score(test_labels, heads["functionals_head"][0].argmax(1)),
+            "boaw": balanced_accuracy_score(test_labels, boaw_logits.argmax(1)),
+            "heads+boaw": balanced_accuracy_score(test_labels, (heads_logits + boaw_logits).argmax(1)),
+            "boaw_c": boaw_c,
+        }
+        print(json.dumps(row), flush=True)
+        with args.out.open("a") as out:
+            out.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
