@@ -28,13 +28,14 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics import balanced_accuracy_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
-from evaluation.runner import corpus_loader  # noqa: E402
-from loaders.loading import select_emotions  # noqa: E402
-from training.calibration import fit_head_like_baseline, linear_head_inputs  # noqa: E402
+# The speaker encoder probe's loading of the folds' clips and its fit of a head: one home for both.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "speaker-encoder-probe"))
+from speaker_encoder_probe import CLASSES, MAX_SAMPLES, corpus_clips, fitted, fold_split  # noqa: E402
+
+from training.calibration import linear_head_inputs  # noqa: E402
 from training.data import AudioCollator  # noqa: E402
 from training.run_config import build_model  # noqa: E402
 
-CLASSES = ["anger", "happy", "neutral", "sadness"]  # the suite's four default emotions
 HEADS = ("functionals_head", "smoothed_contours_head", "mfcc_head", "spectrum_head", "energy_peaks_head")
 
 
@@ -81,17 +82,6 @@ def histograms(frames, mean, std, codebook, assign) -> np.ndarray:
     return np.array(rows)
 
 
-def fitted(features, labels, split):
-    fit = fit_head_like_baseline(
-        features[split["train"]],
-        labels[split["train"]],
-        features[split["validation"]],
-        labels[split["validation"]],
-        CLASSES,
-    )
-    return features[split["test"]] @ fit.weight.T + fit.bias, fit.c
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("results_dir", type=Path)
@@ -101,31 +91,16 @@ def main() -> None:
     parser.add_argument("--assign", type=int, default=5)
     args = parser.parse_args()
     table = pd.read_csv(args.results_dir / "folds.csv")
-    corpus = table.corpus.iloc[0]
-    data = select_emotions(
-        corpus_loader(None if args.data_root == "-" else args.data_root)(corpus),
-        CLASSES,
-        {c: c for c in CLASSES},
-    )
-    index = {file: i for i, file in enumerate(data["file"])}
-    files = sorted(set(table.file))
-    position = {file: i for i, file in enumerate(files)}
-    clips = [
-        {"input_values": data[index[f]]["audio"]["array"], "label": data[index[f]]["label"]} for f in files
-    ]
+    position, clips = corpus_clips([table], args.data_root)
     model, extractor = build_model("s4", None, CLASSES, {})
-    collator = AudioCollator(extractor, max_samples=4 * 16000, random_crop=False)
+    collator = AudioCollator(extractor, max_samples=MAX_SAMPLES, random_crop=False)
     inputs, labels = linear_head_inputs(model, clips, collator, 16, HEADS)
     frames = clip_frames(model, clips, collator)
     for fold in sorted(set(table.fold)):
-        members = table[table.fold == fold]
-        split = {
-            name: np.array([position[f] for f in members[members.split == name].file])
-            for name in ("train", "validation", "test")
-        }
+        split = fold_split(table, fold, position)
         test_labels = labels[split["test"]]
         heads = {head: fitted(inputs[head], labels, split) for head in HEADS}
-        heads_logits = sum(logits for logits, _ in heads.values())
+        heads_logits = sum(fit[0] for fit in heads.values())
         train_frames = np.vstack([frames[i] for i in split["train"]])
         mean, std = train_frames.mean(0), train_frames.std(0) + 1e-8
         rng = np.random.default_rng(0)
@@ -133,7 +108,7 @@ def main() -> None:
         kmeans = MiniBatchKMeans(args.codebook, random_state=0, n_init=3, batch_size=4096)
         kmeans.fit((sample - mean) / std)
         bag = histograms(frames, mean, std, kmeans.cluster_centers_, args.assign)
-        boaw_logits, boaw_c = fitted(bag, labels, split)
+        boaw_logits, boaw_c, _ = fitted(bag, labels, split)
         row = {
             "results": args.results_dir.name,
             "fold": int(fold),

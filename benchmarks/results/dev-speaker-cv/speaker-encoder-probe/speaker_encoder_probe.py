@@ -56,6 +56,32 @@ MAX_SAMPLES = 4 * 16000  # run_train.py's --max_duration_seconds 4, the middle o
 BATCH_SIZE = 16
 
 
+def corpus_clips(tables: list[pd.DataFrame], data_root: str) -> tuple[dict[str, int], list[dict]]:
+    """(file -> position, the clips in that order: audio and label) of the corpus that every folds.csv of
+    `tables` partitions; `data_root` the benchmark's (- for none)."""
+    corpora = {corpus for table in tables for corpus in table.corpus}
+    files = sorted({file for table in tables for file in table.file})
+    if len(corpora) != 1 or any(sorted(set(table.file)) != files for table in tables):
+        raise SystemExit("every RESULTS_DIR must hold the same clips of one corpus")
+    load = corpus_loader(None if data_root == "-" else data_root)
+    data = select_emotions(load(corpora.pop()), CLASSES, {name: name for name in CLASSES})
+    index = {file: i for i, file in enumerate(data["file"])}
+    clips = [
+        {"input_values": data[index[file]]["audio"]["array"], "label": data[index[file]]["label"]}
+        for file in files
+    ]
+    return {file: i for i, file in enumerate(files)}, clips
+
+
+def fold_split(table: pd.DataFrame, fold: int, position: dict[str, int]) -> dict[str, np.ndarray]:
+    """The positions of the fold's train / validation / test clips."""
+    members = table[table.fold == fold]
+    return {
+        name: np.array([position[file] for file in members[members.split == name].file])
+        for name in ("train", "validation", "test")
+    }
+
+
 def middle(samples: np.ndarray) -> np.ndarray:
     start = max(0, (len(samples) - MAX_SAMPLES) // 2)
     return samples[start : start + MAX_SAMPLES]
@@ -110,18 +136,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     tables = {path: pd.read_csv(path / "folds.csv") for path in args.results_dirs}
-    corpora = {corpus for table in tables.values() for corpus in table.corpus}
-    files = sorted({file for table in tables.values() for file in table.file})
-    if len(corpora) != 1 or any(sorted(set(table.file)) != files for table in tables.values()):
-        parser.error("every RESULTS_DIR must hold the same clips of one corpus")
-    load = corpus_loader(None if args.data_root == "-" else args.data_root)
-    data = select_emotions(load(corpora.pop()), CLASSES, {name: name for name in CLASSES})
-    index = {file: i for i, file in enumerate(data["file"])}
-    clips = [
-        {"input_values": data[index[file]]["audio"]["array"], "label": data[index[file]]["label"]}
-        for file in files
-    ]
-    position = {file: i for i, file in enumerate(files)}
+    position, clips = corpus_clips(list(tables.values()), args.data_root)
     model, extractor = build_model(args.model, None, CLASSES, {})
     heads = [
         head for head in (*REFITTED_HEADS, "energy_peaks_head") if getattr(model, head, None) is not None
@@ -133,11 +148,7 @@ def main() -> None:
     embedded = embeddings(clips)
     for path, table in tables.items():
         for fold in sorted(set(table.fold)):
-            members = table[table.fold == fold]
-            split = {
-                name: np.array([position[file] for file in members[members.split == name].file])
-                for name in ("train", "validation", "test")
-            }
+            split = fold_split(table, fold, position)
             test_labels = labels[split["test"]]
             fits = {head: fitted(inputs[head], labels, split) for head in heads}
             heads_logits = sum(fit[0] for fit in fits.values())
