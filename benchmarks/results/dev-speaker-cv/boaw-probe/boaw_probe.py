@@ -30,44 +30,46 @@ from sklearn.metrics import balanced_accuracy_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
 # The speaker encoder probe's loading of the folds' clips and its fit of a head: one home for both.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "speaker-encoder-probe"))
-from speaker_encoder_probe import CLASSES, MAX_SAMPLES, corpus_clips, fitted, fold_split  # noqa: E402
+from speaker_encoder_probe import (  # noqa: E402
+    BATCH_SIZE,
+    CLASSES,
+    MAX_SAMPLES,
+    corpus_clips,
+    fitted,
+    fold_split,
+    linear_heads,
+)
 
 from training.calibration import linear_head_inputs  # noqa: E402
 from training.data import AudioCollator  # noqa: E402
 from training.run_config import build_model  # noqa: E402
 
-HEADS = ("functionals_head", "smoothed_contours_head", "mfcc_head", "spectrum_head", "energy_peaks_head")
 
-
-def clip_frames(model, clips, collator) -> list[np.ndarray]:
-    """Each clip's real frames of the functionals head's contours and the MFCC head's MFCCs, with deltas."""
-    captured = []
-
-    def grab(module, args, kwargs):
-        captured.append((args[0].detach(), args[1].detach()))
-
+def head_inputs_and_frames(
+    model, clips, collator
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[np.ndarray]]:
+    """`linear_head_inputs` of the model's heads, and from the same pass each clip's real frames of the
+    functionals head's contours and the MFCC head's MFCCs, with their frame-to-frame differences."""
+    captured = {"functionals_head": [], "mfcc_head": []}
     hooks = [
-        model.functionals_head.register_forward_pre_hook(grab, with_kwargs=True),
-        model.mfcc_head.register_forward_pre_hook(grab, with_kwargs=True),
+        getattr(model, name).register_forward_pre_hook(
+            lambda module, args, kwargs, name=name: captured[name].append((args[0], args[1])),
+            with_kwargs=True,
+        )
+        for name in captured
     ]
-    frames = []
-    model.eval()
     try:
-        for start in range(0, len(clips), 16):
-            batch = collator(clips[start : start + 16])
-            batch.pop("labels")
-            captured.clear()
-            with torch.inference_mode():
-                model(**batch)
-            (contours, mask), (mfcc, _) = captured
-            both = torch.cat([contours, mfcc], dim=-1).double().numpy()
-            for features, real in zip(both, mask.numpy(), strict=True):
-                x = features[real]
-                frames.append(np.hstack([x, np.vstack([np.zeros((1, x.shape[1])), np.diff(x, axis=0)])]))
+        inputs, labels = linear_head_inputs(model, clips, collator, BATCH_SIZE, linear_heads(model))
     finally:
         for hook in hooks:
             hook.remove()
-    return frames
+    frames = []
+    for (contours, mask), (mfcc, _) in zip(*captured.values(), strict=True):  # one pair per batch
+        both = torch.cat([contours, mfcc], dim=-1).double().numpy()
+        for features, real in zip(both, mask.numpy(), strict=True):
+            x = features[real]
+            frames.append(np.hstack([x, np.vstack([np.zeros((1, x.shape[1])), np.diff(x, axis=0)])]))
+    return inputs, labels, frames
 
 
 def histograms(frames, mean, std, codebook, assign) -> np.ndarray:
@@ -94,12 +96,11 @@ def main() -> None:
     position, clips = corpus_clips([table], args.data_root)
     model, extractor = build_model("s4", None, CLASSES, {})
     collator = AudioCollator(extractor, max_samples=MAX_SAMPLES, random_crop=False)
-    inputs, labels = linear_head_inputs(model, clips, collator, 16, HEADS)
-    frames = clip_frames(model, clips, collator)
+    inputs, labels, frames = head_inputs_and_frames(model, clips, collator)
     for fold in sorted(set(table.fold)):
         split = fold_split(table, fold, position)
         test_labels = labels[split["test"]]
-        heads = {head: fitted(inputs[head], labels, split) for head in HEADS}
+        heads = {head: fitted(inputs[head], labels, split) for head in inputs}
         heads_logits = sum(fit[0] for fit in heads.values())
         train_frames = np.vstack([frames[i] for i in split["train"]])
         mean, std = train_frames.mean(0), train_frames.std(0) + 1e-8

@@ -82,6 +82,11 @@ def fold_split(table: pd.DataFrame, fold: int, position: dict[str, int]) -> dict
     }
 
 
+def linear_heads(model) -> list[str]:
+    """The model's linear heads that a run fits or keeps after training, by attribute name."""
+    return [name for name in (*REFITTED_HEADS, "energy_peaks_head") if getattr(model, name, None) is not None]
+
+
 def middle(samples: np.ndarray) -> np.ndarray:
     start = max(0, (len(samples) - MAX_SAMPLES) // 2)
     return samples[start : start + MAX_SAMPLES]
@@ -138,9 +143,7 @@ def main() -> None:
     tables = {path: pd.read_csv(path / "folds.csv") for path in args.results_dirs}
     position, clips = corpus_clips(list(tables.values()), args.data_root)
     model, extractor = build_model(args.model, None, CLASSES, {})
-    heads = [
-        head for head in (*REFITTED_HEADS, "energy_peaks_head") if getattr(model, head, None) is not None
-    ]
+    heads = linear_heads(model)
     # The gate's penalty on the network's weight, as a run of the model's recipe gives it (0 when unset).
     network_penalty = float(load_recipe(args.model).get("branch_network_penalty", 0.0))
     collator = AudioCollator(extractor, max_samples=MAX_SAMPLES, random_crop=False)
