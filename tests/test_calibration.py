@@ -373,6 +373,53 @@ def test_a_gated_head_stays_only_where_it_lowers_the_validation_cross_entropy():
     )
 
 
+def test_the_refit_fits_the_heads_it_is_given_and_leaves_the_others_as_trained(make_tiny_cnn, tmp_path):
+    """`heads` names what `refit_functionals_head` fits (a replay measures another set so): the energy peaks
+    head left out keeps its trained weights; named, it is fitted as the others are, on its own inputs with its
+    own C."""
+    import datasets
+    from conftest import TINY_CNN_LABELS
+
+    rng = np.random.default_rng(1)
+    labels = (np.arange(32) % len(TINY_CNN_LABELS)).tolist()
+    # Louder clips for later classes: the energy contour says the class.
+    clips = [
+        ((1 + y) * rng.standard_normal(int(rng.integers(6000, 9000)))).astype(np.float32) for y in labels
+    ]
+    model = make_tiny_cnn(energy_peaks_head=True)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.energy_peaks_head.weight, std=0.3)  # as if trained
+    trained = model.energy_peaks_head.weight.clone()
+    trainer, _ = tiny_trainer(model, tmp_path)
+    train, validation = (
+        datasets.Dataset.from_dict({"input_values": part, "label": part_labels})
+        for part, part_labels in ((clips[:24], labels[:24]), (clips[24:], labels[24:]))
+    )
+    refit = refit_functionals_head(trainer, train, validation, TINY_CNN_LABELS, heads=("functionals_head",))
+    assert set(refit.c) == {"functionals_head"}
+    torch.testing.assert_close(model.energy_peaks_head.weight, trained)
+
+    both = ("functionals_head", "energy_peaks_head")
+    refit = refit_functionals_head(trainer, train, validation, TINY_CNN_LABELS, heads=both)
+    assert set(refit.c) == set(both)
+    collator, batch_size = trainer.data_collator, trainer.args.per_device_eval_batch_size
+    (train_inputs, train_labels), (validation_inputs, validation_labels) = (
+        linear_head_inputs(model, split, collator, batch_size, ("energy_peaks_head",))
+        for split in (train, validation)
+    )
+    expected = fit_head_like_baseline(
+        train_inputs["energy_peaks_head"],
+        train_labels,
+        validation_inputs["energy_peaks_head"],
+        validation_labels,
+        TINY_CNN_LABELS,
+    )
+    assert refit.c["energy_peaks_head"] == expected.c
+    head = model.energy_peaks_head
+    np.testing.assert_allclose(head.weight.detach().double().numpy(), expected.weight, rtol=1e-4)
+    np.testing.assert_allclose(head.bias.detach().double().numpy(), expected.bias, rtol=1e-4)
+
+
 def test_a_head_without_training_clips_of_every_class_stays_as_trained(make_tiny_cnn, tmp_path, caplog):
     import datasets
     from conftest import TINY_CNN_LABELS

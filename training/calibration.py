@@ -332,18 +332,23 @@ class HeadRefit:
 
 
 def refit_functionals_head(
-    trainer: Trainer, train: datasets.Dataset, validation: datasets.Dataset, label_names: Sequence[str]
+    trainer: Trainer,
+    train: datasets.Dataset,
+    validation: datasets.Dataset,
+    label_names: Sequence[str],
+    heads: Sequence[str] = REFITTED_HEADS,
 ) -> HeadRefit | None:
     """Refit the functionals head of `trainer.model` (a two-branch model, `has_branches`), and fit the heads
     that do not train where it has them (the CNN's raw contours and spectrum heads, the S4's smoothed
     contours, MFCC and spectrum heads), on `train` with C chosen on `validation` (`fit_head_like_baseline`,
     each head on its own) and write them into the heads; returns each fitted head's C and validation logits
     by its name, or None for a model without two branches or a training split that lacks a class (the heads
-    then stay as trained, those that do not train at zero)."""
+    then stay as trained, those that do not train at zero). `heads`: the attributes refitted where the model
+    has them (another set only to measure one, as `benchmarks/results` replays do)."""
     model = trainer.model
     if not has_branches(model):
         return None
-    heads = [name for name in REFITTED_HEADS if getattr(model, name, None) is not None]
+    heads = [name for name in heads if getattr(model, name, None) is not None]
     collator = getattr(trainer, "eval_data_collator", None) or trainer.data_collator
     batch_size = trainer.args.per_device_eval_batch_size
     train_inputs, train_labels = linear_head_inputs(model, train, collator, batch_size, heads)
