@@ -300,8 +300,9 @@ def linear_head_inputs(
 
 # The linear heads fitted after training, each on its own inputs with its own C: the functionals head, trained
 # beside the network, refitted; the CNN's raw contours and spectrum heads and the S4's smoothed contours, MFCC
-# and spectrum heads, which do not train, fitted here only. An energy peaks head stays as trained (refitted
-# beside the functionals head it lost on festival: ROUNDS.md, thirty-first round).
+# and spectrum heads, which do not train, fitted here only. An energy peaks head stays as trained: refitted
+# beside the functionals head it lost on festival (ROUNDS.md, thirty-first round), and with today's heads it
+# lifts the S4 on speech and costs the synthetic corpus a clip on half of its folds (fifty-second round).
 REFITTED_HEADS = (
     "functionals_head",
     "raw_contours_head",
