@@ -66,6 +66,8 @@ def replay(
         args = TrainingArguments(scratch, per_device_eval_batch_size=BATCH_SIZE, report_to=[], use_cpu=True)
         trainer = Trainer(model=model, args=args, data_collator=collator)
         refit = refit_functionals_head(trainer, splits["train"], splits["validation"], CLASSES, heads=heads)
+        if refit is None:  # not two branches, or a class without training clips: the run refitted nothing
+            raise SystemExit(f"{model_dir}: its heads cannot be refitted (the warning above says why)")
         branches = predict_branches(trainer, splits["validation"])
         branches, kept = gate_fitted_heads(model, branches, refit.validation_logits, network_penalty=penalty)
         weights = calibrate_branch_weights(trainer, splits["validation"], branches, network_penalty=penalty)
