@@ -7,6 +7,7 @@
     python run_benchmark.py ... --fold 3                                       # one fold (a shard)
     python run_benchmark.py collect --output_dir OUT [--shards OTHER_OUT ...]  # merge shards, reports
     python run_benchmark.py compare --outputs OUT_SEED7 OUT_SEED8 ...          # paired with the baseline
+    python run_benchmark.py compare --outputs OUT --variants wide=OUT_WIDE --baseline s4   # a change, paired
     python run_benchmark.py ... --split_seeds 42 7 8 9                         # repeated speaker-cv
 
 Options this script does not know (`--num_train_epochs 3`, `--learning_rate 1e-3`, model options) pass
@@ -25,7 +26,10 @@ where it stopped, and a finished benchmark re-run only rewrites the reports. Pro
 `compare` pools benchmark outputs (typically one per `--split_seed`: repeated speaker cross-validation; or
 one per model seed) and pairs every model's runs with the baseline's of the same partition of the speakers
 (the same folds.csv) and fold (`evaluation.reports.pooled_runs`, `paired_with_baseline`): a model's lead or
-gap over one partition of the speakers can be the partition's.
+gap over one partition of the speakers can be the partition's. `--variants LABEL=OUTPUT` adds outputs of a
+changed model trained on the same folds: their models are named `MODEL (LABEL)`, so that with `--baseline
+MODEL` the change is paired fold by fold with the runs it changed (given as plain outputs, the two would pool
+as model seeds of one model).
 `--split_seeds S1 S2 ...` does both in one command: the whole benchmark once per seed, each into
 `--output_dir`/split-seed-<S>/ (a benchmark output of its own, with its folds, runs and leaderboard), then
 the paired table of all of them (`paired.csv`, `paired.md`) in `--output_dir`.
@@ -184,6 +188,14 @@ class CompareArguments:
         default=None,
         metadata={"help": "The baseline model (default: the openSMILE one with the best UAR per corpus)."},
     )
+    variants: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "LABEL=OUTPUT ...: benchmark outputs of a variant of the models (another configuration "
+            "trained on the same folds); their models are named 'MODEL (LABEL)', so that '--baseline s4' "
+            "pairs 's4 (LABEL)' with the defaults' runs of --outputs fold by fold."
+        },
+    )
     output_csv: str | None = field(default=None, metadata={"help": "Also write the table to this CSV file."})
 
 
@@ -229,20 +241,27 @@ def collect(argv: list[str]) -> dict:
 
 def compare(argv: list[str]) -> dict:
     (args,) = parser_for(CompareArguments).parse_args_into_dataclasses(args=argv)
-    seen = [os.path.realpath(output) for output in args.outputs]
-    twice = sorted({output for output, path in zip(args.outputs, seen, strict=True) if seen.count(path) > 1})
+    outputs, labels = list(args.outputs), [None] * len(args.outputs)
+    for variant in args.variants or []:
+        label, _, output = variant.partition("=")
+        if not label or not output:
+            raise UsageError(f"--variants {variant}: give LABEL=OUTPUT, e.g. width128=results/s4-width128")
+        outputs.append(output)
+        labels.append(label)
+    seen = [os.path.realpath(output) for output in outputs]
+    twice = sorted({output for output, path in zip(outputs, seen, strict=True) if seen.count(path) > 1})
     if twice:
         raise UsageError(f"--outputs names {' '.join(twice)} twice; give each benchmark output once")
-    for output in args.outputs:
+    for output in outputs:
         if not os.path.isdir(output):
             raise UsageError(f"--outputs {output}: not a folder; give benchmark output folders")
     try:
-        runs, pooling_notes = pooled_runs(args.outputs)
+        runs, pooling_notes = pooled_runs(outputs, labels)
     except ReportError as err:
         raise UsageError(str(err)) from err
     if args.baseline is not None and args.baseline not in set(runs["model"]):
         raise UsageError(
-            f"--baseline {args.baseline}: no run of it in {' '.join(args.outputs)}; the models there are "
+            f"--baseline {args.baseline}: no run of it in {' '.join(outputs)}; the models there are "
             f"{', '.join(sorted(set(runs['model'])))}"
         )
     table, notes = paired_with_baseline(runs, args.baseline)

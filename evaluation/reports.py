@@ -259,13 +259,28 @@ PAIRED_COLUMNS: tuple[str, ...] = (
 )
 
 
-def pooled_runs(outputs: Sequence[str | os.PathLike]) -> tuple[pd.DataFrame, list[str]]:
+def variant_name(model: str, label: str) -> str:
+    """The name a trained model's runs take in an output given as a variant (`pooled_runs`' `labels`)."""
+    return f"{model} ({label})"
+
+
+def pooled_runs(
+    outputs: Sequence[str | os.PathLike], labels: Sequence[str | None] | None = None
+) -> tuple[pd.DataFrame, list[str]]:
     """(the runs of several benchmark outputs, each with its `partition` (`partition_id`); notes). A run
     listed in more than one output of the same partition (its run folder, e.g. a baseline's copied beside
-    each model seed's runs) counts once."""
+    each model seed's runs) counts once. `labels` (one per output, None for none): an output with a label
+    holds a variant of the models (another configuration or recipe trained on the same folds), so its trained
+    models are named `variant_name(model, label)` and pair as models of their own; without it, runs of one
+    model on the same fold pool as model seeds. Its openSMILE baselines keep their names (the same features,
+    whatever the models' variant)."""
+    labels = list(labels) if labels is not None else [None] * len(outputs)
     frames = []
-    for output in outputs:
+    for output, label in zip(outputs, labels, strict=True):
         runs, _ = merge_runs([output], output)
+        if label is not None:
+            trained = ~runs["model"].str.startswith(BASELINE_PREFIX)
+            runs.loc[trained, "model"] = [variant_name(model, label) for model in runs.loc[trained, "model"]]
         folder = os.path.abspath(output)
         frames.append(
             runs.assign(

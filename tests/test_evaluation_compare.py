@@ -177,6 +177,27 @@ def test_model_seeds_of_one_partition_pair_with_its_baseline_runs_each_counted_o
     assert printed.count("- 3 rows name a run folder") == (2 if with_baseline_copies else 0)
 
 
+def test_a_variant_pairs_with_the_runs_it_changed_not_pooled_with_them(tmp_path):
+    first = bench(tmp_path / "defaults", 1)
+    changed = [0.2, 0.5, 0.9]
+    another_model_seed(tmp_path / "defaults", tmp_path / "wide", changed, with_baseline_copies=True)
+    args = ["compare", "--outputs", str(tmp_path / "defaults"), "--variants", f"wide={tmp_path / 'wide'}"]
+    scores = first.pivot_table(index="fold", columns="model", values="test_uar")
+    # Against the defaults: the change's runs minus the defaults', fold by fold.
+    against_defaults = run_benchmark.main([*args, "--baseline", "cnn"])["paired"].set_index("model")
+    assert sorted(against_defaults.index) == ["cnn (wide)", "opensmile-compare"]
+    row = against_defaults.loc["cnn (wide)"]
+    assert (row["baseline"], row["folds"]) == ("cnn", 3)
+    assert row["difference_mean"] == pytest.approx((np.array(changed) - scores["cnn"].to_numpy()).mean())
+    # Against the openSMILE baseline (its copies in the variant's output counted once, by their name): each
+    # of the two on its own 3 folds, not one model of 6.
+    table = run_benchmark.main(args)["paired"].set_index("model")
+    assert table["folds"].to_dict() == {"cnn": 3, "cnn (wide)": 3}
+    assert table.loc["cnn (wide)", "baseline_uar_mean"] == pytest.approx(scores["opensmile-compare"].mean())
+    with pytest.raises(run_benchmark.UsageError, match="--variants .*wide: give LABEL=OUTPUT"):
+        run_benchmark.main([*args[:3], "--variants", str(tmp_path / "wide")])
+
+
 def test_a_partition_is_its_folds_whatever_their_order_or_folder(tmp_path):
     bench(tmp_path / "a", 1)
     bench(tmp_path / "c", 2)
