@@ -472,26 +472,45 @@ def test_gated_heads_are_judged_in_order_against_the_heads_kept_before_them(monk
     assert model.mfcc_head.weight.any() and not model.spectrum_head.weight.any()
 
 
-def test_the_training_class_prior_comes_out_of_the_network_s_logits(make_tiny_cnn):
-    """The CNN's network logits (the output layer of its MLP) lose the centred log share of each class in the
-    training labels; the heads' logits do not change."""
+@pytest.mark.parametrize("kind", ["cnn", "s4"])
+def test_the_training_class_prior_comes_out_of_the_network_and_the_heads_trained_beside_it(
+    make_tiny_cnn, kind
+):
+    """The network's logits and those of the heads that train beside it by plain cross-entropy (the
+    functionals head, the energy peaks head, kept as trained) lose the centred log share of each class in the
+    training labels; a head fitted after training with balanced class weights keeps its bias."""
     from conftest import TINY_CNN_LABELS
 
-    model = make_tiny_cnn()
+    from modeling import S4Config, S4ForAudioClassification
+
+    if kind == "cnn":
+        model = make_tiny_cnn(energy_peaks_head=True, raw_contours_head=True)
+        fitted_after_training = model.raw_contours_head
+    else:
+        torch.manual_seed(0)
+        model = S4ForAudioClassification(
+            S4Config(d_model=8, n_layers=1, d_state=8, mel_bins=16, num_labels=len(TINY_CNN_LABELS))
+        ).eval()
+        fitted_after_training = model.smoothed_contours_head
+    with torch.no_grad():  # trained heads have biases of their own
+        for head in (model.functionals_head, model.energy_peaks_head, fitted_after_training):
+            head.bias.copy_(torch.randn(len(TINY_CNN_LABELS)))
+    kept_bias = fitted_after_training.bias.clone()
     clips = torch.randn(3, 16000)
     with torch.inference_mode():
         before = model(clips).branch_logits
     train_labels = [0] * 6 + [1] * 3 + [2] * 2 + [3] * 1
     shift = correct_class_prior(model, train_labels, TINY_CNN_LABELS)
     log_shares = np.log(np.array([6, 3, 2, 1]) / 12)
-    expected = log_shares - log_shares.mean()
+    expected = torch.as_tensor(log_shares - log_shares.mean(), dtype=torch.float32)
     assert list(shift) == TINY_CNN_LABELS
-    np.testing.assert_allclose(list(shift.values()), expected, rtol=1e-12)
+    np.testing.assert_allclose(list(shift.values()), expected.numpy(), rtol=1e-6)
     with torch.inference_mode():
         after = model(clips).branch_logits
-    torch.testing.assert_close(after[0], before[0] - torch.as_tensor(expected, dtype=torch.float32))
-    for head_before, head_after in zip(before[1:], after[1:], strict=True):
-        torch.testing.assert_close(head_after, head_before)
+    network, head_branch, energy_peaks = (a - b for a, b in zip(after, before, strict=True))
+    for difference in (network, head_branch, energy_peaks):  # the head branch: one shift, its trained head's
+        torch.testing.assert_close(difference, -expected.expand_as(difference))
+    assert torch.equal(fitted_after_training.bias, kept_bias)
 
 
 @pytest.mark.parametrize("classes", [4, 3, 7])
