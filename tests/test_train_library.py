@@ -332,7 +332,10 @@ def test_a_run_refits_the_head_and_fits_the_branch_weights_on_its_validation_cli
     card = (tmp_path / "fitted" / "README.md").read_text()
     plain_card = (tmp_path / "plain" / "README.md").read_text()
     assert "branch_weights (fitted on validation)" in card
-    assert "| network logits: training class prior taken out (centred log share subtracted) |" in card
+    assert (
+        "| logits of the network and the heads trained beside it: training class prior taken out (centred "
+        "log share subtracted) |" in card
+    )
     assert "training class prior taken out" not in plain_card
     assert "branch_weights (fitted on validation)" not in plain_card
     assert f"| functionals head refitted: C (by validation log_loss) | {chosen_c:g} |" in card

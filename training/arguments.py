@@ -179,10 +179,11 @@ class DataTrainingArguments:
     correct_class_prior: bool = field(
         default=True,
         metadata={
-            "help": "After training, take the training clips' class prior out of the network's logits (the "
-            "log of each class's share subtracted from its output bias; logit adjustment), so that its "
-            "decisions suit UAR, which weighs every class equally; nothing changes on balanced clips, and "
-            "nothing is done with --class_weighting, whose loss already balances the classes."
+            "help": "After training, take the training clips' class prior out of the logits of the network "
+            "and of the heads trained beside it (the log of each class's share subtracted from their "
+            "biases; logit adjustment), so that their decisions suit UAR, which weighs every class equally; "
+            "nothing changes on balanced clips, and nothing is done with --class_weighting, whose loss "
+            "already balances the classes."
         },
     )
     early_stopping_patience: int = field(

@@ -719,7 +719,8 @@ def _train(
             },
             **(
                 {
-                    "network logits: training class prior taken out (centred log share subtracted)": {
+                    "logits of the network and the heads trained beside it: training class prior taken out "
+                    "(centred log share subtracted)": {
                         label: round(value, 3) for label, value in prior_correction.items()
                     }
                 }
