@@ -25,6 +25,7 @@ import argparse
 import json
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import datasets
@@ -56,11 +57,18 @@ NOT_LOGITS = ["branch_logits", "penalty", "hidden_states", "attentions"]
 
 
 def replay(
-    model_dir: Path, heads: tuple[str, ...], splits: dict[str, datasets.Dataset], penalty: float
+    model_dir: Path,
+    heads: tuple[str, ...],
+    splits: dict[str, datasets.Dataset],
+    penalty: float,
+    prepare: Callable[[torch.nn.Module], None] | None = None,
 ) -> dict:
-    """The saved model's steps after training done again with `heads` refitted: its test UAR, the weighted
-    sum's cross-entropy on the validation clips, each head's C, the gates and the branch weights."""
+    """The saved model's steps after training done again with `heads` refitted (`prepare`: a change made to
+    the loaded model first): its test UAR, the weighted sum's cross-entropy on the validation clips, each
+    head's C, the gates and the branch weights."""
     model = AutoModelForAudioClassification.from_pretrained(model_dir).eval()
+    if prepare is not None:
+        prepare(model)
     collator = AudioCollator(feature_extractor_for(model), max_samples=MAX_SAMPLES, random_crop=False)
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(scratch, per_device_eval_batch_size=BATCH_SIZE, report_to=[], use_cpu=True)
@@ -84,15 +92,13 @@ def replay(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("results_dirs", nargs="+", type=Path)
-    parser.add_argument("--data_root", required=True, help="the benchmark's --data_root; - for none")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    register_auto_classes()
-    tables = {path: pd.read_csv(path / "folds.csv") for path in args.results_dirs}
-    position, clips = corpus_clips(list(tables.values()), args.data_root)
+def saved_runs(
+    results_dirs: list[Path], data_root: str
+) -> Iterator[tuple[dict, Path, dict[str, datasets.Dataset], float]]:
+    """Each finished S4 run of the benchmark outputs: (its row's first fields, its model folder, its fold's
+    clips by split, its `branch_network_penalty`); a fold without a finished run is skipped, and said so."""
+    tables = {path: pd.read_csv(path / "folds.csv") for path in results_dirs}
+    position, clips = corpus_clips(list(tables.values()), data_root)
     for path, table in tables.items():
         corpus = table.corpus.iloc[0]
         for fold in sorted(set(table.fold)):
@@ -106,16 +112,26 @@ def main() -> None:
             }
             penalty = float(json.loads((model_dir / "run_args.json").read_text())["branch_network_penalty"])
             run_uar = json.loads((model_dir / "test_results.json").read_text())["test_uar"]
-            row = {"results": path.name, "fold": int(fold), "run_uar": run_uar}
-            for variant, heads in VARIANTS.items():
-                result = replay(model_dir, heads, splits, penalty)
-                row[variant] = result.pop("uar")
-                row.update({f"{variant}_{key}": value for key, value in result.items()})
-            chosen = min(VARIANTS, key=lambda variant: row[f"{variant}_validation_cross_entropy"])
-            row["chosen"], row["chosen_variant"] = row[chosen], chosen
-            print(json.dumps(row), flush=True)
-            with args.out.open("a") as out:
-                out.write(json.dumps(row) + "\n")
+            yield {"results": path.name, "fold": int(fold), "run_uar": run_uar}, model_dir, splits, penalty
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("results_dirs", nargs="+", type=Path)
+    parser.add_argument("--data_root", required=True, help="the benchmark's --data_root; - for none")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    register_auto_classes()
+    for row, model_dir, splits, penalty in saved_runs(args.results_dirs, args.data_root):
+        for variant, heads in VARIANTS.items():
+            result = replay(model_dir, heads, splits, penalty)
+            row[variant] = result.pop("uar")
+            row.update({f"{variant}_{key}": value for key, value in result.items()})
+        chosen = min(VARIANTS, key=lambda variant: row[f"{variant}_validation_cross_entropy"])
+        row["chosen"], row["chosen_variant"] = row[chosen], chosen
+        print(json.dumps(row), flush=True)
+        with args.out.open("a") as out:
+            out.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 sample std, folds above / below, ties as `run_benchmark.py compare` counts them).
 
     python summarise.py replay-espeak.jsonl replay-festival.jsonl replay-synthetic.jsonl [--partitions 13 14]
+        [--variants refitted chosen]
+
+`--variants`: the replay's fields to compare with `as_trained` (the default: this folder's replay's; the
+fifty-third round's replay, `../energy-peaks-prior/`, has `corrected`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
 
 from evaluation.reports import TIE_TOLERANCE  # noqa: E402
 
-VARIANTS = ("refitted", "chosen")
+VARIANTS = ["refitted", "chosen"]
 
 
 def partition(results: str) -> str:
@@ -28,9 +32,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("replays", nargs="+", type=Path)
     parser.add_argument("--partitions", nargs="+", help="only these --split_seed values")
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, help="the variants to compare")
     args = parser.parse_args()
     header = ["corpus", "partitions", "folds", "run = as trained", "as trained"]
-    header += [f"{variant} − as trained" for variant in VARIANTS]
+    header += [f"{variant} − as trained" for variant in args.variants]
     print("| " + " | ".join(header) + " |")
     print("|---" * len(header) + "|")
     for path in args.replays:
@@ -40,7 +45,7 @@ def main() -> None:
             continue
         exact = sum(row["run_uar"] == row["as_trained"] for row in rows)
         cells = []
-        for variant in VARIANTS:
+        for variant in args.variants:
             differences = [row[variant] - row["as_trained"] for row in rows]
             above = sum(d > TIE_TOLERANCE for d in differences)
             below = sum(d < -TIE_TOLERANCE for d in differences)
@@ -49,7 +54,7 @@ def main() -> None:
         partitions = " ".join(sorted({partition(row["results"]) for row in rows}, key=int))
         corpus = path.stem.removeprefix("replay-")
         mean = statistics.mean(row["as_trained"] for row in rows)
-        print(f"| {corpus} | {partitions} | {len(rows)} | {exact} | {mean:.4f} | {cells[0]} | {cells[1]} |")
+        print(f"| {corpus} | {partitions} | {len(rows)} | {exact} | {mean:.4f} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":
