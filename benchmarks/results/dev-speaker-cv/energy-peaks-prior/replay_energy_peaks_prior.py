@@ -19,7 +19,6 @@ One JSON line per fold, with the shift.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from functools import partial
@@ -31,10 +30,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[3]))
 sys.path.insert(0, str(HERE.parent / "energy-peaks-refit"))
 sys.path.insert(0, str(HERE.parent / "speaker-encoder-probe"))
-from replay_energy_peaks_refit import OTHER_HEADS, replay, saved_runs  # noqa: E402
+from replay_energy_peaks_refit import OTHER_HEADS, replay, replay_each_run  # noqa: E402
 from speaker_encoder_probe import CLASSES  # noqa: E402
-
-from modeling import register_auto_classes  # noqa: E402
 
 
 def take_prior_out(shift: list[float], model: torch.nn.Module) -> None:
@@ -44,25 +41,15 @@ def take_prior_out(shift: list[float], model: torch.nn.Module) -> None:
         bias -= torch.as_tensor(shift, dtype=bias.dtype)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("results_dirs", nargs="+", type=Path)
-    parser.add_argument("--data_root", required=True, help="the benchmark's --data_root; - for none")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    register_auto_classes()
-    for row, model_dir, splits, penalty in saved_runs(args.results_dirs, args.data_root):
-        trained = json.loads((model_dir / "train_results.json").read_text())
-        # Balanced training clips: no correction in the run, and a shift of exactly zero.
-        row["shift"] = [trained.get(f"class_prior_correction_{name}", 0.0) for name in CLASSES]
-        for variant, prepare in (("as_trained", None), ("corrected", partial(take_prior_out, row["shift"]))):
-            result = replay(model_dir, OTHER_HEADS, splits, penalty, prepare)
-            row[variant] = result.pop("uar")
-            row.update({f"{variant}_{key}": value for key, value in result.items()})
-        print(json.dumps(row), flush=True)
-        with args.out.open("a") as out:
-            out.write(json.dumps(row) + "\n")
+def corrected_or_not(row: dict, model_dir: Path, splits: dict, penalty: float) -> None:
+    trained = json.loads((model_dir / "train_results.json").read_text())
+    # Balanced training clips: no correction in the run, and a shift of exactly zero.
+    row["shift"] = [trained.get(f"class_prior_correction_{name}", 0.0) for name in CLASSES]
+    for variant, prepare in (("as_trained", None), ("corrected", partial(take_prior_out, row["shift"]))):
+        result = replay(model_dir, OTHER_HEADS, splits, penalty, prepare)
+        row[variant] = result.pop("uar")
+        row.update({f"{variant}_{key}": value for key, value in result.items()})
 
 
 if __name__ == "__main__":
-    main()
+    replay_each_run(__doc__, corrected_or_not)

@@ -115,24 +115,33 @@ def saved_runs(
             yield {"results": path.name, "fold": int(fold), "run_uar": run_uar}, model_dir, splits, penalty
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def replay_each_run(
+    docstring: str, fill_row: Callable[[dict, Path, dict[str, datasets.Dataset], float], None]
+) -> None:
+    """A replay script's command line (RESULTS_DIR ..., --data_root, --out): for each saved run, `fill_row`
+    adds the variants' fields to its row (given its model folder, clips and penalty); each row is printed
+    and appended to --out as a JSON line, so that a stopped replay keeps the folds it finished."""
+    parser = argparse.ArgumentParser(description=docstring.split("\n")[0])
     parser.add_argument("results_dirs", nargs="+", type=Path)
     parser.add_argument("--data_root", required=True, help="the benchmark's --data_root; - for none")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     register_auto_classes()
     for row, model_dir, splits, penalty in saved_runs(args.results_dirs, args.data_root):
-        for variant, heads in VARIANTS.items():
-            result = replay(model_dir, heads, splits, penalty)
-            row[variant] = result.pop("uar")
-            row.update({f"{variant}_{key}": value for key, value in result.items()})
-        chosen = min(VARIANTS, key=lambda variant: row[f"{variant}_validation_cross_entropy"])
-        row["chosen"], row["chosen_variant"] = row[chosen], chosen
+        fill_row(row, model_dir, splits, penalty)
         print(json.dumps(row), flush=True)
         with args.out.open("a") as out:
             out.write(json.dumps(row) + "\n")
 
 
+def refit_or_not(row: dict, model_dir: Path, splits: dict[str, datasets.Dataset], penalty: float) -> None:
+    for variant, heads in VARIANTS.items():
+        result = replay(model_dir, heads, splits, penalty)
+        row[variant] = result.pop("uar")
+        row.update({f"{variant}_{key}": value for key, value in result.items()})
+    chosen = min(VARIANTS, key=lambda variant: row[f"{variant}_validation_cross_entropy"])
+    row["chosen"], row["chosen_variant"] = row[chosen], chosen
+
+
 if __name__ == "__main__":
-    main()
+    replay_each_run(__doc__, refit_or_not)
