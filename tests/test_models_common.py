@@ -245,7 +245,7 @@ def test_state_dict_names_are_those_of_saved_checkpoints():
         *lstm,
     }
     small = dict(d_model=8, n_layers=1, d_state=4, mel_bins=8, conv_channels=8, num_labels=3)
-    small.update(functionals_head=False, pitch_features=False)  # those checkpoints' settings
+    small.update(functionals_head=False, pitch_features=False, pooling="mean")  # those checkpoints' settings
     common = {
         "blocks.0.norm.bias",
         "blocks.0.norm.weight",
@@ -284,6 +284,13 @@ def test_state_dict_names_are_those_of_saved_checkpoints():
         for head in ("mfcc_head", "spectrum_head")
         for name in ("weight", "bias", "norm.running_mean", "norm.running_var", "norm.num_batches_tracked")
     } | {"mfcc_head_dct"}
+    # Attention pooling (the default since the fifty-fourth round) names its tensors as the CNN's does.
+    with_attention = S4ForAudioClassification(S4Config(**{**small, "pooling": "attention"}))
+    assert set(with_attention.state_dict()) - set(s4d_mel.state_dict()) == {
+        "attention.projection.bias",
+        "attention.projection.weight",
+        "attention.score.weight",
+    }
     dplr_conv = S4ForAudioClassification(S4Config(kernel="s4", frontend="conv", **small))
     assert set(dplr_conv.state_dict()) == common | {
         "blocks.0.s4.kernel.ssm_P",

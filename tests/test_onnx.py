@@ -141,6 +141,7 @@ def test_an_export_that_disagrees_with_pytorch_fails_with_a_message(tmp_path, mo
             "functionals": "basic",
             "functionals_mel_group": 1,
             "normalize_waveform": True,
+            "pooling": "mean",
         },
         {
             "mel_normalization": "utterance+dataset",

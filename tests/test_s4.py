@@ -69,6 +69,9 @@ def tiny_model(**overrides) -> S4ForAudioClassification:
     for head in heads:
         if head is not None:  # it starts at zero, where nothing it does could show
             torch.nn.init.normal_(head.weight, std=0.05)
+    if model.attention is not None:  # at the initialisation's scale its softmax is nearly a plain mean
+        torch.nn.init.normal_(model.attention.projection.weight, std=0.3)
+        torch.nn.init.normal_(model.attention.score.weight, std=3.0)
     return model.eval()
 
 
@@ -213,6 +216,7 @@ PADDING_CASES = [
     dict(frontend="conv", bidirectional=False),
     dict(frontend="mel", bidirectional=True, mel_normalization="causal"),
     dict(frontend="mel", bidirectional=True, kernel="s4"),
+    dict(frontend="mel", bidirectional=True, pooling="mean"),
     dict(frontend="mel", mel_normalization="dataset", pitch_features=True, pooling="mean_std"),
     dict(frontend="mel", mel_normalization="utterance+dataset", pitch_features=True, pooling="mean_std"),
     dict(frontend="mel", pitch_features=True, functionals_head=True),
@@ -610,6 +614,7 @@ STREAM_CASES = [
         functionals_head=False,
     ),
     dict(frontend="mel", mel_normalization="none", functionals_head=False),
+    dict(frontend="mel", mel_normalization="none", functionals_head=False, pooling="mean"),
     dict(frontend="conv"),
     dict(frontend="conv", kernel="s4"),
 ]
@@ -619,7 +624,14 @@ STREAM_CASES = [
 def test_streaming_equals_offline(overrides):
     model = tiny_model(bidirectional=False, **overrides)
     torch.manual_seed(2)
-    audio = torch.randn(2, 8000)
+    audio = torch.randn(2, 8000) * torch.linspace(0.1, 3.0, 8000)  # frames unalike, for the attention
+    if model.attention is not None:  # a softmax far from uniform, so that the running one is really tested
+        weights = []
+        hook = model.attention.register_forward_hook(lambda _, __, output: weights.append(output[1]))
+        with torch.no_grad():
+            model(audio)
+        hook.remove()
+        assert (weights[0].max(-1).values * weights[0].shape[-1] > 3).all()
     state = model.init_stream_state(batch_size=2)
     chunk = RATE // 50  # 20 ms
     logits = None
@@ -718,6 +730,7 @@ def test_inputs_are_checked_by_the_feature_extractor_not_by_forward():
             functionals="basic",
             functionals_mel_group=1,
             normalize_waveform=True,
+            pooling="mean",
         ),
     ],
     ids=[

@@ -13,8 +13,8 @@ _MODEL_DESCRIPTIONS = {
     "cnn": "the attention CNN after Alsabhan (Sensors 2023): ZCR, RMS and MFCC frames (by default with F0 "
     "and voicing) computed inside the model, a 1-D CNN and additive attention pooling (by default beside a "
     "linear classifier on the clip's functionals), trained from scratch",
-    "s4": "an S4/S4D state-space classifier (log-mel front-end, prenorm residual S4 blocks, masked mean "
-    "pooling), trained from scratch",
+    "s4": "an S4/S4D state-space classifier (log-mel front-end, prenorm residual S4 blocks, additive "
+    "attention pooling), trained from scratch",
     "ensemble": "an ensemble of this project's classifiers (by default the attention CNN and the S4), each "
     "trained from scratch as a run of its own; it averages their class probabilities",
     "wav2vec2": "Wav2Vec2ForSequenceClassification fine-tuned from a self-supervised speech encoder",

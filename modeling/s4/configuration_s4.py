@@ -9,13 +9,14 @@ _INITS = ("lin", "inv")
 _DISCRETIZATIONS = ("zoh", "bilinear")
 _FRONTENDS = ("mel", "conv")
 _MEL_NORMALIZATIONS = ("utterance", "causal", "dataset", "utterance+dataset", "none")
-_POOLINGS = ("mean", "mean_std")
+_POOLINGS = ("attention", "mean", "mean_std")
 _BLOCK_OUTPUTS = ("glu", "linear")
 _FUNCTIONALS = ("basic", "extended")
 # What a saved configuration without these fields was trained with: the defaults before the eighth round
 # (README), or the behaviour before the field existed (`energy_peaks_head`: before the seventeenth round;
 # `smoothed_contours_head`: before the fortieth; `mfcc_head`: before the forty-second, where it became the
-# default; `spectrum_head`: before the forty-third, the default since the forty-fourth).
+# default; `spectrum_head`: before the forty-third, the default since the forty-fourth; `pooling`: "mean"
+# before the fifty-fourth round).
 EARLIER_DEFAULTS = {
     "d_model": 128,
     "n_layers": 4,
@@ -28,13 +29,14 @@ EARLIER_DEFAULTS = {
     "smoothed_contours_head": False,
     "mfcc_head": 0,
     "spectrum_head": False,
+    "pooling": "mean",
 }
 
 
 class S4Config(PretrainedConfig):
     r"""
     Configuration of [`S4ForAudioClassification`]: a front-end that turns 16 kHz audio into frames, a stack of
-    prenorm residual S4 blocks, masked mean pooling and a linear head.
+    prenorm residual S4 blocks, attention pooling over the real frames and a linear head.
 
     The defaults are the speech configuration of the development leaderboard (ROUNDS.md, eighth round), sized
     to cost about what the earlier defaults did: the recording level kept, a log-mel front-end at 100 frames/s
@@ -96,9 +98,12 @@ class S4Config(PretrainedConfig):
         pitch_window_ms (`float`, defaults to 40.0) / f0_min (`float`, defaults to 75.0) /
         f0_max (`float`, defaults to 500.0):
             The pitch window (at least two periods of `f0_min` and one frame) and the F0 search range in Hz.
-        pooling (`str`, defaults to `"mean"`):
-            How the frames become one vector: `"mean"` over the real frames, or `"mean_std"` (mean and
-            standard deviation, statistics pooling as in x-vectors: how much each channel varies).
+        pooling (`str`, defaults to `"attention"`):
+            How the frames become one vector, always over the real frames only: `"attention"`, a weighted mean
+            with weights softmax(vᵀ tanh(W h + b)) over the frames (additive attention, as the CNN pools; W is
+            d_model x d_model; ROUNDS.md, fifty-third and fifty-fourth rounds), `"mean"`, or `"mean_std"`
+            (mean and standard deviation, statistics pooling as in x-vectors: how much each channel varies).
+            All three stream exactly (a running softmax for `"attention"`).
         functionals_head (`bool`, defaults to `True`):
             `"mel"` front-end only (the `"conv"` front-end has none): add a linear classifier on per-clip
             functionals of the front-end's frames before normalisation (per channel, over the real frames:
@@ -234,7 +239,7 @@ class S4Config(PretrainedConfig):
         pitch_window_ms: float = 40.0,
         f0_min: float = 75.0,
         f0_max: float = 500.0,
-        pooling: str = "mean",
+        pooling: str = "attention",
         functionals_head: bool = True,
         spectral_shape_functionals: bool = True,
         energy_peaks_head: bool = True,

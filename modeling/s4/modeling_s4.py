@@ -301,6 +301,23 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         return normed * self.weight[None, :, None] + self.bias[None, :, None]
 
 
+# Copied from modeling.cnn.modeling_cnn.AdditiveAttentionPooling
+class AdditiveAttentionPooling(nn.Module):
+    """Weighted mean over frames, weights softmax(vᵀ tanh(W h + b)) over the real frames only."""
+
+    def __init__(self, hidden_size: int, attention_size: int):
+        super().__init__()
+        self.projection = nn.Linear(hidden_size, attention_size)
+        self.score = nn.Linear(attention_size, 1, bias=False)
+
+    def forward(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.score(torch.tanh(self.projection(hidden))).squeeze(-1)  # (batch, frames)
+        weights = scores.masked_fill(~frame_mask, float("-inf")).softmax(dim=-1)
+        # Masked frames get weight 0, but 0 * inf is nan: whatever padding holds must not reach the sum.
+        hidden = hidden.masked_fill(~frame_mask[..., None], 0.0)
+        return (weights[:, None, :] @ hidden).squeeze(1), weights
+
+
 # Copied from modeling.cnn.modeling_cnn.masked_mean_std
 def masked_mean_std(hidden: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation over the real frames of (batch, frames, channels)."""
@@ -881,8 +898,11 @@ class S4StreamState:
 
     samples: torch.Tensor  # batch x buffered samples not yet consumed by a complete frame
     layer_states: list[torch.Tensor]
-    pooled_sum: torch.Tensor  # batch x d_model, sum of the final hidden states so far
+    pooled_sum: torch.Tensor  # batch x d_model, sum of the final hidden states so far (for "attention",
+    # each weighted by exp(score - score_max))
     pooled_square_sum: torch.Tensor  # batch x d_model, their sum of squares (pooling="mean_std")
+    score_max: torch.Tensor  # batch, the highest attention score so far (pooling="attention")
+    score_sum: torch.Tensor  # batch, the sum of exp(score - score_max) so far (pooling="attention")
     history: torch.Tensor  # batch x the samples before `samples` that the pitch window looks back on
     n_frames: int = 0
     norm_state: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # mel_normalization="causal"
@@ -934,7 +954,7 @@ class S4PreTrainedModel(PreTrainedModel):
 
 
 class S4ForAudioClassification(S4PreTrainedModel):
-    """Front-end -> Linear(d_model) -> n_layers x S4Block -> LayerNorm -> masked mean pooling -> Linear head.
+    """Front-end -> Linear(d_model) -> n_layers x S4Block -> LayerNorm -> masked pooling -> Linear head.
 
     Input: `input_values` (batch x samples, mono float at `config.sampling_rate`) and `attention_mask`
     (1 real, 0 padding; padding at the end). Padding never changes a prediction: frames are computed only
@@ -956,6 +976,9 @@ class S4ForAudioClassification(S4PreTrainedModel):
         self.final_norm = nn.LayerNorm(config.d_model)
         self.dropout = nn.Dropout(config.dropout)
         pooled_size = 2 * config.d_model if config.pooling == "mean_std" else config.d_model
+        self.attention = None
+        if config.pooling == "attention":
+            self.attention = AdditiveAttentionPooling(config.d_model, config.d_model)
         self.classifier = nn.Linear(pooled_size, config.num_labels)
         self.functionals_head = self.smoothed_contours_head = self.mfcc_head = self.spectrum_head = None
         if config.functionals_head and config.frontend == "mel":
@@ -1061,11 +1084,14 @@ class S4ForAudioClassification(S4PreTrainedModel):
             if all_hidden is not None:
                 all_hidden.append(hidden)
         hidden = self.final_norm(hidden)
-        weight = frame_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weight).sum(1) / weight.sum(1)
-        if self.config.pooling == "mean_std":
-            variance = ((hidden - pooled.unsqueeze(1)).square() * weight).sum(1) / weight.sum(1)
-            pooled = torch.cat([pooled, (variance + 1e-5).sqrt()], dim=-1)
+        if self.attention is not None:
+            pooled, _ = self.attention(hidden, frame_mask)
+        else:
+            weight = frame_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weight).sum(1) / weight.sum(1)
+            if self.config.pooling == "mean_std":
+                variance = ((hidden - pooled.unsqueeze(1)).square() * weight).sum(1) / weight.sum(1)
+                pooled = torch.cat([pooled, (variance + 1e-5).sqrt()], dim=-1)
         logits = self.classifier(self.dropout(pooled))
         branches = penalty = None
         if functionals_logits is not None:
@@ -1135,6 +1161,8 @@ class S4ForAudioClassification(S4PreTrainedModel):
             layer_states=[block.s4.default_state(batch_size) for block in self.blocks],
             pooled_sum=torch.zeros(batch_size, self.config.d_model, device=device),
             pooled_square_sum=torch.zeros(batch_size, self.config.d_model, device=device),
+            score_max=torch.full((batch_size,), float("-inf"), device=device),
+            score_sum=torch.zeros(batch_size, device=device),
             history=torch.zeros(batch_size, getattr(self.frontend, "lookback", 0), device=device),
             norm_state=norm_state,
         )
@@ -1175,15 +1203,28 @@ class S4ForAudioClassification(S4PreTrainedModel):
                 x = hidden[:, t]
                 for i, block in enumerate(self.blocks):
                     x, state.layer_states[i] = block.step(x, state.layer_states[i])
-                final = self.final_norm(x).float()
-                state.pooled_sum = state.pooled_sum + final
-                state.pooled_square_sum = state.pooled_square_sum + final.square()
+                final = self.final_norm(x)
+                if self.attention is not None:
+                    # The softmax over all frames so far, kept as a running sum rescaled whenever the highest
+                    # score rises (exp(-inf) = 0 before the first frame).
+                    score = self.attention.score(torch.tanh(self.attention.projection(final))).squeeze(-1)
+                    score_max = torch.maximum(state.score_max, score.float())
+                    rescale, weight = (state.score_max - score_max).exp(), (score.float() - score_max).exp()
+                    state.pooled_sum = state.pooled_sum * rescale[:, None] + weight[:, None] * final.float()
+                    state.score_sum = state.score_sum * rescale + weight
+                    state.score_max = score_max
+                else:
+                    state.pooled_sum = state.pooled_sum + final.float()
+                    state.pooled_square_sum = state.pooled_square_sum + final.float().square()
             state.n_frames += n_new
             samples = samples[:, n_new * hop :]
         state.samples = samples
         if state.n_frames == 0:
             return None, state
-        pooled = state.pooled_sum / state.n_frames
+        if self.attention is not None:
+            pooled = state.pooled_sum / state.score_sum[:, None]
+        else:
+            pooled = state.pooled_sum / state.n_frames
         if self.config.pooling == "mean_std":
             variance = (state.pooled_square_sum / state.n_frames - pooled.square()).clamp(min=0.0)
             pooled = torch.cat([pooled, (variance + 1e-5).sqrt()], dim=-1)
