@@ -242,19 +242,26 @@ def collect(argv: list[str]) -> dict:
 def compare(argv: list[str]) -> dict:
     (args,) = parser_for(CompareArguments).parse_args_into_dataclasses(args=argv)
     outputs, labels = list(args.outputs), [None] * len(args.outputs)
+    flags = ["--outputs"] * len(outputs)  # where each output was given, for the errors
     for variant in args.variants or []:
         label, _, output = variant.partition("=")
         if not label or not output:
             raise UsageError(f"--variants {variant}: give LABEL=OUTPUT, e.g. width128=results/s4-width128")
         outputs.append(output)
         labels.append(label)
+        flags.append("--variants")
     seen = [os.path.realpath(output) for output in outputs]
-    twice = sorted({output for output, path in zip(outputs, seen, strict=True) if seen.count(path) > 1})
-    if twice:
-        raise UsageError(f"--outputs names {' '.join(twice)} twice; give each benchmark output once")
-    for output in outputs:
+    repeated = next((path for path in seen if seen.count(path) > 1), None)
+    if repeated is not None:
+        given = [
+            f"{flag} {output}"
+            for flag, output, path in zip(flags, outputs, seen, strict=True)
+            if path == repeated
+        ]
+        raise UsageError(f"{' and '.join(given)} name one output twice; give each benchmark output once")
+    for flag, output in zip(flags, outputs, strict=True):
         if not os.path.isdir(output):
-            raise UsageError(f"--outputs {output}: not a folder; give benchmark output folders")
+            raise UsageError(f"{flag} {output}: not a folder; give benchmark output folders")
     try:
         runs, pooling_notes = pooled_runs(outputs, labels)
     except ReportError as err:

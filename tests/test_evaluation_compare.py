@@ -219,8 +219,12 @@ def test_compare_refuses_outputs_it_cannot_pair_and_an_unknown_baseline(tmp_path
     bench(tmp_path / "seed-1", 1)
     seed_1 = str(tmp_path / "seed-1")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(run_benchmark.UsageError, match="names .*seed-1.* twice"):
+    with pytest.raises(run_benchmark.UsageError, match="--outputs .*seed-1 and --outputs .*seed-1 name one"):
         run_benchmark.main(["compare", "--outputs", seed_1, f"{tmp_path}/./seed-1"])
+    with pytest.raises(run_benchmark.UsageError, match="--outputs .*seed-1 and --variants .*seed-1 name one"):
+        run_benchmark.main(["compare", "--outputs", seed_1, "--variants", f"b={seed_1}"])
+    with pytest.raises(run_benchmark.UsageError, match="--variants .*missing: not a folder"):
+        run_benchmark.main(["compare", "--outputs", seed_1, "--variants", f"b={tmp_path}/missing"])
     with pytest.raises(run_benchmark.UsageError, match="missing: not a folder"):
         run_benchmark.main(["compare", "--outputs", seed_1, str(tmp_path / "missing")])
     with pytest.raises(run_benchmark.UsageError, match="holds no runs.csv"):
