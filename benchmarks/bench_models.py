@@ -4,7 +4,8 @@
         cnn-head-no-bands cnn-energy-peaks cnn-raw-contours cnn-spectrum cnn-no-raw-contours-head
         cnn-no-spectrum-head s4 s4-speech
         s4-earlier-defaults s4-utterance-dataset s4-no-head s4-no-energy-peaks s4-no-smoothed-contours-head
-        s4-no-mfcc-head s4-no-spectrum-head ensemble wav2vec2-tiny wav2vec2-base] [--repeats 30]
+        s4-no-mfcc-head s4-no-spectrum-head s4-mean-pooling ensemble wav2vec2-tiny wav2vec2-base]
+        [--repeats 30]
 
 `cnn` is the CNN's defaults; `cnn-earlier-defaults` those before the tenth round (`EARLIER_DEFAULTS` of
 `configuration_cnn.py`: no pitch channels, no functionals head); `cnn-head-mfcc14` the defaults with the
@@ -22,7 +23,8 @@ round);
 `s4-no-smoothed-contours-head` the S4's defaults before the fortieth round (without the second head on the
 smoothed channels, `smoothed_contours_head`); `s4-no-mfcc-head` the S4's defaults without the gated MFCC
 head (`mfcc_head`, the default since the forty-second round); `s4-no-spectrum-head` the S4's defaults before
-the forty-fourth round (without the gated spectrum head, `spectrum_head`). `s4` is the S4's defaults;
+the forty-fourth round (without the gated spectrum head, `spectrum_head`); `s4-mean-pooling` the S4's defaults
+before the fifty-fourth round (mean pooling, not attention pooling). `s4` is the S4's defaults;
 `s4-speech` the larger S4 of the recipe `training/recipes/s4-speech.yaml` (the defaults' features at 4 layers
 of width 128, with the functionals of every mel band); `s4-earlier-defaults` the defaults
 before the eighth round (`EARLIER_DEFAULTS`: 4 layers of width 128, unit-variance clips, no pitch channels,
@@ -115,6 +117,7 @@ S4_VARIANTS = {
     "s4-no-smoothed-contours-head": {"smoothed_contours_head": False},
     "s4-no-mfcc-head": {"mfcc_head": 0},
     "s4-no-spectrum-head": {"spectrum_head": False},
+    "s4-mean-pooling": {"pooling": "mean"},
     "s4-earlier-defaults": EARLIER_DEFAULTS,
 }
 MODELS = [*CNN_VARIANTS, *S4_VARIANTS, "ensemble", "wav2vec2-tiny", "wav2vec2-base"]
