@@ -2,10 +2,12 @@
 offline (convolutional) processing of the same clip in the same run.
 
     python benchmarks/bench_streaming.py [--seconds 10] [--chunk_ms 20] [--d_model 128] [--n_layers 4]
+        [--pooling attention|mean|mean_std]
 
-The model is the default S4 configuration made causal (bidirectional=False, mel_normalization="causal")
-with random weights: cost does not depend on the weights. Real-time factor = compute time / audio time
-(below 1 keeps up with a live stream).
+The model is the S4 that `run_train.py --streaming` trains (`training.run_config.streaming_overrides`:
+causal layers and mel normalisation, no functionals heads), at the sizes given, with random weights: cost
+does not depend on the weights. Real-time factor = compute time / audio time (below 1 keeps up with a live
+stream).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inference.streaming import StreamingClassifier  # noqa: E402
 from modeling import S4Config, S4ForAudioClassification  # noqa: E402
+from training.run_config import streaming_overrides  # noqa: E402
 
 
 def main() -> None:
@@ -33,19 +36,18 @@ def main() -> None:
     parser.add_argument("--n_layers", type=int, default=4)
     parser.add_argument("--d_state", type=int, default=64)
     parser.add_argument("--kernel", default="s4d", choices=["s4d", "s4"])
+    parser.add_argument("--pooling", default=S4Config().pooling, choices=["attention", "mean", "mean_std"])
     parser.add_argument("--repeats", type=int, default=3, help="offline runs (best of)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    config = S4Config(
-        d_model=args.d_model,
-        n_layers=args.n_layers,
-        d_state=args.d_state,
-        kernel=args.kernel,
-        bidirectional=False,
-        mel_normalization="causal",
-        num_labels=4,
-    )
+    sizes = {
+        "d_model": args.d_model,
+        "n_layers": args.n_layers,
+        "d_state": args.d_state,
+        "kernel": args.kernel,
+    }
+    config = S4Config(**streaming_overrides({**sizes, "pooling": args.pooling}, None), num_labels=4)
     model = S4ForAudioClassification(config).eval()
     rate = config.sampling_rate
     clip = (0.1 * np.random.default_rng(0).standard_normal(round(args.seconds * rate))).astype(np.float32)
