@@ -354,9 +354,12 @@ class AdditiveAttentionPooling(nn.Module):
         self.projection = nn.Linear(hidden_size, attention_size)
         self.score = nn.Linear(attention_size, 1, bias=False)
 
+    def scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., hidden_size) -> (...): each frame's score vᵀ tanh(W h + b), before the softmax."""
+        return self.score(torch.tanh(self.projection(hidden))).squeeze(-1)
+
     def forward(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = self.score(torch.tanh(self.projection(hidden))).squeeze(-1)  # (batch, frames)
-        weights = scores.masked_fill(~frame_mask, float("-inf")).softmax(dim=-1)
+        weights = self.scores(hidden).masked_fill(~frame_mask, float("-inf")).softmax(dim=-1)
         # Masked frames get weight 0, but 0 * inf is nan: whatever padding holds must not reach the sum.
         hidden = hidden.masked_fill(~frame_mask[..., None], 0.0)
         return (weights[:, None, :] @ hidden).squeeze(1), weights

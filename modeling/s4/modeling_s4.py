@@ -310,9 +310,12 @@ class AdditiveAttentionPooling(nn.Module):
         self.projection = nn.Linear(hidden_size, attention_size)
         self.score = nn.Linear(attention_size, 1, bias=False)
 
+    def scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., hidden_size) -> (...): each frame's score vᵀ tanh(W h + b), before the softmax."""
+        return self.score(torch.tanh(self.projection(hidden))).squeeze(-1)
+
     def forward(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = self.score(torch.tanh(self.projection(hidden))).squeeze(-1)  # (batch, frames)
-        weights = scores.masked_fill(~frame_mask, float("-inf")).softmax(dim=-1)
+        weights = self.scores(hidden).masked_fill(~frame_mask, float("-inf")).softmax(dim=-1)
         # Masked frames get weight 0, but 0 * inf is nan: whatever padding holds must not reach the sum.
         hidden = hidden.masked_fill(~frame_mask[..., None], 0.0)
         return (weights[:, None, :] @ hidden).squeeze(1), weights
@@ -1207,9 +1210,9 @@ class S4ForAudioClassification(S4PreTrainedModel):
                 if self.attention is not None:
                     # The softmax over all frames so far, kept as a running sum rescaled whenever the highest
                     # score rises (exp(-inf) = 0 before the first frame).
-                    score = self.attention.score(torch.tanh(self.attention.projection(final))).squeeze(-1)
-                    score_max = torch.maximum(state.score_max, score.float())
-                    rescale, weight = (state.score_max - score_max).exp(), (score.float() - score_max).exp()
+                    score = self.attention.scores(final).float()
+                    score_max = torch.maximum(state.score_max, score)
+                    rescale, weight = (state.score_max - score_max).exp(), (score - score_max).exp()
                     state.pooled_sum = state.pooled_sum * rescale[:, None] + weight[:, None] * final.float()
                     state.score_sum = state.score_sum * rescale + weight
                     state.score_max = score_max

@@ -34,12 +34,13 @@ from replay_energy_peaks_refit import replay, replay_each_run  # noqa: E402
 
 from training import calibration  # noqa: E402
 from training.calibration import REFITTED_HEADS  # noqa: E402
+from training.data import class_weights  # noqa: E402
 
 
 def balanced_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, **kwargs) -> torch.Tensor:
-    """The mean over classes of each class's mean cross-entropy (`weight` = 1 / the class's count)."""
-    counts = torch.bincount(targets, minlength=logits.shape[-1]).to(logits.dtype)
-    weight = torch.where(counts > 0, 1.0 / counts.clamp(min=1.0), torch.zeros_like(counts))
+    """The mean over classes of each class's mean cross-entropy (`training.data.class_weights`, the
+    "balanced" weights a run trains with under --class_weighting)."""
+    weight = class_weights(targets.tolist(), logits.shape[-1]).to(logits.dtype)
     return F.cross_entropy(logits, targets, weight=weight, **kwargs)
 
 

@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "energy-peaks-refit"))
+from summarise import partition as split_seed  # noqa: E402  `espeak-13`, `def-espeak-13s42` -> `13`
 
 from evaluation.reports import (  # noqa: E402
     TIE_TOLERANCE,
@@ -30,11 +32,6 @@ from evaluation.reports import (  # noqa: E402
     render_paired_markdown,
     variant_name,
 )
-
-
-def split_seed(name: str) -> str:
-    """`espeak-13` or `def-espeak-13s42` -> `13`."""
-    return name.rsplit("-", 1)[1].split("s")[0]
 
 
 def main() -> None:
